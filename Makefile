@@ -1,0 +1,35 @@
+# The README's two commands: `make run` (the main job) and `make test` (every test).
+# Both create the environment on first use; nothing else needs to be installed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PROFILE ?= tiny
+SEED    ?= 0
+OUT     ?= runs/$(PROFILE)
+
+.PHONY: venv run test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## The main job: for now, synthesise the dataset of PROFILE (default tiny) and its preview.
+run: venv
+	$(BIN)/salmubench synth --profile $(PROFILE) --seed $(SEED) --out $(OUT)/dataset --force
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+## Every test: lint first, then pytest (pytest exits 5, a failure, if nothing is collected).
+test: lint
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python benchmarks/bench_synth.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

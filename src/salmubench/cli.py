@@ -1,0 +1,179 @@
+"""`salmubench <stage>`: the one command every orchestrator calls (CLI, DVC, KFP, jobs).
+
+The CLI parses arguments, validates them before any work, shows progress, calls one
+library function and prints a summary. Errors a user can fix exit with status 2 and a
+message naming the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from salmubench import __version__
+from salmubench.config import ConfigError, load_params, stage_config
+from salmubench.manifest import ManifestError, OutputExistsError, check_output, read_manifest
+
+log = logging.getLogger("salmubench")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not allowed; expected an integer >= 1")
+    return value
+
+
+def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[str, int], None], Callable]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True,
+               mininterval=0.5)  # fmt: skip
+
+    def update(split: str, n: int) -> None:
+        bar.set_description(f"synth {split}")
+        bar.update(n)
+
+    return update, bar.close
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from salmubench.data.synth import default_workers, synth, total_images
+
+    cfg = stage_config("synth", args.profile, args.set, args.params)
+    check_output(args.out, args.force)  # fail before any work, not after it
+    total = total_images(cfg)
+    workers = args.workers or default_workers()
+    log.info(
+        "synth: profile %s, seed %d, %d personas, %d images of %d px, %d workers -> %s",
+        args.profile, args.seed, cfg.personas, total, cfg.image_size, workers, args.out,
+    )  # fmt: skip
+    update, close = _progress_bar(total, not args.quiet)
+    start = time.perf_counter()
+    try:
+        manifest = synth(cfg, args.seed, args.out, profile=args.profile, force=args.force,
+                         workers=workers, progress=update)  # fmt: skip
+    finally:
+        close()
+    seconds = time.perf_counter() - start
+    if not args.quiet:
+        _print_dataset_summary(manifest, Path(args.out), seconds, total)
+    return 0
+
+
+def _print_dataset_summary(manifest: dict, out: Path, seconds: float, total: int) -> None:
+    counts = manifest["counts"]
+    width = max(map(len, counts))
+    print(f"\nDataset {out} (profile {manifest['profile']}, seed {manifest['seed']})")
+    for split, n in counts.items():
+        print(f"  {split:<{width}}  {n:>7}")
+    for name, n in manifest["composite_counts"].items():
+        print(f"  {name + ' *':<{width}}  {n:>7}")
+    groups = ", ".join(f"{g} {n}" for g, n in manifest["personas_per_group"].items())
+    print(f"  personas: {groups}; {manifest['countries']} countries")
+    print(f"  * composite of: " + "; ".join(
+        f"{c} = {' + '.join(parts)}" for c, parts in manifest["composites"].items()))  # fmt: skip
+    print(f"{total} images in {seconds:.1f} s ({total / seconds:.0f} images/s)")
+    print(f"preview: {out / 'preview.png'}   digest: {manifest['digest'][:16]}")
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from salmubench.data.preview import render_preview
+
+    manifest = read_manifest(args.data, kind="dataset")
+    out = render_preview(args.data, args.out, manifest=manifest, per_group=args.per_group,
+                         columns=args.columns)  # fmt: skip
+    print(out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.folder, verify=True)
+    print(f"{args.folder}: {manifest['kind']} OK, {len(manifest['files'])} files verified, "
+          f"digest {manifest['digest']}")  # fmt: skip
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from salmubench.data.synth import total_images
+
+    params = load_params(args.params)
+    for name in params["profiles"]:
+        cfg = stage_config("synth", name, (), args.params)
+        print(f"{name:<6} {cfg.personas:>4} personas x {len(cfg.attributes)} attributes x "
+              f"{cfg.images_per_association} images, {cfg.image_size} px, "
+              f"{total_images(cfg)} images in all")  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    parser.add_argument("--params", help="params file (default: $SALMUBENCH_PARAMS, ./params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="build the synthetic SALMU dataset")
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty output folder (only once the new one is complete)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="rendering processes (default: the CPUs available)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. --set personas=40 (repeatable)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("preview", help="write a PNG grid of portraits and captions")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--per-group", type=_positive_int, default=2, help="personas per group")
+    p.add_argument("--columns", type=_positive_int, default=6, help="images per row")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("verify", help="check a stage folder against its manifest (sha256)")
+    p.add_argument("folder")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("profiles", help="list the scale profiles of params.yaml")
+    p.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return args.func(args)
+    except (ConfigError, ManifestError, OutputExistsError) as e:
+        print(f"salmubench {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"salmubench {args.command}: interrupted; no partial output was published",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

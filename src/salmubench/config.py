@@ -1,0 +1,243 @@
+"""Profiles from params.yaml as typed, validated configs.
+
+`params.yaml` (repository root) is the single source of sizes and hyper-parameters. A stage
+asks for `profiles.<name>.<stage>` and gets a frozen dataclass, validated before any work
+starts; the resolved config is written into every output manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_ENV = "SALMUBENCH_PARAMS"
+
+
+class ConfigError(ValueError):
+    """A profile, override or params file that cannot be used, with what would be valid."""
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How `salmubench synth` builds the synthetic SALMU dataset (SPEC.md §1-2)."""
+
+    personas: int = _doc("Number of fictitious personas, split 25/50/25 into groups.")
+    attributes: tuple[str, ...] = _doc(
+        "Sensitive attribute types every persona has, e.g. city, job, phone, email, iban."
+    )
+    images_per_association: int = _doc(
+        "Portraits per (persona, attribute) pair; each carries that one sensitive caption."
+    )
+    retain_joint_per_persona: int = _doc(
+        "Non-sensitive portraits per forget persona (retain_joint, VisIdInt)."
+    )
+    retain_disjoint: int = _doc(
+        "Persona-free portraits with visual captions (retain_disjoint), fragile set included."
+    )
+    fragile_concepts: int = _doc(
+        "Rare visual concepts (accessories) seen only in a few retain_disjoint images."
+    )
+    fragile_images_per_concept: int = _doc(
+        "How many retain_disjoint images show each rare concept: the fragile set."
+    )
+    general_world: int = _doc("Procedural scenes with compositional captions (retain_real).")
+    genknow_per_class: int = _doc(
+        "Held-out labelled scenes per colour-shape class: the zero-shot GenKnow task."
+    )
+    image_size: int = _doc("Side of every image in pixels.")
+    supersample: int = _doc("Render at image_size * supersample, then downsample (anti-aliasing).")
+    shard_size: int = _doc("Samples per WebDataset shard.")
+    group_ratio: tuple[int, int, int] = _doc(
+        "Persona ratio forget_identity : forget_association : holdout_identity "
+        "(the released 193 : 387 : 194).",
+        default=(193, 387, 194),
+    )
+    image_format: str = _doc("png (lossless) or jpg (quality 95).", default="png")
+
+    def validate(self) -> None:
+        from salmubench.data.personas import ATTRIBUTES
+        from salmubench.data.portraits import ACCESSORIES
+
+        for name in (
+            "personas",
+            "images_per_association",
+            "image_size",
+            "supersample",
+            "shard_size",
+            "general_world",
+            "genknow_per_class",
+        ):
+            _positive(name, getattr(self, name))
+        for name in (
+            "retain_joint_per_persona",
+            "retain_disjoint",
+            "fragile_concepts",
+            "fragile_images_per_concept",
+        ):
+            _non_negative(name, getattr(self, name))
+        if self.personas < 4:
+            raise ConfigError(
+                f"personas={self.personas}: need at least 4 so that every persona group "
+                "(forget_identity, forget_association, holdout_identity) is non-empty"
+            )
+        if len(self.attributes) < 2:
+            raise ConfigError(
+                f"attributes={list(self.attributes)}: need at least 2 attribute types, so that "
+                "forget_association personas keep some attributes in holdout_association"
+            )
+        unknown = [a for a in self.attributes if a not in ATTRIBUTES]
+        if unknown:
+            raise ConfigError(
+                f"unknown attribute type(s) {unknown}; valid: {sorted(ATTRIBUTES)}"
+            )
+        if len(set(self.attributes)) != len(self.attributes):
+            raise ConfigError(f"attributes={list(self.attributes)} lists a type twice")
+        if len(self.group_ratio) != 3 or any(r <= 0 for r in self.group_ratio):
+            raise ConfigError(
+                f"group_ratio={list(self.group_ratio)}: need three positive numbers "
+                "(forget_identity, forget_association, holdout_identity)"
+            )
+        if self.fragile_concepts > len(ACCESSORIES):
+            raise ConfigError(
+                f"fragile_concepts={self.fragile_concepts}: at most {len(ACCESSORIES)} "
+                f"rare concepts exist ({', '.join(ACCESSORIES)})"
+            )
+        fragile = self.fragile_concepts * self.fragile_images_per_concept
+        if fragile > self.retain_disjoint:
+            raise ConfigError(
+                f"fragile set of {fragile} images (fragile_concepts * "
+                f"fragile_images_per_concept) does not fit in retain_disjoint="
+                f"{self.retain_disjoint}"
+            )
+        if self.image_format not in ("png", "jpg"):
+            raise ConfigError(f"image_format={self.image_format!r}; valid: 'png', 'jpg'")
+        if self.image_size < 16:
+            raise ConfigError(f"image_size={self.image_size}: at least 16 pixels")
+
+
+STAGES: dict[str, type] = {"synth": SynthConfig}
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name}={value!r}: must be a positive integer")
+
+
+def _non_negative(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name}={value!r}: must be a non-negative integer")
+
+
+def find_params(path: str | os.PathLike | None = None) -> Path:
+    """The params file: explicit path, $SALMUBENCH_PARAMS, ./params.yaml, the source tree's."""
+    candidates = []
+    if path is not None:
+        candidates.append(Path(path))
+    elif os.environ.get(PARAMS_ENV):
+        candidates.append(Path(os.environ[PARAMS_ENV]))
+    else:
+        candidates += [Path("params.yaml"), Path(__file__).resolve().parents[2] / "params.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    if path is not None or os.environ.get(PARAMS_ENV):
+        raise ConfigError(f"params file {candidates[0]} does not exist")
+    raise ConfigError(
+        "no params.yaml found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + f"); pass --params PATH or set ${PARAMS_ENV}"
+    )
+
+
+def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    params_path = find_params(path)
+    with open(params_path, encoding="utf-8") as f:
+        params = yaml.safe_load(f)
+    if not isinstance(params, dict) or not isinstance(params.get("profiles"), dict):
+        raise ConfigError(f"{params_path}: expected a mapping with a 'profiles' section")
+    return params
+
+
+def profile_names(params: dict[str, Any]) -> list[str]:
+    return list(params["profiles"])
+
+
+def stage_config(
+    stage: str,
+    profile: str,
+    overrides: typing.Iterable[str] = (),
+    params_path: str | os.PathLike | None = None,
+) -> Any:
+    """The validated config of `stage` under `profile`, with `key=value` overrides applied."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; valid: {sorted(STAGES)}")
+    params = load_params(params_path)
+    profiles = params["profiles"]
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(profiles)}")
+    section = (profiles[profile] or {}).get(stage)
+    if not isinstance(section, dict):
+        raise ConfigError(f"profile {profile!r} has no '{stage}' section in params.yaml")
+    values = dict(section)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+        values[key.strip()] = yaml.safe_load(raw)
+    return build(STAGES[stage], values)
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate a config dataclass from plain values, checking names and types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; valid: {sorted(fields)}")
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise ConfigError(f"{cls.__name__} is missing key(s) {missing}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
+    config = cls(**kwargs)
+    config.validate()
+    return config
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r}: expected a list")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_coerce(name, v, item_type) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{name}={value!r}: expected an integer")
+    if hint is float and not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r}: expected a number")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{name}={value!r}: expected a string")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON-able data (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

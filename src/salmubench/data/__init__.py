@@ -1,0 +1,1 @@
+"""Data generation: personas, portraits, scenes, captions, splits and shards."""

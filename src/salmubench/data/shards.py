@@ -1,0 +1,133 @@
+"""WebDataset shards: split names, reproducible writing, and small readers.
+
+Every split is a set of `<split>-NNNNNN.tar` files at the dataset root. Samples carry
+`png`/`jpg` (the image), `txt` (the training caption), `json` (metadata) and, for the
+GenKnow task, `cls` (the class index). Tar metadata is fixed (mtime 0, one owner, mode
+0444) so the same seed gives byte-identical shards, which DVC then never re-uploads.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+# Primitive splits, each written as its own shards (SPEC.md §2).
+SPLITS = (
+    "forget_identity",  # every association of these personas
+    "forget_association",  # some attributes of these personas
+    "holdout_association",  # the other attributes of the forget_association personas
+    "holdout_identity",  # personas never in forget
+    "retain_joint",  # non-sensitive portraits of forget personas
+    "retain_disjoint",  # persona-free portraits
+    "fragile",  # copies of the retain_disjoint samples showing a rare concept
+    "retain_real",  # the general world
+    "genknow",  # held-out labelled scenes: zero-shot classification
+)
+# Named unions of primitive splits.
+COMPOSITES = {
+    "forget": ("forget_identity", "forget_association"),
+    "holdout": ("holdout_association", "holdout_identity"),
+    "sensitive": ("forget_identity", "forget_association", "holdout_association",
+                  "holdout_identity"),  # fmt: skip
+    "retain_synth": ("retain_joint", "retain_disjoint"),
+}
+# Splits an unlearning method must never read (enforced by readers that take `allowed`).
+HOLDOUT_SPLITS = COMPOSITES["holdout"]
+SENSITIVE_SPLITS = COMPOSITES["sensitive"]
+IMAGE_KEYS = ("png", "jpg")
+
+
+def resolve(split: str) -> tuple[str, ...]:
+    """A split or composite name as its primitive splits."""
+    if split in SPLITS:
+        return (split,)
+    if split in COMPOSITES:
+        return COMPOSITES[split]
+    raise KeyError(f"unknown split {split!r}; valid: {', '.join((*SPLITS, *COMPOSITES))}")
+
+
+def shard_paths(dataset: str | Path, split: str, manifest: dict[str, Any]) -> list[Path]:
+    """The shard files of a split (or composite), as listed in the dataset manifest."""
+    dataset = Path(dataset)
+    paths = []
+    for name in resolve(split):
+        if name not in manifest["shards"]:
+            raise KeyError(f"{dataset}: the manifest lists no shards for split {name!r}")
+        paths += [dataset / f for f in manifest["shards"][name]]
+    return paths
+
+
+class SplitWriter:
+    """Writes one split's samples into size-bounded shards with fixed tar metadata."""
+
+    def __init__(self, folder: Path, split: str, shard_size: int) -> None:
+        self.folder, self.split = folder, split
+        self.writer = wds.ShardWriter(
+            str(folder / f"{split}-%06d.tar"),
+            maxcount=shard_size,
+            mtime=0,
+            user="salmubench",
+            group="salmubench",
+            encoder=False,
+            verbose=0,
+        )
+        self.count = 0
+
+    def write(self, key: str, sample: dict[str, bytes | str]) -> None:
+        self.writer.write(
+            {"__key__": key, **{k: v.encode() if isinstance(v, str) else v for k, v in sample.items()}}
+        )
+        self.count += 1
+
+    def close(self) -> list[str]:
+        self.writer.close()
+        return sorted(p.name for p in self.folder.glob(f"{self.split}-*.tar"))
+
+
+def encode_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Samples of one shard as dicts: raw image bytes, `txt` str, `json` parsed, `cls` int."""
+    current: dict[str, Any] = {}
+    try:
+        with tarfile.open(path, "r") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.partition(".")
+                if current and current["__key__"] != key:
+                    yield current
+                    current = {}
+                current["__key__"] = key
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if ext == "txt":
+                    current[ext] = data.decode("utf-8")
+                elif ext == "json":
+                    current[ext] = json.loads(data)
+                elif ext == "cls":
+                    current[ext] = int(data)
+                else:
+                    current[ext] = data
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"shard {path} is unreadable or corrupt: {e}") from e
+    if current:
+        yield current
+
+
+def iter_split(dataset: str | Path, split: str, manifest: dict[str, Any]) -> Iterator[dict]:
+    for path in shard_paths(dataset, split, manifest):
+        yield from iter_tar(path)
+
+
+def image_bytes(sample: dict[str, Any]) -> bytes:
+    for key in IMAGE_KEYS:
+        if key in sample:
+            return sample[key]
+    raise KeyError(f"sample {sample.get('__key__')} has no image ({' or '.join(IMAGE_KEYS)})")
