@@ -123,12 +123,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
-    parser.add_argument("--params", help="params file (default: $SALMUBENCH_PARAMS, ./params.yaml)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    common.add_argument("--params", help="params file (default: $SALMUBENCH_PARAMS, ./params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="build the synthetic SALMU dataset")
+    p = sub.add_parser("synth", help="build the synthetic SALMU dataset", parents=[common])
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", required=True, help="output dataset folder")
@@ -140,18 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a profile value, e.g. --set personas=40 (repeatable)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("preview", help="write a PNG grid of portraits and captions")
+    p = sub.add_parser("preview", help="write a PNG grid of portraits and captions", parents=[common])
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--per-group", type=_positive_int, default=2, help="personas per group")
     p.add_argument("--columns", type=_positive_int, default=6, help="images per row")
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("verify", help="check a stage folder against its manifest (sha256)")
+    p = sub.add_parser("verify", help="check a stage folder against its manifest (sha256)", parents=[common])
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("profiles", help="list the scale profiles of params.yaml")
+    p = sub.add_parser("profiles", help="list the scale profiles of params.yaml", parents=[common])
     p.set_defaults(func=cmd_profiles)
     return parser
 

@@ -1,0 +1,5 @@
+import sys
+
+from salmubench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared fixtures: one micro dataset per test session, built by the real stage function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from salmubench.config import stage_config
+from salmubench.data.shards import iter_split
+from salmubench.data.synth import synth
+from salmubench.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def micro_cfg():
+    return stage_config("synth", "micro", params_path=REPO / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def micro_dataset(tmp_path_factory, micro_cfg) -> Path:
+    out = tmp_path_factory.mktemp("data") / "micro"
+    synth(micro_cfg, 0, out, profile="micro", workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_manifest(micro_dataset):
+    return read_manifest(micro_dataset, kind="dataset", verify=True)
+
+
+@pytest.fixture(scope="session")
+def micro_samples(micro_dataset, micro_manifest) -> dict[str, list[dict]]:
+    """Every sample of every primitive split, read back from the shards."""
+    return {
+        split: list(iter_split(micro_dataset, split, micro_manifest))
+        for split in micro_manifest["shards"]
+    }
