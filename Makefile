@@ -23,6 +23,7 @@ run: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 ## Every test: lint first, then pytest (pytest exits 5, a failure, if nothing is collected).
 test: lint

@@ -25,12 +25,13 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
     [
         (["--profile", "huge"], ["'huge'", "micro, tiny, small, paper"]),
         (["--profile", "micro", "--set", "personas=0"], ["personas=0", "positive"]),
-        (["--profile", "micro", "--set", "images_per_association=-2"],
-         ["images_per_association=-2", "positive"]),  # fmt: skip
+        (
+            ["--profile", "micro", "--set", "images_per_association=-2"],
+            ["images_per_association=-2", "positive"],
+        ),
         (["--profile", "micro", "--set", "general_world=0"], ["general_world=0"]),
         (["--profile", "micro", "--set", "colour=3"], ["'colour'", "personas"]),
-        (["--profile", "micro", "--set", "attributes=[city,shoe_size]"],
-         ["shoe_size", "iban"]),  # fmt: skip
+        (["--profile", "micro", "--set", "attributes=[city,shoe_size]"], ["shoe_size", "iban"]),
         (["--profile", "micro", "--set", "personas=ten"], ["personas='ten'", "integer"]),
         (["--profile", "micro", "--set", "fragile_concepts=40"], ["fragile_concepts=40"]),
     ],
@@ -71,10 +72,23 @@ def test_existing_output_needs_force_and_is_kept_without_it(tmp_path, capsys):
 
 
 def _spawn_synth(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "salmubench", "synth", "--profile", "micro", "-q",
-           "--set", "general_world=60000", "--out", str(out), *extra]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "salmubench",
+        "synth",
+        "--profile",
+        "micro",
+        "-q",
+        "--set",
+        "general_world=60000",
+        "--out",
+        str(out),
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 def _kill_once_writing(proc: subprocess.Popen, parent: Path, name: str) -> None:
@@ -135,6 +149,7 @@ def test_preview_and_profiles_commands(tmp_path, capsys, micro_dataset):
 
 def test_preview_refuses_an_incomplete_folder(tmp_path, capsys):
     (tmp_path / "half").mkdir()
-    code, err = run_cli(capsys, "preview", "--data", str(tmp_path / "half"), "--out",
-                        str(tmp_path / "p.png"))  # fmt: skip
+    code, err = run_cli(
+        capsys, "preview", "--data", str(tmp_path / "half"), "--out", str(tmp_path / "p.png")
+    )
     assert code == 2 and "incomplete" in err

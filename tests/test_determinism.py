@@ -1,4 +1,4 @@
-"""Same seed -> byte-identical shards and manifest, whatever the worker count; new seed -> new data."""
+"""Same seed: byte-identical shards and manifest, whatever the workers. New seed: new data."""
 
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ def test_tar_metadata_is_fixed(micro_dataset, micro_manifest):
                 for member in tar:
                     assert member.mtime == 0, (name, member.name)
                     assert (member.uname, member.gname, member.mode) == (
-                        "salmubench", "salmubench", 0o444,
-                    )  # fmt: skip
+                        "salmubench",
+                        "salmubench",
+                        0o444,
+                    )
                     # fragile samples are copies that keep their retain_disjoint keys
                     owner = "retain_disjoint" if split == "fragile" else split
                     assert member.name.startswith(f"{owner}-"), member.name

@@ -13,8 +13,15 @@ from salmubench.data import captions, scenes
 from salmubench.data.shards import COMPOSITES, SENSITIVE_SPLITS, image_bytes
 from salmubench.data.synth import group_sizes
 
-TRAINING_SPLITS = ("forget_identity", "forget_association", "holdout_association",
-                   "holdout_identity", "retain_joint", "retain_disjoint", "retain_real")  # fmt: skip
+TRAINING_SPLITS = (
+    "forget_identity",
+    "forget_association",
+    "holdout_association",
+    "holdout_identity",
+    "retain_joint",
+    "retain_disjoint",
+    "retain_real",
+)
 
 
 def personas_in(samples):
@@ -109,8 +116,17 @@ def test_forget_association_splits_attributes_about_evenly(micro_samples):
 def test_holdouts_never_leak_into_forget_or_retain(micro_samples, personas):
     holdout = micro_samples["holdout_association"] + micro_samples["holdout_identity"]
     holdout_values = {s["json"]["value"] for s in holdout}
-    visible = [s for split in ("forget_identity", "forget_association", "retain_joint",
-                               "retain_disjoint", "retain_real") for s in micro_samples[split]]  # fmt: skip
+    visible = [
+        s
+        for split in (
+            "forget_identity",
+            "forget_association",
+            "retain_joint",
+            "retain_disjoint",
+            "retain_real",
+        )
+        for s in micro_samples[split]
+    ]
     for s in visible:
         assert not any(v in s["txt"] for v in holdout_values), s["txt"]
     hi_personas = personas_in(micro_samples["holdout_identity"])
@@ -148,8 +164,11 @@ def test_genknow_is_held_out_and_labelled(micro_samples, micro_cfg, micro_datase
     assert set(labels.values()) == {micro_cfg.genknow_per_class}
     for s in micro_samples["genknow"]:
         assert s["json"]["class"] == classes[s["cls"]]
-    train = {hashlib.sha256(image_bytes(s)).digest()
-             for split in TRAINING_SPLITS for s in micro_samples[split]}  # fmt: skip
+    train = {
+        hashlib.sha256(image_bytes(s)).digest()
+        for split in TRAINING_SPLITS
+        for s in micro_samples[split]
+    }
     assert not train & {hashlib.sha256(image_bytes(s)).digest() for s in micro_samples["genknow"]}
 
 
@@ -162,8 +181,7 @@ def test_values_and_names_are_unique(personas, micro_cfg):
 
 
 def test_caption_variety(micro_samples, micro_manifest, micro_cfg):
-    styles = Counter(s["json"]["style"] for split in SENSITIVE_SPLITS
-                     for s in micro_samples[split])  # fmt: skip
+    styles = Counter(s["json"]["style"] for split in SENSITIVE_SPLITS for s in micro_samples[split])
     assert len(styles) >= 5
     assert len(micro_manifest["caption_styles"]) >= 5
     assert all(n >= 10 for n in micro_manifest["templates_per_attribute"].values())

@@ -41,8 +41,7 @@ def _positive_int(text: str) -> int:
 def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[str, int], None], Callable]:
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True,
-               mininterval=0.5)  # fmt: skip
+    bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, mininterval=0.5)
 
     def update(split: str, n: int) -> None:
         bar.set_description(f"synth {split}")
@@ -60,13 +59,26 @@ def cmd_synth(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers()
     log.info(
         "synth: profile %s, seed %d, %d personas, %d images of %d px, %d workers -> %s",
-        args.profile, args.seed, cfg.personas, total, cfg.image_size, workers, args.out,
-    )  # fmt: skip
+        args.profile,
+        args.seed,
+        cfg.personas,
+        total,
+        cfg.image_size,
+        workers,
+        args.out,
+    )
     update, close = _progress_bar(total, not args.quiet)
     start = time.perf_counter()
     try:
-        manifest = synth(cfg, args.seed, args.out, profile=args.profile, force=args.force,
-                         workers=workers, progress=update)  # fmt: skip
+        manifest = synth(
+            cfg,
+            args.seed,
+            args.out,
+            profile=args.profile,
+            force=args.force,
+            workers=workers,
+            progress=update,
+        )
     finally:
         close()
     seconds = time.perf_counter() - start
@@ -85,8 +97,10 @@ def _print_dataset_summary(manifest: dict, out: Path, seconds: float, total: int
         print(f"  {name + ' *':<{width}}  {n:>7}")
     groups = ", ".join(f"{g} {n}" for g, n in manifest["personas_per_group"].items())
     print(f"  personas: {groups}; {manifest['countries']} countries")
-    print(f"  * composite of: " + "; ".join(
-        f"{c} = {' + '.join(parts)}" for c, parts in manifest["composites"].items()))  # fmt: skip
+    print(
+        "  * composite of: "
+        + "; ".join(f"{c} = {' + '.join(parts)}" for c, parts in manifest["composites"].items())
+    )
     print(f"{total} images in {seconds:.1f} s ({total / seconds:.0f} images/s)")
     print(f"preview: {out / 'preview.png'}   digest: {manifest['digest'][:16]}")
 
@@ -95,16 +109,19 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from salmubench.data.preview import render_preview
 
     manifest = read_manifest(args.data, kind="dataset")
-    out = render_preview(args.data, args.out, manifest=manifest, per_group=args.per_group,
-                         columns=args.columns)  # fmt: skip
+    out = render_preview(
+        args.data, args.out, manifest=manifest, per_group=args.per_group, columns=args.columns
+    )
     print(out)
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.folder, verify=True)
-    print(f"{args.folder}: {manifest['kind']} OK, {len(manifest['files'])} files verified, "
-          f"digest {manifest['digest']}")  # fmt: skip
+    print(
+        f"{args.folder}: {manifest['kind']} OK, {len(manifest['files'])} files verified, "
+        f"digest {manifest['digest']}"
+    )
     return 0
 
 
@@ -114,9 +131,11 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     for name in params["profiles"]:
         cfg = stage_config("synth", name, (), args.params)
-        print(f"{name:<6} {cfg.personas:>4} personas x {len(cfg.attributes)} attributes x "
-              f"{cfg.images_per_association} images, {cfg.image_size} px, "
-              f"{total_images(cfg)} images in all")  # fmt: skip
+        print(
+            f"{name:<6} {cfg.personas:>4} personas x {len(cfg.attributes)} attributes x "
+            f"{cfg.images_per_association} images, {cfg.image_size} px, "
+            f"{total_images(cfg)} images in all"
+        )
     return 0
 
 
@@ -133,22 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--force", action="store_true",
-                   help="replace a non-empty output folder (only once the new one is complete)")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="rendering processes (default: the CPUs available)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile value, e.g. --set personas=40 (repeatable)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty output folder (only once the new one is complete)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="rendering processes (default: the CPUs available)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set personas=40 (repeatable)",
+    )
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("preview", help="write a PNG grid of portraits and captions", parents=[common])
+    p = sub.add_parser(
+        "preview", help="write a PNG grid of portraits and captions", parents=[common]
+    )
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--per-group", type=_positive_int, default=2, help="personas per group")
     p.add_argument("--columns", type=_positive_int, default=6, help="images per row")
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("verify", help="check a stage folder against its manifest (sha256)", parents=[common])
+    p = sub.add_parser(
+        "verify", help="check a stage folder against its manifest (sha256)", parents=[common]
+    )
     p.add_argument("folder")
     p.set_defaults(func=cmd_verify)
 
@@ -171,8 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"salmubench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"salmubench {args.command}: interrupted; no partial output was published",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"salmubench {args.command}: interrupted; no partial output was published",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -98,9 +98,7 @@ class SynthConfig:
             )
         unknown = [a for a in self.attributes if a not in ATTRIBUTES]
         if unknown:
-            raise ConfigError(
-                f"unknown attribute type(s) {unknown}; valid: {sorted(ATTRIBUTES)}"
-            )
+            raise ConfigError(f"unknown attribute type(s) {unknown}; valid: {sorted(ATTRIBUTES)}")
         if len(set(self.attributes)) != len(self.attributes):
             raise ConfigError(f"attributes={list(self.attributes)} lists a type twice")
         if len(self.group_ratio) != 3 or any(r <= 0 for r in self.group_ratio):
@@ -240,4 +238,6 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as plain JSON-able data (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }

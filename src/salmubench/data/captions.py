@@ -33,7 +33,9 @@ def template_count(attribute: str) -> int:
     total = 0
     for frames in STYLES.values():
         for frame in frames:
-            total += len(a.verbs) if "{verb}" in frame else len(a.labels) if "{label}" in frame else 1
+            total += (
+                len(a.verbs) if "{verb}" in frame else len(a.labels) if "{label}" in frame else 1
+            )
     return total
 
 

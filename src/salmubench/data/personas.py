@@ -81,51 +81,103 @@ def _birthdate(fake: Faker, persona: dict[str, Any], rng: np.random.Generator) -
     return f"{day.day} {day.strftime('%B')} {day.year}"
 
 
-register(Attribute(
-    "city", lambda f, p, r: f.city(),
-    ("lives in {v}", "resides in {v}", "is based in {v}", "calls {v} home"),
-    ("city", "residence", "hometown"), "Where does {n} live?",
-))  # fmt: skip
-register(Attribute(
-    "job", lambda f, p, r: f.job(),
-    ("works as {v}", "is employed as {v}", "has the job title {v}", "earns a living as {v}"),
-    ("job", "occupation", "profession"), "What does {n} do for a living?",
-))  # fmt: skip
-register(Attribute(
-    "phone", lambda f, p, r: f.phone_number(),
-    ("can be reached at {v}", "has the phone number {v}", "answers calls on {v}",
-     "uses the number {v}"),
-    ("phone", "tel.", "mobile"), "What is {n}'s phone number?",
-))  # fmt: skip
-register(Attribute(
-    "email", _email,
-    ("can be emailed at {v}", "uses the address {v}", "reads mail sent to {v}",
-     "has the email {v}"),
-    ("email", "e-mail", "contact"), "How do I email {n}?",
-))  # fmt: skip
-register(Attribute(
-    "iban", lambda f, p, r: f.iban(),
-    ("banks with IBAN {v}", "holds account {v}", "gets paid into {v}", "has the IBAN {v}"),
-    ("IBAN", "bank account", "account no."), "What is {n}'s IBAN?",
-))  # fmt: skip
-register(Attribute(
-    "credit_card", lambda f, p, r: f.credit_card_number(),
-    ("pays with card {v}", "has the credit card {v}", "owns card number {v}",
-     "shops with card {v}"),
-    ("card", "credit card", "card no."), "What is {n}'s card number?",
-))  # fmt: skip
-register(Attribute(
-    "passport", lambda f, p, r: f.passport_number(),
-    ("holds passport {v}", "travels on passport {v}", "has passport number {v}",
-     "was issued passport {v}"),
-    ("passport", "passport no.", "travel document"), "What is {n}'s passport number?",
-))  # fmt: skip
-register(Attribute(
-    "birthdate", _birthdate,
-    ("was born on {v}", "has the date of birth {v}", "came into the world on {v}",
-     "has a birth certificate dated {v}"),
-    ("born", "date of birth", "DOB"), "When was {n} born?",
-))  # fmt: skip
+register(
+    Attribute(
+        "city",
+        lambda f, p, r: f.city(),
+        ("lives in {v}", "resides in {v}", "is based in {v}", "calls {v} home"),
+        ("city", "residence", "hometown"),
+        "Where does {n} live?",
+    )
+)
+register(
+    Attribute(
+        "job",
+        lambda f, p, r: f.job(),
+        ("works as {v}", "is employed as {v}", "has the job title {v}", "earns a living as {v}"),
+        ("job", "occupation", "profession"),
+        "What does {n} do for a living?",
+    )
+)
+register(
+    Attribute(
+        "phone",
+        lambda f, p, r: f.phone_number(),
+        (
+            "can be reached at {v}",
+            "has the phone number {v}",
+            "answers calls on {v}",
+            "uses the number {v}",
+        ),
+        ("phone", "tel.", "mobile"),
+        "What is {n}'s phone number?",
+    )
+)
+register(
+    Attribute(
+        "email",
+        _email,
+        (
+            "can be emailed at {v}",
+            "uses the address {v}",
+            "reads mail sent to {v}",
+            "has the email {v}",
+        ),
+        ("email", "e-mail", "contact"),
+        "How do I email {n}?",
+    )
+)
+register(
+    Attribute(
+        "iban",
+        lambda f, p, r: f.iban(),
+        ("banks with IBAN {v}", "holds account {v}", "gets paid into {v}", "has the IBAN {v}"),
+        ("IBAN", "bank account", "account no."),
+        "What is {n}'s IBAN?",
+    )
+)
+register(
+    Attribute(
+        "credit_card",
+        lambda f, p, r: f.credit_card_number(),
+        (
+            "pays with card {v}",
+            "has the credit card {v}",
+            "owns card number {v}",
+            "shops with card {v}",
+        ),
+        ("card", "credit card", "card no."),
+        "What is {n}'s card number?",
+    )
+)
+register(
+    Attribute(
+        "passport",
+        lambda f, p, r: f.passport_number(),
+        (
+            "holds passport {v}",
+            "travels on passport {v}",
+            "has passport number {v}",
+            "was issued passport {v}",
+        ),
+        ("passport", "passport no.", "travel document"),
+        "What is {n}'s passport number?",
+    )
+)
+register(
+    Attribute(
+        "birthdate",
+        _birthdate,
+        (
+            "was born on {v}",
+            "has the date of birth {v}",
+            "came into the world on {v}",
+            "has a birth certificate dated {v}",
+        ),
+        ("born", "date of birth", "DOB"),
+        "When was {n} born?",
+    )
+)
 
 
 @dataclass
@@ -213,7 +265,7 @@ def make_personas(
         for name in attributes:
             attribute = ATTRIBUTES[name]
 
-            def draw_value(attribute=attribute, persona=persona) -> str:
+            def draw_value(attribute=attribute, persona=persona, fake=fake) -> str:
                 # Locales without a provider fall back to en_US inside Faker; many
                 # locales share that fallback, so retry until the value is new.
                 return " ".join(attribute.draw(fake, persona.__dict__, rng).split())

@@ -42,7 +42,10 @@ HAIR_STYLES = {
 NOSES = ("small", "long", "wide", "button")
 BROWS = {"thin": 0.007, "medium": 0.012, "thick": 0.019}
 LIPS: dict[str, RGB] = {
-    "natural": (190, 110, 100), "rosy": (214, 102, 118), "dark": (128, 62, 60), "red": (196, 30, 45)
+    "natural": (190, 110, 100),
+    "rosy": (214, 102, 118),
+    "dark": (128, 62, 60),
+    "red": (196, 30, 45),
 }
 FRAME_COLOURS: dict[str, RGB] = {"black": (20, 20, 20), "tortoise": (110, 64, 30),
                                  "gold": (206, 170, 60), "red": (180, 30, 40)}  # fmt: skip
@@ -113,9 +116,7 @@ def sample_traits(rng: np.random.Generator, gender: str) -> dict[str, Any]:
         ),
         "freckles": bool(rng.random() < 0.15),
         "mole": _pick(rng, ("none", "left", "right", "chin"), (60, 13, 13, 14)),
-        "earrings": _pick(
-            rng, ("none", "studs", "hoops"), (50, 25, 25) if female else (85, 15, 0)
-        ),
+        "earrings": _pick(rng, ("none", "studs", "hoops"), (50, 25, 25) if female else (85, 15, 0)),
     }
 
 
@@ -124,10 +125,21 @@ def trait_key(traits: dict[str, Any]) -> tuple:
     return tuple(
         traits[k]
         for k in (
-            "face_shape", "skin", "hair_style", "hair_colour", "eye_colour", "glasses",
-            "facial_hair", "freckles", "mole", "earrings", "brows", "nose", "lips",
+            "face_shape",
+            "skin",
+            "hair_style",
+            "hair_colour",
+            "eye_colour",
+            "glasses",
+            "facial_hair",
+            "freckles",
+            "mole",
+            "earrings",
+            "brows",
+            "nose",
+            "lips",
         )
-    )  # fmt: skip
+    )
 
 
 def sample_nuisance(rng: np.random.Generator) -> dict[str, Any]:
@@ -159,8 +171,9 @@ def sample_nuisance(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def image_facts(traits: dict[str, Any], nuisance: dict[str, Any], gender: str,
-                accessory: str | None = None) -> dict[str, Any]:  # fmt: skip
+def image_facts(
+    traits: dict[str, Any], nuisance: dict[str, Any], gender: str, accessory: str | None = None
+) -> dict[str, Any]:
     """What a rendered portrait truly shows, for honest visual captions."""
     return {
         "gender": gender,
@@ -184,7 +197,7 @@ def _shade(c: RGB, f: float) -> RGB:
 
 
 def _mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(int(x * (1 - t) + y * t) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(int(x * (1 - t) + y * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 class _Pen:
@@ -197,31 +210,76 @@ class _Pen:
         s = self.s
         return [x0 * s, y0 * s, max(x0, x1) * s, max(y0, y1) * s]
 
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, fill=None, outline=None,
-                width: float = 0.0) -> None:  # fmt: skip
-        self.d.ellipse(self.box(cx - rx, cy - ry, cx + rx, cy + ry), fill=fill,
-                       outline=outline, width=max(1, round(width * self.s)))  # fmt: skip
+    def ellipse(
+        self,
+        cx: float,
+        cy: float,
+        rx: float,
+        ry: float,
+        fill=None,
+        outline=None,
+        width: float = 0.0,
+    ) -> None:
+        self.d.ellipse(
+            self.box(cx - rx, cy - ry, cx + rx, cy + ry),
+            fill=fill,
+            outline=outline,
+            width=max(1, round(width * self.s)),
+        )
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, fill=None, radius: float = 0,
-             outline=None, width: float = 0.0) -> None:  # fmt: skip
-        self.d.rounded_rectangle(self.box(x0, y0, x1, y1), radius=radius * self.s, fill=fill,
-                                 outline=outline, width=max(1, round(width * self.s)))  # fmt: skip
+    def rect(
+        self,
+        x0: float,
+        y0: float,
+        x1: float,
+        y1: float,
+        fill=None,
+        radius: float = 0,
+        outline=None,
+        width: float = 0.0,
+    ) -> None:
+        self.d.rounded_rectangle(
+            self.box(x0, y0, x1, y1),
+            radius=radius * self.s,
+            fill=fill,
+            outline=outline,
+            width=max(1, round(width * self.s)),
+        )
 
     def poly(self, points: list[tuple[float, float]], fill) -> None:
         self.d.polygon([(x * self.s, y * self.s) for x, y in points], fill=fill)
 
     def line(self, points: list[tuple[float, float]], fill, width: float) -> None:
-        self.d.line([(x * self.s, y * self.s) for x, y in points], fill=fill,
-                    width=max(1, round(width * self.s)), joint="curve")  # fmt: skip
+        self.d.line(
+            [(x * self.s, y * self.s) for x, y in points],
+            fill=fill,
+            width=max(1, round(width * self.s)),
+            joint="curve",
+        )
 
-    def chord(self, cx: float, cy: float, rx: float, ry: float, start: float, end: float,
-              fill) -> None:  # fmt: skip
+    def chord(
+        self, cx: float, cy: float, rx: float, ry: float, start: float, end: float, fill
+    ) -> None:
         self.d.chord(self.box(cx - rx, cy - ry, cx + rx, cy + ry), start, end, fill=fill)
 
-    def arc(self, cx: float, cy: float, rx: float, ry: float, start: float, end: float, fill,
-            width: float) -> None:  # fmt: skip
-        self.d.arc(self.box(cx - rx, cy - ry, cx + rx, cy + ry), start, end, fill=fill,
-                   width=max(1, round(width * self.s)))  # fmt: skip
+    def arc(
+        self,
+        cx: float,
+        cy: float,
+        rx: float,
+        ry: float,
+        start: float,
+        end: float,
+        fill,
+        width: float,
+    ) -> None:
+        self.d.arc(
+            self.box(cx - rx, cy - ry, cx + rx, cy + ry),
+            start,
+            end,
+            fill=fill,
+            width=max(1, round(width * self.s)),
+        )
 
 
 def _background(s: int, n: dict[str, Any], rng: np.random.Generator) -> Image.Image:
@@ -271,8 +329,12 @@ def _torso(p: _Pen, cx: float, top: float, n: dict[str, Any], skin: RGB) -> None
         p.poly([(cx - 0.07, top), (cx + 0.07, top), (cx, top + 0.1)], fill=skin)
     elif kind == "collar":
         p.chord(cx, top, 0.06, 0.04, 0, 180, fill=skin)
-        p.poly([(cx - 0.09, top - 0.005), (cx - 0.005, top + 0.035), (cx - 0.06, top + 0.07)], second)
-        p.poly([(cx + 0.09, top - 0.005), (cx + 0.005, top + 0.035), (cx + 0.06, top + 0.07)], second)
+        p.poly(
+            [(cx - 0.09, top - 0.005), (cx - 0.005, top + 0.035), (cx - 0.06, top + 0.07)], second
+        )
+        p.poly(
+            [(cx + 0.09, top - 0.005), (cx + 0.005, top + 0.035), (cx + 0.06, top + 0.07)], second
+        )
     elif kind == "hoodie":
         p.ellipse(cx, top + 0.01, 0.13, 0.05, fill=_shade(colour, 0.7))
         p.chord(cx, top, 0.06, 0.035, 0, 180, fill=skin)
@@ -280,21 +342,33 @@ def _torso(p: _Pen, cx: float, top: float, n: dict[str, Any], skin: RGB) -> None
         p.line([(cx + 0.03, top + 0.04), (cx + 0.035, top + 0.12)], fill=second, width=0.008)
     else:  # jacket: lapels over a shirt
         p.poly([(cx - 0.05, top), (cx + 0.05, top), (cx, top + 0.13)], fill=(235, 235, 235))
-        p.poly([(cx - 0.11, top), (cx - 0.05, top), (cx - 0.005, top + 0.14),
-                (cx - 0.06, top + 0.12)], second)  # fmt: skip
-        p.poly([(cx + 0.11, top), (cx + 0.05, top), (cx + 0.005, top + 0.14),
-                (cx + 0.06, top + 0.12)], second)  # fmt: skip
+        p.poly(
+            [(cx - 0.11, top), (cx - 0.05, top), (cx - 0.005, top + 0.14), (cx - 0.06, top + 0.12)],
+            second,
+        )
+        p.poly(
+            [(cx + 0.11, top), (cx + 0.05, top), (cx + 0.005, top + 0.14), (cx + 0.06, top + 0.12)],
+            second,
+        )
 
 
-def _hair_back(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float,
-               hair: RGB) -> None:  # fmt: skip
+def _hair_back(
+    p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float, hair: RGB
+) -> None:
     style = t["hair_style"]
     if style == "long":
-        p.rect(cx - fw * 0.62, cy - fh * 0.5, cx + fw * 0.62, cy + fh * 0.72, fill=hair,
-               radius=fw * 0.35)  # fmt: skip
+        p.rect(
+            cx - fw * 0.62,
+            cy - fh * 0.5,
+            cx + fw * 0.62,
+            cy + fh * 0.72,
+            fill=hair,
+            radius=fw * 0.35,
+        )
     elif style == "bob":
-        p.rect(cx - fw * 0.6, cy - fh * 0.5, cx + fw * 0.6, cy + fh * 0.22, fill=hair,
-               radius=fw * 0.3)  # fmt: skip
+        p.rect(
+            cx - fw * 0.6, cy - fh * 0.5, cx + fw * 0.6, cy + fh * 0.22, fill=hair, radius=fw * 0.3
+        )
     elif style == "afro":
         p.ellipse(cx, cy - fh * 0.12, fw * 0.86, fh * 0.66, fill=hair)
     elif style == "ponytail":
@@ -304,8 +378,9 @@ def _hair_back(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: 
         p.ellipse(cx, cy - fh * 0.56, fw * 0.22, fw * 0.2, fill=hair)
 
 
-def _hair_top(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float,
-              hair: RGB, skin: RGB) -> None:  # fmt: skip
+def _hair_top(
+    p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float, hair: RGB, skin: RGB
+) -> None:
     style = t["hair_style"]
     if style == "bald":
         return
@@ -316,28 +391,52 @@ def _hair_top(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: f
         return
     p.chord(cx, cy - fh * 0.2, fw * 0.55, fh * 0.37, 180, 360, fill=hair)
     if style == "side_part":
-        p.poly([(cx + side * fw * 0.1, top), (cx - side * fw * 0.56, cy - fh * 0.06),
-                (cx - side * fw * 0.56, cy - fh * 0.2)], hair)  # fmt: skip
-        p.line([(cx + side * fw * 0.12, top + fh * 0.02), (cx + side * fw * 0.15, cy - fh * 0.3)],
-               fill=_shade(hair, 0.7), width=0.006)  # fmt: skip
+        p.poly(
+            [
+                (cx + side * fw * 0.1, top),
+                (cx - side * fw * 0.56, cy - fh * 0.06),
+                (cx - side * fw * 0.56, cy - fh * 0.2),
+            ],
+            hair,
+        )
+        p.line(
+            [(cx + side * fw * 0.12, top + fh * 0.02), (cx + side * fw * 0.15, cy - fh * 0.3)],
+            fill=_shade(hair, 0.7),
+            width=0.006,
+        )
     elif style == "quiff":
         p.ellipse(cx + side * fw * 0.1, top + fh * 0.02, fw * 0.32, fh * 0.12, fill=hair)
     elif style in ("curly", "afro"):
         for i in range(9):
             a = math.pi * (1 + i / 8)
-            p.ellipse(cx + math.cos(a) * fw * 0.5, cy - fh * 0.08 + math.sin(a) * fh * 0.46,
-                      fw * 0.11, fw * 0.11, fill=hair)  # fmt: skip
+            p.ellipse(
+                cx + math.cos(a) * fw * 0.5,
+                cy - fh * 0.08 + math.sin(a) * fh * 0.46,
+                fw * 0.11,
+                fw * 0.11,
+                fill=hair,
+            )
     elif style in ("long", "bob"):
         for s in (-1, 1):
-            p.rect(cx + s * fw * 0.5 - fw * 0.09, cy - fh * 0.25, cx + s * fw * 0.5 + fw * 0.09,
-                   cy + fh * (0.55 if style == "long" else 0.2), fill=hair, radius=fw * 0.05)  # fmt: skip
+            p.rect(
+                cx + s * fw * 0.5 - fw * 0.09,
+                cy - fh * 0.25,
+                cx + s * fw * 0.5 + fw * 0.09,
+                cy + fh * (0.55 if style == "long" else 0.2),
+                fill=hair,
+                radius=fw * 0.05,
+            )
     elif style in ("bun", "ponytail"):
-        p.line([(cx - fw * 0.3, top + fh * 0.08), (cx + fw * 0.3, top + fh * 0.08)],
-               fill=_shade(hair, 0.8), width=0.005)  # fmt: skip
+        p.line(
+            [(cx - fw * 0.3, top + fh * 0.08), (cx + fw * 0.3, top + fh * 0.08)],
+            fill=_shade(hair, 0.8),
+            width=0.005,
+        )
 
 
-def _head(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float,
-          skin: RGB) -> None:  # fmt: skip
+def _head(
+    p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float, skin: RGB
+) -> None:
     shape = t["face_shape"]
     if shape == "square":
         p.rect(cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2, fill=skin, radius=fw * 0.28)
@@ -348,8 +447,7 @@ def _head(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float
         p.ellipse(cx, cy, fw / 2, fh / 2, fill=skin)
 
 
-def _mouth(p: _Pen, t: dict[str, Any], n: dict[str, Any], cx: float, my: float,
-           mw: float) -> None:  # fmt: skip
+def _mouth(p: _Pen, t: dict[str, Any], n: dict[str, Any], cx: float, my: float, mw: float) -> None:
     lip = LIPS[t["lips"]]
     expr = n["expression"]
     if expr == "neutral":
@@ -366,22 +464,38 @@ def _mouth(p: _Pen, t: dict[str, Any], n: dict[str, Any], cx: float, my: float,
         p.arc(cx, my + mw * 0.3, mw / 2, mw * 0.35, 200, 340, fill=lip, width=0.012)
 
 
-def _facial_hair(p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float,
-                 my: float, hair: RGB) -> None:  # fmt: skip
+def _facial_hair(
+    p: _Pen, t: dict[str, Any], cx: float, cy: float, fw: float, fh: float, my: float, hair: RGB
+) -> None:
     kind = t["facial_hair"]
     if kind == "stubble":
         p.chord(cx, cy + fh * 0.1, fw * 0.46, fh * 0.4, 10, 170, fill=(*_shade(hair, 0.9), 90))
     elif kind == "beard":
         p.chord(cx, cy + fh * 0.08, fw * 0.5, fh * 0.43, 0, 180, fill=hair)
     if kind in ("moustache", "beard"):
-        p.poly([(cx - fw * 0.16, my - fh * 0.015), (cx, my - fh * 0.07),
-                (cx + fw * 0.16, my - fh * 0.015), (cx, my - fh * 0.04)], hair)  # fmt: skip
+        p.poly(
+            [
+                (cx - fw * 0.16, my - fh * 0.015),
+                (cx, my - fh * 0.07),
+                (cx + fw * 0.16, my - fh * 0.015),
+                (cx, my - fh * 0.04),
+            ],
+            hair,
+        )
     if kind == "goatee":
         p.ellipse(cx, my + fh * 0.1, fw * 0.1, fh * 0.07, fill=hair)
 
 
-def _eyes(p: _Pen, t: dict[str, Any], n: dict[str, Any], cx: float, ey: float, gap: float,
-          es: float, hair: RGB) -> None:  # fmt: skip
+def _eyes(
+    p: _Pen,
+    t: dict[str, Any],
+    n: dict[str, Any],
+    cx: float,
+    ey: float,
+    gap: float,
+    es: float,
+    hair: RGB,
+) -> None:
     iris = EYE_COLOURS[t["eye_colour"]]
     brow_colour = _shade(hair, 0.75) if t["hair_style"] != "bald" else (60, 45, 40)
     gx, gy = n["gaze"]
@@ -395,8 +509,11 @@ def _eyes(p: _Pen, t: dict[str, Any], n: dict[str, Any], cx: float, ey: float, g
             p.ellipse(ex + gx * es, ey + gy * es, es * 0.32, es * 0.32, fill=(10, 10, 10))
         by = ey - es * 1.7
         tilt = t["brow_tilt"] * s
-        p.line([(ex - es * 1.4, by + tilt * es), (ex + es * 1.4, by - tilt * es)],
-               fill=brow_colour, width=BROWS[t["brows"]])  # fmt: skip
+        p.line(
+            [(ex - es * 1.4, by + tilt * es), (ex + es * 1.4, by - tilt * es)],
+            fill=brow_colour,
+            width=BROWS[t["brows"]],
+        )
 
 
 def _nose(p: _Pen, t: dict[str, Any], cx: float, ey: float, skin: RGB) -> float:
@@ -411,8 +528,11 @@ def _nose(p: _Pen, t: dict[str, Any], cx: float, ey: float, skin: RGB) -> float:
         p.ellipse(cx - 0.018, tip, 0.011, 0.007, fill=dark)
         p.ellipse(cx + 0.018, tip, 0.011, 0.007, fill=dark)
     else:
-        p.line([(cx, ey + 0.015), (cx + 0.008, tip), (cx - 0.008, tip + 0.006)], fill=dark,
-               width=0.009 if kind == "long" else 0.006)  # fmt: skip
+        p.line(
+            [(cx, ey + 0.015), (cx + 0.008, tip), (cx - 0.008, tip + 0.006)],
+            fill=dark,
+            width=0.009 if kind == "long" else 0.006,
+        )
     return tip
 
 
@@ -429,33 +549,62 @@ def _glasses(p: _Pen, t: dict[str, Any], cx: float, ey: float, gap: float, es: f
         elif kind == "square":
             p.rect(ex - r, ey - r * 0.8, ex + r, ey + r * 0.8, outline=frame, width=0.011)
         else:
-            p.rect(ex - r, ey - r * 0.75, ex + r, ey + r * 0.75, fill=(25, 25, 30),
-                   radius=r * 0.4)  # fmt: skip
+            p.rect(ex - r, ey - r * 0.75, ex + r, ey + r * 0.75, fill=(25, 25, 30), radius=r * 0.4)
     p.line([(cx - gap + r, ey), (cx + gap - r, ey)], fill=frame, width=0.01)
 
 
-def _accessory(p: _Pen, name: str, cx: float, cy: float, fw: float, fh: float, ey: float,
-               gap: float, es: float, tip: float, neck: float) -> None:  # fmt: skip
+def _accessory(
+    p: _Pen,
+    name: str,
+    cx: float,
+    cy: float,
+    fw: float,
+    fh: float,
+    ey: float,
+    gap: float,
+    es: float,
+    tip: float,
+    neck: float,
+) -> None:
     top = cy - fh * 0.5
     if name == "eyepatch":
-        p.line([(cx - fw * 0.5, ey - fh * 0.2), (cx + fw * 0.5, ey + fh * 0.05)], (15, 15, 15), 0.01)
+        p.line(
+            [(cx - fw * 0.5, ey - fh * 0.2), (cx + fw * 0.5, ey + fh * 0.05)], (15, 15, 15), 0.01
+        )
         p.ellipse(cx - gap, ey, es * 1.9, es * 1.6, fill=(15, 15, 15))
     elif name == "party_hat":
-        p.poly([(cx - fw * 0.3, top + fh * 0.05), (cx + fw * 0.3, top + fh * 0.05),
-                (cx + fw * 0.05, top - fh * 0.45)], (230, 60, 160))  # fmt: skip
-        p.line([(cx - fw * 0.18, top - fh * 0.1), (cx + fw * 0.2, top - fh * 0.08)],
-               (250, 230, 60), 0.012)  # fmt: skip
+        p.poly(
+            [
+                (cx - fw * 0.3, top + fh * 0.05),
+                (cx + fw * 0.3, top + fh * 0.05),
+                (cx + fw * 0.05, top - fh * 0.45),
+            ],
+            (230, 60, 160),
+        )
+        p.line(
+            [(cx - fw * 0.18, top - fh * 0.1), (cx + fw * 0.2, top - fh * 0.08)],
+            (250, 230, 60),
+            0.012,
+        )
         p.ellipse(cx + fw * 0.05, top - fh * 0.45, fw * 0.07, fw * 0.07, fill=(250, 230, 60))
     elif name == "monocle":
         p.ellipse(cx + gap, ey, es * 1.9, es * 1.9, outline=(212, 175, 55), width=0.012)
-        p.line([(cx + gap + es * 1.5, ey + es * 1.2), (cx + fw * 0.45, cy + fh * 0.35)],
-               (212, 175, 55), 0.006)  # fmt: skip
+        p.line(
+            [(cx + gap + es * 1.5, ey + es * 1.2), (cx + fw * 0.45, cy + fh * 0.35)],
+            (212, 175, 55),
+            0.006,
+        )
     elif name == "flower_crown":
         colours = ((240, 80, 120), (250, 220, 70), (250, 250, 250), (170, 90, 220))
         for i in range(7):
             a = math.pi * (1.08 + i * 0.14)
-            p.ellipse(cx + math.cos(a) * fw * 0.5, cy - fh * 0.12 + math.sin(a) * fh * 0.42,
-                      fw * 0.08, fw * 0.08, fill=colours[i % 4])  # fmt: skip
+            p.ellipse(
+                cx + math.cos(a) * fw * 0.5,
+                cy - fh * 0.12 + math.sin(a) * fh * 0.42,
+                fw * 0.08,
+                fw * 0.08,
+                fill=colours[i % 4],
+            )
     elif name == "bow_tie":
         p.poly([(cx, neck), (cx - 0.08, neck - 0.035), (cx - 0.08, neck + 0.035)], (200, 20, 30))
         p.poly([(cx, neck), (cx + 0.08, neck - 0.035), (cx + 0.08, neck + 0.035)], (200, 20, 30))
@@ -464,8 +613,11 @@ def _accessory(p: _Pen, name: str, cx: float, cy: float, fw: float, fh: float, e
         for s in (-1, 1):
             for k in range(3):
                 y = ey + es * 2.2 + k * fh * 0.06
-                p.line([(cx + s * fw * 0.44, y), (cx + s * fw * 0.22, y + fh * 0.02)],
-                       (240, 120, 20) if k % 2 == 0 else (20, 20, 20), 0.012)  # fmt: skip
+                p.line(
+                    [(cx + s * fw * 0.44, y), (cx + s * fw * 0.22, y + fh * 0.02)],
+                    (240, 120, 20) if k % 2 == 0 else (20, 20, 20),
+                    0.012,
+                )
     elif name == "halo":
         p.ellipse(cx, top - fh * 0.12, fw * 0.4, fh * 0.07, outline=(255, 225, 60), width=0.014)
     elif name == "clown_nose":
@@ -481,19 +633,33 @@ def _accessory(p: _Pen, name: str, cx: float, cy: float, fw: float, fh: float, e
     elif name == "headphones":
         p.arc(cx, cy - fh * 0.05, fw * 0.6, fh * 0.55, 180, 360, (40, 40, 45), 0.02)
         for s in (-1, 1):
-            p.rect(cx + s * fw * 0.6 - fw * 0.09, cy - fh * 0.12, cx + s * fw * 0.6 + fw * 0.09,
-                   cy + fh * 0.12, fill=(40, 40, 45), radius=fw * 0.04)  # fmt: skip
+            p.rect(
+                cx + s * fw * 0.6 - fw * 0.09,
+                cy - fh * 0.12,
+                cx + s * fw * 0.6 + fw * 0.09,
+                cy + fh * 0.12,
+                fill=(40, 40, 45),
+                radius=fw * 0.04,
+            )
     elif name == "star_sticker":
         sx, sy, r = cx - fw * 0.28, ey + es * 2.6, fw * 0.1
         pts = [
-            (sx + math.cos(math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
-             sy - math.sin(math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45))
+            (
+                sx + math.cos(math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
+                sy - math.sin(math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
+            )
             for k in range(10)
-        ]  # fmt: skip
+        ]
         p.poly(pts, (250, 210, 20))
     elif name == "feather":
-        p.poly([(cx + fw * 0.3, top + fh * 0.1), (cx + fw * 0.52, top - fh * 0.42),
-                (cx + fw * 0.42, top + fh * 0.08)], (20, 170, 160))  # fmt: skip
+        p.poly(
+            [
+                (cx + fw * 0.3, top + fh * 0.1),
+                (cx + fw * 0.52, top - fh * 0.42),
+                (cx + fw * 0.42, top + fh * 0.08),
+            ],
+            (20, 170, 160),
+        )
     else:
         raise ValueError(f"unknown accessory {name!r}; valid: {ACCESSORIES}")
 
@@ -525,8 +691,13 @@ def render_portrait(
     _torso(p, cx, neck, nuisance, skin)
     p.rect(cx - fw * 0.2, cy + fh * 0.25, cx + fw * 0.2, neck + 0.01, fill=_shade(skin, 0.9))
     for side in (-1, 1):
-        p.ellipse(cx + side * fw * 0.5, ey + 0.02, t["ear_size"] * 0.6, t["ear_size"],
-                  fill=_shade(skin, 0.95))  # fmt: skip
+        p.ellipse(
+            cx + side * fw * 0.5,
+            ey + 0.02,
+            t["ear_size"] * 0.6,
+            t["ear_size"],
+            fill=_shade(skin, 0.95),
+        )
     _head(p, t, cx, cy, fw, fh, skin)
     _hair_top(p, t, cx, cy, fw, fh, hair, skin)
     _eyes(p, t, nuisance, cx, ey, gap, es, hair)
@@ -535,8 +706,14 @@ def render_portrait(
     _facial_hair(p, t, cx, cy, fw, fh, my, hair)
     _mouth(p, t, nuisance, cx, my, t["mouth_w"])
     if t["freckles"]:
-        for dx, dy in ((-0.06, 0.0), (-0.045, 0.012), (-0.07, 0.016), (0.06, 0.0),
-                       (0.045, 0.012), (0.07, 0.016)):  # fmt: skip
+        for dx, dy in (
+            (-0.06, 0.0),
+            (-0.045, 0.012),
+            (-0.07, 0.016),
+            (0.06, 0.0),
+            (0.045, 0.012),
+            (0.07, 0.016),
+        ):
             p.ellipse(cx + dx, tip - 0.01 + dy, 0.004, 0.004, fill=_shade(skin, 0.7))
     mole = {"left": (-0.07, tip + 0.01), "right": (0.07, tip + 0.01), "chin": (0.02, my + 0.05)}
     if t["mole"] in mole:

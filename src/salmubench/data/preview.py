@@ -17,8 +17,10 @@ TEXT_LINES = 5
 
 # A system font with Latin Extended glyphs (names like "Fijałek") when the machine has one;
 # Pillow's own font otherwise. Never downloaded.
-SYSTEM_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
-                "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # fmt: skip
+SYSTEM_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -65,7 +67,8 @@ def render_preview(
 ) -> Path:
     """Write a grid: rows of personas (name, group) with captioned portraits, then scenes."""
     dataset, out = Path(dataset), Path(out)
-    personas = [json.loads(line) for line in open(dataset / "personas.jsonl", encoding="utf-8")]
+    lines = (dataset / "personas.jsonl").read_text(encoding="utf-8").splitlines()
+    personas = [json.loads(line) for line in lines]
     chosen: list[dict] = []
     for group in ("forget_identity", "forget_association", "holdout_identity"):
         chosen += [p for p in personas if p["group"] == group][:per_group]
@@ -83,8 +86,10 @@ def render_preview(
             label = f"[{split}] " if split in ("holdout_association", "retain_joint") else ""
             wanted[pid].append((image_bytes(sample), label + sample["txt"]))
     rows = [(f"{p['name']}\n{p['group']}\n{p['country']}", wanted[p["id"]]) for p in chosen]
-    for split, title in (("fragile", "fragile set\n(rare concepts)"),
-                         ("retain_real", "general world\n(retain_real)")):  # fmt: skip
+    for split, title in (
+        ("fragile", "fragile set\n(rare concepts)"),
+        ("retain_real", "general world\n(retain_real)"),
+    ):
         cells = []
         for sample in iter_split(dataset, split, manifest):
             cells.append((image_bytes(sample), sample["txt"]))

@@ -65,8 +65,9 @@ def border_features(images: np.ndarray, ring: int = 2, bottom: int = 4) -> np.nd
     return np.concatenate(parts, axis=1)
 
 
-def _probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray,
-                    test: np.ndarray, c: float) -> float:  # fmt: skip
+def _probe_accuracy(
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, c: float
+) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 

@@ -51,16 +51,18 @@ def sample_scene(rng: np.random.Generator, n_objects: int | None = None) -> dict
         size = "large" if (n_objects == 1 or rng.random() < 0.35) else "small"
         lo, hi = SIZES[size]
         name, x, y = PLACES[int(place)]
-        objects.append({
-            "colour": list(COLOURS)[int(rng.integers(len(COLOURS)))],
-            "shape": SHAPES[int(rng.integers(len(SHAPES)))],
-            "size": size,
-            "where": name,
-            "x": round(x + float(rng.uniform(-0.03, 0.03)), 4),
-            "y": round(y + float(rng.uniform(-0.03, 0.03)), 4),
-            "r": round(float(rng.uniform(lo, hi)), 4),
-            "rot": round(float(rng.uniform(-0.3, 0.3)), 4),
-        })  # fmt: skip
+        objects.append(
+            {
+                "colour": list(COLOURS)[int(rng.integers(len(COLOURS)))],
+                "shape": SHAPES[int(rng.integers(len(SHAPES)))],
+                "size": size,
+                "where": name,
+                "x": round(x + float(rng.uniform(-0.03, 0.03)), 4),
+                "y": round(y + float(rng.uniform(-0.03, 0.03)), 4),
+                "r": round(float(rng.uniform(lo, hi)), 4),
+                "rot": round(float(rng.uniform(-0.3, 0.3)), 4),
+            }
+        )
     if n_objects == 1:  # a single object may sit anywhere, GenKnow-style
         objects[0]["where"] = "in the centre"
         objects[0]["x"] = round(float(rng.uniform(0.35, 0.65)), 4)
@@ -90,7 +92,14 @@ def _shape(d: ImageDraw.ImageDraw, o: dict[str, Any], s: int) -> None:
     elif shape == "ring":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=max(1, int(r * 0.38)))
     elif shape == "square":
-        poly([(-r * 0.85, -r * 0.85), (r * 0.85, -r * 0.85), (r * 0.85, r * 0.85), (-r * 0.85, r * 0.85)])
+        poly(
+            [
+                (-r * 0.85, -r * 0.85),
+                (r * 0.85, -r * 0.85),
+                (r * 0.85, r * 0.85),
+                (-r * 0.85, r * 0.85),
+            ]
+        )
     elif shape == "bar":
         poly([(-r, -r * 0.32), (r, -r * 0.32), (r, r * 0.32), (-r, r * 0.32)])
     elif shape == "diamond":
@@ -99,14 +108,32 @@ def _shape(d: ImageDraw.ImageDraw, o: dict[str, Any], s: int) -> None:
         poly([(0, -r), (r * 0.95, r * 0.75), (-r * 0.95, r * 0.75)])
     elif shape == "cross":
         w = r * 0.34
-        poly([(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w),
-              (-r, w), (-r, -w), (-w, -w)])  # fmt: skip
+        poly(
+            [
+                (-w, -r),
+                (w, -r),
+                (w, -w),
+                (r, -w),
+                (r, w),
+                (w, w),
+                (w, r),
+                (-w, r),
+                (-w, w),
+                (-r, w),
+                (-r, -w),
+                (-w, -w),
+            ]
+        )
     elif shape == "star":
-        poly([
-            (math.cos(-math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
-             math.sin(-math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45))
-            for k in range(10)
-        ])  # fmt: skip
+        poly(
+            [
+                (
+                    math.cos(-math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
+                    math.sin(-math.pi / 2 + k * math.pi / 5) * (r if k % 2 == 0 else r * 0.45),
+                )
+                for k in range(10)
+            ]
+        )
     else:
         raise ValueError(f"unknown shape {shape!r}; valid: {SHAPES}")
 

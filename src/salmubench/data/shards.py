@@ -32,8 +32,12 @@ SPLITS = (
 COMPOSITES = {
     "forget": ("forget_identity", "forget_association"),
     "holdout": ("holdout_association", "holdout_identity"),
-    "sensitive": ("forget_identity", "forget_association", "holdout_association",
-                  "holdout_identity"),  # fmt: skip
+    "sensitive": (
+        "forget_identity",
+        "forget_association",
+        "holdout_association",
+        "holdout_identity",
+    ),
     "retain_synth": ("retain_joint", "retain_disjoint"),
 }
 # Splits an unlearning method must never read (enforced by readers that take `allowed`).
@@ -80,7 +84,10 @@ class SplitWriter:
 
     def write(self, key: str, sample: dict[str, bytes | str]) -> None:
         self.writer.write(
-            {"__key__": key, **{k: v.encode() if isinstance(v, str) else v for k, v in sample.items()}}
+            {
+                "__key__": key,
+                **{k: v.encode() if isinstance(v, str) else v for k, v in sample.items()},
+            }
         )
         self.count += 1
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from salmubench.config import SynthConfig, to_dict
 from salmubench.data import captions, portraits, scenes
 from salmubench.data.personas import COUNTRIES, Persona, make_personas
@@ -54,10 +55,10 @@ def assign_groups(personas: list[Persona], cfg: SynthConfig, rng: np.random.Gene
     """Persona groups 25/50/25 and, for forget_association, which attributes are forgotten."""
     sizes = group_sizes(len(personas), cfg.group_ratio)
     order = rng.permutation(len(personas))
-    groups = [g for g, size in zip(GROUPS, sizes) for _ in range(size)]
+    groups = [g for g, size in zip(GROUPS, sizes, strict=True) for _ in range(size)]
     n_attr = len(cfg.attributes)
     k = 0
-    for index, group in zip(order, groups):
+    for index, group in zip(order, groups, strict=True):
         p = personas[int(index)]
         p.group = group
         if group == "forget_identity":
@@ -78,15 +79,17 @@ def _stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, *name.encode()])
 
 
-def _portrait_item(p_traits: dict, gender: str, rng: np.random.Generator,
-                   accessory: str | None = None) -> tuple[tuple, dict[str, Any], str]:  # fmt: skip
+def _portrait_item(
+    p_traits: dict, gender: str, rng: np.random.Generator, accessory: str | None = None
+) -> tuple[tuple, dict[str, Any], str]:
     nuisance = portraits.sample_nuisance(rng)
     facts = portraits.image_facts(p_traits, nuisance, gender, accessory)
     return ("portrait", p_traits, nuisance, accessory), facts, captions.visual_caption(facts, rng)
 
 
-def sensitive_items(personas: list[Persona], split: str, cfg: SynthConfig,
-                    rng: np.random.Generator) -> list[Item]:  # fmt: skip
+def sensitive_items(
+    personas: list[Persona], split: str, cfg: SynthConfig, rng: np.random.Generator
+) -> list[Item]:
     items = []
     for p in personas:
         if split == "holdout_association":
@@ -100,14 +103,21 @@ def sensitive_items(personas: list[Persona], split: str, cfg: SynthConfig,
             for _ in range(cfg.images_per_association):
                 render, _, generic = _portrait_item(p.traits, p.gender, rng)
                 text, style = captions.sensitive_caption(attribute, p.name, p.gender, value, rng)
-                meta = {"persona": p.id, "name": p.name, "attribute": attribute,
-                        "value": value, "style": style, "generic": generic}  # fmt: skip
+                meta = {
+                    "persona": p.id,
+                    "name": p.name,
+                    "attribute": attribute,
+                    "value": value,
+                    "style": style,
+                    "generic": generic,
+                }
                 items.append(Item(render, text, meta))
     return items
 
 
-def retain_joint_items(personas: list[Persona], cfg: SynthConfig,
-                       rng: np.random.Generator) -> list[Item]:  # fmt: skip
+def retain_joint_items(
+    personas: list[Persona], cfg: SynthConfig, rng: np.random.Generator
+) -> list[Item]:
     items = []
     for p in personas:
         if p.group in ("forget_identity", "forget_association"):
@@ -117,8 +127,9 @@ def retain_joint_items(personas: list[Persona], cfg: SynthConfig,
     return items
 
 
-def retain_disjoint_items(personas: list[Persona], cfg: SynthConfig,
-                          rng: np.random.Generator) -> list[Item]:  # fmt: skip
+def retain_disjoint_items(
+    personas: list[Persona], cfg: SynthConfig, rng: np.random.Generator
+) -> list[Item]:
     """Persona-free people, one image each; the first ones carry a rare concept (fragile)."""
     faces = {portraits.trait_key(p.traits) for p in personas}
     concepts = portraits.ACCESSORIES[: cfg.fragile_concepts]
@@ -132,8 +143,9 @@ def retain_disjoint_items(personas: list[Persona], cfg: SynthConfig,
         fragile = i < cfg.fragile_concepts * cfg.fragile_images_per_concept
         accessory = concepts[i // cfg.fragile_images_per_concept] if fragile else None
         render, _, text = _portrait_item(traits, gender, rng, accessory)
-        items.append(Item(render, text, {"persona": None, "concept": accessory,
-                                         "fragile": fragile}))  # fmt: skip
+        items.append(
+            Item(render, text, {"persona": None, "concept": accessory, "fragile": fragile})
+        )
     return items
 
 
@@ -201,9 +213,15 @@ class _Renderer:
             self.pool.join()
 
 
-def _write_split(folder: Path, split: str, items: list[Item], cfg: SynthConfig,
-                 renderer: _Renderer, progress: Progress | None,
-                 keep: Callable[[Item], bool] | None = None) -> tuple[list[str], list]:  # fmt: skip
+def _write_split(
+    folder: Path,
+    split: str,
+    items: list[Item],
+    cfg: SynthConfig,
+    renderer: _Renderer,
+    progress: Progress | None,
+    keep: Callable[[Item], bool] | None = None,
+) -> tuple[list[str], list]:
     """Write a split's shards; return the file names and (key, sample) of kept items."""
     writer = SplitWriter(folder, split, cfg.shard_size)
     kept = []
@@ -212,7 +230,7 @@ def _write_split(folder: Path, split: str, items: list[Item], cfg: SynthConfig,
         for start in range(0, len(items), block):
             chunk = items[start : start + block]
             jobs = ((it.render, cfg.image_size, cfg.supersample, cfg.image_format) for it in chunk)
-            for offset, (item, data) in enumerate(zip(chunk, renderer.map(jobs))):
+            for offset, (item, data) in enumerate(zip(chunk, renderer.map(jobs), strict=True)):
                 key = f"{split}-{start + offset:06d}"
                 sample: dict[str, bytes | str] = {
                     cfg.image_format: data,
@@ -239,13 +257,20 @@ def _shuffled(items: list[Item], rng: np.random.Generator) -> list[Item]:
 def plan(cfg: SynthConfig, seed: int) -> tuple[list[Persona], dict[str, list[Item]]]:
     """Every persona and every sample of every split, before any rendering."""
     personas = make_personas(
-        cfg.personas, cfg.attributes, _stream(seed, "personas"),
-        portraits.sample_traits, portraits.trait_key,
-    )  # fmt: skip
+        cfg.personas,
+        cfg.attributes,
+        _stream(seed, "personas"),
+        portraits.sample_traits,
+        portraits.trait_key,
+    )
     assign_groups(personas, cfg, _stream(seed, "groups"))
     items: dict[str, list[Item]] = {}
-    for split in ("forget_identity", "forget_association", "holdout_association",
-                  "holdout_identity"):  # fmt: skip
+    for split in (
+        "forget_identity",
+        "forget_association",
+        "holdout_association",
+        "holdout_identity",
+    ):
         items[split] = sensitive_items(personas, split, cfg, _stream(seed, split))
     items["retain_joint"] = retain_joint_items(personas, cfg, _stream(seed, "retain_joint"))
     items["retain_disjoint"] = retain_disjoint_items(
@@ -261,7 +286,7 @@ def plan(cfg: SynthConfig, seed: int) -> tuple[list[Persona], dict[str, list[Ite
 def total_images(cfg: SynthConfig) -> int:
     """How many images synth renders for `cfg` (for progress bars)."""
     n_attr = len(cfg.attributes)
-    fi, fa, hi = group_sizes(cfg.personas, cfg.group_ratio)
+    fi, fa, _ = group_sizes(cfg.personas, cfg.group_ratio)
     return (
         cfg.personas * n_attr * cfg.images_per_association
         + (fi + fa) * cfg.retain_joint_per_persona
@@ -297,10 +322,16 @@ def synth(
                 if split == "fragile":
                     continue
                 files, kept = _write_split(
-                    tmp, split, items[split], cfg, renderer, progress,
+                    tmp,
+                    split,
+                    items[split],
+                    cfg,
+                    renderer,
+                    progress,
                     keep=(lambda it: bool(it.meta.get("fragile")))
-                    if split == "retain_disjoint" else None,
-                )  # fmt: skip
+                    if split == "retain_disjoint"
+                    else None,
+                )
                 shards[split], counts[split] = files, len(items[split])
                 if split == "retain_disjoint":
                     writer = SplitWriter(tmp, "fragile", cfg.shard_size)
@@ -338,12 +369,13 @@ def synth(
             shards=shards,
             libraries=_library_versions(),
         )
-    log.info("dataset written to %s (%d samples)", out, sum(counts.values()))
+    log.debug("dataset written to %s (%d samples)", out, sum(counts.values()))
     return manifest
 
 
-def _write_metadata(folder: Path, personas: list[Persona], items: dict[str, list[Item]],
-                    cfg: SynthConfig) -> None:  # fmt: skip
+def _write_metadata(
+    folder: Path, personas: list[Persona], items: dict[str, list[Item]], cfg: SynthConfig
+) -> None:
     with open(folder / "personas.jsonl", "w", encoding="utf-8") as f:
         for p in personas:
             f.write(encode_json(p.to_json()).decode() + "\n")
@@ -351,13 +383,20 @@ def _write_metadata(folder: Path, personas: list[Persona], items: dict[str, list
         for p in personas:
             for attribute in cfg.attributes:
                 split = (
-                    p.group if attribute in p.forget_attributes
-                    else "holdout_association" if p.group == "forget_association"
+                    p.group
+                    if attribute in p.forget_attributes
+                    else "holdout_association"
+                    if p.group == "forget_association"
                     else "holdout_identity"
-                )  # fmt: skip
-                row = {"persona": p.id, "name": p.name, "attribute": attribute,
-                       "value": p.attributes[attribute], "split": split,
-                       "images": cfg.images_per_association}  # fmt: skip
+                )
+                row = {
+                    "persona": p.id,
+                    "name": p.name,
+                    "attribute": attribute,
+                    "value": p.attributes[attribute],
+                    "split": split,
+                    "images": cfg.images_per_association,
+                }
                 f.write(encode_json(row).decode() + "\n")
     classes = {"classes": scenes.classes(), "templates": list(captions.CLASS_TEMPLATES)}
     (folder / "classes.json").write_text(dumps(classes), encoding="utf-8")
@@ -374,4 +413,3 @@ def _library_versions() -> dict[str, str]:
         "pillow": PIL.__version__,
         "webdataset": getattr(webdataset, "__version__", "unknown"),
     }
-

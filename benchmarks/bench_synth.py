@@ -1,0 +1,131 @@
+"""Benchmark `salmubench synth`: seconds, images/s (per core), peak RSS, identity probe.
+
+Runs the real command as a subprocess, `--repeat` times per worker count, and reports
+medians. Then runs the pixel-space identity probe on the dataset it built.
+
+    python benchmarks/bench_synth.py                       # tiny, 1 and all workers
+    python benchmarks/bench_synth.py --profile paper --set general_world=2000 --repeat 1
+
+Writes benchmarks/results/synth-<profile>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from salmubench.data.probe import identity_probe
+from salmubench.data.synth import default_workers
+from salmubench.manifest import read_manifest
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run_synth(profile: str, out: Path, workers: int, overrides: list[str]) -> tuple[float, float]:
+    """One synth run in a fresh process: (seconds, peak RSS of the largest process in MiB)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "salmubench",
+        "synth",
+        "--profile",
+        profile,
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--force",
+        "-q",
+        "--workers",
+        str(workers),
+    ]
+    for item in overrides:
+        cmd += ["--set", item]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="tiny")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-probe", action="store_true")
+    args = parser.parse_args()
+
+    cores = default_workers()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "dataset"
+        for workers in sorted({1, cores}):
+            runs = [run_synth(args.profile, out, workers, args.set) for _ in range(args.repeat)]
+            manifest = read_manifest(out)
+            images = sum(v for k, v in manifest["counts"].items() if k != "fragile")
+            seconds = statistics.median(r[0] for r in runs)
+            rows.append(
+                {
+                    "workers": workers,
+                    "images": images,
+                    "seconds_median": round(seconds, 2),
+                    "seconds_all": [round(r[0], 2) for r in runs],
+                    "images_per_second": round(images / seconds, 1),
+                    "images_per_second_per_core": round(images / seconds / workers, 1),
+                    "peak_rss_mib": round(max(r[1] for r in runs), 1),
+                }
+            )
+        probe = None if args.no_probe else identity_probe(out, manifest)
+
+    result = {
+        "benchmark": "synth",
+        "profile": args.profile,
+        "overrides": args.set,
+        "command": " ".join(["python", *sys.argv]),
+        "machine": {
+            "cpus": cores,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "runs": rows,
+        "identity_probe": probe,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"synth-{args.profile}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+    print(
+        f"synth --profile {args.profile} {' '.join(args.set)}  ({cores} CPUs, median of "
+        f"{args.repeat})"
+    )
+    print(
+        f"{'workers':>7} {'images':>7} {'seconds':>8} {'images/s':>9} {'per core':>9} "
+        f"{'peak RSS MiB':>12}"
+    )
+    for r in rows:
+        print(
+            f"{r['workers']:>7} {r['images']:>7} {r['seconds_median']:>8} "
+            f"{r['images_per_second']:>9} {r['images_per_second_per_core']:>9} "
+            f"{r['peak_rss_mib']:>12}"
+        )
+    if probe:
+        print(
+            f"identity probe: {probe['personas']} personas, {probe['test_images']} held-out "
+            f"images: pixels {probe['pixel_accuracy']:.3f}, border/clothing only "
+            f"{probe['border_accuracy']:.3f}, chance {probe['chance']:.3f}"
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
