@@ -1,4 +1,4 @@
-"""dvc.yaml runs the real synth stage with real DVC, and a re-run with nothing changed is a no-op."""
+"""dvc.yaml runs the real synth stage with real DVC; a re-run with nothing changed is a no-op."""
 
 from __future__ import annotations
 
