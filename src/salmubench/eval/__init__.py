@@ -1,0 +1,1 @@
+"""Evaluation: embeddings computed once per split, the ten SALMUBench metrics, targets."""
