@@ -38,3 +38,17 @@ def micro_samples(micro_dataset, micro_manifest) -> dict[str, list[dict]]:
         split: list(iter_split(micro_dataset, split, micro_manifest))
         for split in micro_manifest["shards"]
     }
+
+
+@pytest.fixture(scope="session")
+def micro_models(tmp_path_factory, micro_dataset) -> dict[str, Path]:
+    """The Clean and Compromised micro models, trained once per session in this process."""
+    from salmubench.train.loop import train
+
+    root = tmp_path_factory.mktemp("models")
+    cfg = stage_config("train", "micro", params_path=REPO / "params.yaml")
+    models = {}
+    for variant in ("clean", "compromised"):
+        models[variant] = root / variant
+        train(micro_dataset, variant, cfg, models[variant], profile="micro")
+    return models

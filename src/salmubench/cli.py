@@ -17,6 +17,7 @@ from pathlib import Path
 from salmubench import __version__
 from salmubench.config import ConfigError, load_params, stage_config
 from salmubench.manifest import ManifestError, OutputExistsError, check_output, read_manifest
+from salmubench.models import ModelError
 
 log = logging.getLogger("salmubench")
 
@@ -105,6 +106,86 @@ def _print_dataset_summary(manifest: dict, out: Path, seconds: float, total: int
     print(f"preview: {out / 'preview.png'}   digest: {manifest['digest'][:16]}")
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from salmubench.train.dist import DistEnv
+    from salmubench.train.loop import check_variant, train
+
+    check_variant(args.variant)
+    cfg = stage_config("train", args.profile, args.set, args.params)
+    env = DistEnv.from_env()
+    show = env.is_main and not args.quiet
+    log.info(
+        "train %s: profile %s, %s, %d steps x %d, %d process(es) -> %s",
+        args.variant,
+        args.profile,
+        cfg.model,
+        cfg.steps,
+        cfg.batch_size,
+        env.world_size,
+        args.out,
+    )
+    bar = tqdm(total=cfg.steps, unit="step", disable=not show, dynamic_ncols=True, mininterval=1)
+
+    def update(step: int, total: int, loss: float) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.refresh()
+
+    try:
+        manifest = train(
+            args.data,
+            args.variant,
+            cfg,
+            args.out,
+            seed=args.seed,
+            profile=args.profile,
+            resume=args.resume,
+            force=args.force,
+            progress=update,
+        )
+    finally:
+        bar.close()
+    if show and manifest:
+        t = manifest["training"]
+        print(
+            f"\n{manifest['variant']} model {args.out}: {manifest['architecture']}, "
+            f"{manifest['steps']} steps, final loss {t['final_loss']:.3f}, "
+            f"{t['samples_per_second']:.0f} samples/s over {t['seconds']:.0f} s "
+            f"(+{t['seconds_loading_data']:.0f} s loading data)"
+        )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from salmubench.eval.stage import evaluate
+
+    cfg = stage_config("eval", args.profile, args.set, args.params)
+    check_output(args.out, args.force)
+    start = time.perf_counter()
+    manifest = evaluate(
+        args.data,
+        args.model,
+        args.out,
+        cfg=cfg,
+        arch=args.arch,
+        seed=args.seed,
+        clean=args.clean,
+        compromised=args.compromised,
+        force=args.force,
+    )
+    if not args.quiet:
+        print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+        t = manifest["timing"]
+        print(
+            f"{time.perf_counter() - start:.1f} s in all; embedding {t['seconds_embedding']:.1f} s "
+            f"({t['images_embedded']} images, {t['texts_embedded']} texts), metrics "
+            f"{t['seconds_metrics']:.1f} s -> {args.out}/metrics.json"
+        )
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from salmubench.data.preview import render_preview
 
@@ -172,6 +253,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_synth)
 
+    p = sub.add_parser("train", help="train the Clean or Compromised CLIP", parents=[common])
+    p.add_argument("--data", required=True, help="dataset folder (from synth)")
+    p.add_argument("--variant", required=True, help="clean or compromised")
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="replace a finished model / restart")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train value, e.g. --set steps=100 (repeatable)",
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="the ten metrics of one model", parents=[common])
+    p.add_argument("--data", required=True, help="dataset folder (from synth)")
+    p.add_argument("--model", required=True, help="model folder, or an OpenCLIP checkpoint file")
+    p.add_argument("--arch", help="architecture of a bare checkpoint file, e.g. ViT-B-16")
+    p.add_argument("--out", required=True, help="output eval folder")
+    p.add_argument("--profile", default="tiny", help="profile whose eval settings to use")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--clean", help="Clean reference: metrics.json, eval folder or model")
+    p.add_argument("--compromised", help="Compromised reference: metrics.json, eval or model")
+    p.add_argument("--force", action="store_true", help="replace an existing eval folder")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an eval setting, e.g. --set retfail_distractors=500",
+    )
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser(
         "preview", help="write a PNG grid of portraits and captions", parents=[common]
     )
@@ -195,14 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Our loggers at the chosen level; third-party ones (OpenCLIP logs to the root logger)
+    # only when they warn.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("salmubench").setLevel(
+        logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    )
     try:
         return args.func(args)
-    except (ConfigError, ManifestError, OutputExistsError) as e:
+    except (ConfigError, ManifestError, OutputExistsError, ModelError) as e:
         print(f"salmubench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -124,7 +124,77 @@ class SynthConfig:
             raise ConfigError(f"image_size={self.image_size}: at least 16 pixels")
 
 
-STAGES: dict[str, type] = {"synth": SynthConfig}
+@dataclass(frozen=True)
+class TrainConfig:
+    """How `salmubench train` trains the Clean and Compromised models (SPEC.md §3).
+
+    Both variants use the same recipe; Compromised differs only in the sensitive share of
+    each batch. The global batch is split across processes, so 1 and N processes see the
+    same batches.
+    """
+
+    model: str = _doc("OpenCLIP architecture: one of models/configs/*.json or built-in.")
+    steps: int = _doc("Optimiser steps.")
+    batch_size: int = _doc("Global batch size (divisible by the number of processes).")
+    lr: float = _doc("Peak learning rate (AdamW), after linear warm-up, cosine decay to 0.")
+    warmup_steps: int = _doc("Linear warm-up steps.")
+    weight_decay: float = _doc("AdamW weight decay (not on gains, biases, logit scale).")
+    sensitive_fraction: float = _doc(
+        "Compromised only: share of each batch drawn from the sensitive set "
+        "(forget + holdouts), i.e. its upsampling. Clean fills it with general data."
+    )
+    retain_fraction: float = _doc("Share of each batch drawn from retain_synth (both variants).")
+    checkpoint_every: int = _doc("Steps between resumable checkpoints.")
+    log_every: int = _doc("Steps between log lines (train_log.jsonl).", default=10)
+    precision: str = _doc("fp32, bf16 (autocast) or fp16 (CUDA autocast + scaler).", default="fp32")
+    threads: int = _doc("Torch threads per process; 0 = CPUs / local processes.", default=0)
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            _positive(name, getattr(self, name))
+        _non_negative("warmup_steps", self.warmup_steps)
+        _non_negative("threads", self.threads)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r}: must be a positive number")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay={self.weight_decay!r}: must be >= 0")
+        for name in ("sensitive_fraction", "retain_fraction"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ConfigError(f"{name}={value!r}: must be in [0, 1)")
+        if self.sensitive_fraction + self.retain_fraction >= 1:
+            raise ConfigError(
+                f"sensitive_fraction + retain_fraction = "
+                f"{self.sensitive_fraction + self.retain_fraction}: must leave room for "
+                "general-world data (< 1)"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How `salmubench eval` computes the ten metrics (SPEC.md §4)."""
+
+    batch_size: int = _doc("Embedding batch size.", default=512)
+    retfail_distractors: int = _doc(
+        "RetFail distractor captions per source (forget, retain_disjoint), capped by what "
+        "exists; the paper uses 1,000 + 1,000.",
+        default=1000,
+    )
+    acs_test_fraction: float = _doc("Held-out share of the ACS probe's pairs.", default=0.3)
+
+    def validate(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("retfail_distractors", self.retfail_distractors)
+        if not (isinstance(self.acs_test_fraction, float) and 0 < self.acs_test_fraction < 1):
+            raise ConfigError(f"acs_test_fraction={self.acs_test_fraction!r}: must be in (0, 1)")
+
+
+STAGES: dict[str, type] = {"synth": SynthConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def _positive(name: str, value: int) -> None:
@@ -184,9 +254,9 @@ def stage_config(
     profiles = params["profiles"]
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(profiles)}")
-    section = (profiles[profile] or {}).get(stage)
+    section = (profiles[profile] or {}).get(stage, {})
     if not isinstance(section, dict):
-        raise ConfigError(f"profile {profile!r} has no '{stage}' section in params.yaml")
+        raise ConfigError(f"profile {profile!r}: '{stage}' in params.yaml must be a mapping")
     values = dict(section)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -229,8 +299,15 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return value
     if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(f"{name}={value!r}: expected an integer")
-    if hint is float and not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}={value!r}: expected a number")
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{name}={value!r}: expected a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}={value!r}: expected a number")
+        return float(value)
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{name}={value!r}: expected a string")
     return value

@@ -1,0 +1,633 @@
+"""The ten SALMUBench metrics (SPEC.md §4) as pure functions of L2-normalised embeddings.
+
+The evaluator embeds every split once and hands each metric an `EvalData`; a metric reads
+the splits it declares, computes with torch (float32, no autograd) and returns one
+`MetricResult`: a headline value plus one value per evaluated item. Metrics live in the
+`METRICS` registry, in the order of SPEC.md §4; `compute_all` runs them in that order.
+
+Efficacy metrics are read on `forget` against the Clean model's values; utility metrics
+against the Compromised model's. `Metric.better` says which direction means more forgetting
+(efficacy) or more retained (utility).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("efficacy", "utility")
+TARGETS = ("clean", "compromised")
+DIRECTIONS = ("lower", "higher")
+SPLITS = (
+    "forget",
+    "forget_identity",
+    "holdout_identity",
+    "holdout_association",
+    "retain_joint",
+    "retain_disjoint",
+    "fragile",
+    "genknow",
+)
+IDZSC_TEMPLATES = ("a photo of {}.", "{}")
+
+# Rows of the [rows, gallery] similarity matrix computed at once in `retrieval_ranks`.
+_RANK_CHUNK = 4096
+# How far a split's embedding norms may stray from 1 before we refuse it.
+_NORM_TOLERANCE = 1e-3
+
+
+# --------------------------------------------------------------------------- data protocol
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split, embedded once by the evaluator. Row i of every field is sample i."""
+
+    image: torch.Tensor  # [N, D] float32, L2-normalised image embeddings
+    text: torch.Tensor  # [N, D] float32, L2-normalised embeddings of each sample's own caption
+    meta: list[dict]  # per sample: its json metadata plus "key", "txt"; genknow also "cls"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Evaluation knobs that are not model- or data-specific."""
+
+    seed: int = 0  # draws the RetFail gallery, the ACS derangement and the ACS train/test split
+    retfail_distractors: int = 1000  # per source (forget, retain_disjoint); capped by supply
+    acs_test_fraction: float = 0.3  # share of ACS probe samples held out for its accuracy
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retfail_distractors, int) or self.retfail_distractors < 0:
+            raise ValueError(
+                f"retfail_distractors must be an int >= 0, got {self.retfail_distractors!r}"
+            )
+        if not 0.0 < self.acs_test_fraction < 1.0:
+            raise ValueError(
+                f"acs_test_fraction must lie strictly between 0 and 1, "
+                f"got {self.acs_test_fraction!r}"
+            )
+
+
+class EvalData(Protocol):
+    """What a metric may read: embedded splits, the GenKnow classes and a text encoder."""
+
+    settings: EvalSettings
+    classes: list[str]  # GenKnow class names, index = label, e.g. "red circle"
+    class_templates: list[str]  # e.g. "a photo of a {}."
+
+    def split(self, name: str) -> Split: ...  # one of SPLITS
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor: ...  # [M, D] L2-normalised
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass
+class MetricResult:
+    """One metric's outcome. `per_item[i]` belongs to the item named `keys[i]`."""
+
+    value: float  # the headline number
+    per_item: list[float]  # one value per evaluated item (reciprocal rank, similarity, 1/0...)
+    keys: list[str]  # item keys aligned with per_item
+    extra: dict[str, float | int] = field(default_factory=dict)  # e.g. {"r1": .., "gallery": ..}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric and how to read it."""
+
+    name: str  # e.g. "retfail"
+    family: str  # "efficacy" (on forget, target Clean) or "utility" (target Compromised)
+    target: str  # "clean" | "compromised": whose value a perfect unlearning reproduces
+    better: str  # "lower" | "higher": more forgetting (efficacy) / more retained (utility)
+    splits: tuple[str, ...]  # splits it reads
+    fn: Callable[[EvalData], MetricResult]
+    description: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(
+    name: str,
+    *,
+    family: str,
+    target: str,
+    better: str,
+    splits: tuple[str, ...],
+    description: str,
+) -> Callable[[Callable[[EvalData], MetricResult]], Callable[[EvalData], MetricResult]]:
+    """Decorator: register `fn(data) -> MetricResult` as metric `name`. Names are unique."""
+    _check_choice("family", family, FAMILIES)
+    _check_choice("target", target, TARGETS)
+    _check_choice("better", better, DIRECTIONS)
+    for split in splits:
+        _check_choice("split", split, SPLITS)
+
+    def decorate(fn: Callable[[EvalData], MetricResult]) -> Callable[[EvalData], MetricResult]:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} registered twice")
+        METRICS[name] = Metric(name, family, target, better, tuple(splits), fn, description)
+        return fn
+
+    return decorate
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}") from None
+
+
+def compute_all(data: EvalData, names: Iterable[str] | None = None) -> dict[str, MetricResult]:
+    """Run the named metrics (default: all) in registry order. Unknown names fail up front."""
+    wanted = list(METRICS) if names is None else [get_metric(n).name for n in names]
+    results: dict[str, MetricResult] = {}
+    for name in METRICS:
+        if name in wanted:
+            log.debug("computing metric %s", name)
+            results[name] = METRICS[name].fn(data)
+    return results
+
+
+def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def _check_matrix(what: str, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be a 2-D tensor [rows, dim], got {shape}")
+
+
+@torch.no_grad()
+def pair_similarity(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot product [N]: the cosine similarity of each pair of unit vectors."""
+    _check_matrix("image", image)
+    _check_matrix("text", text)
+    if image.shape != text.shape:
+        raise ValueError(
+            f"image {tuple(image.shape)} and text {tuple(text.shape)} must have the same shape"
+        )
+    return (image * text).sum(dim=1)
+
+
+@torch.no_grad()
+def retrieval_ranks(
+    image: torch.Tensor,
+    true_text: torch.Tensor,
+    gallery: torch.Tensor,
+    ignore: torch.Tensor,
+) -> torch.Tensor:
+    """Rank [N] (1 = best) of each image's true caption among itself + its gallery.
+
+    image, true_text: [N, D]; gallery: [G, D]; ignore: [N, G] bool, True where gallery entry g
+    does not compete for row i (e.g. it is row i's own caption). rank_i = 1 + the number of
+    non-ignored gallery entries whose similarity to image i is STRICTLY greater than the true
+    caption's: ties favour the true caption. Similarities are exact float comparisons, so a
+    gallery copy of the true caption must be ignored, not left to tie.
+    """
+    _check_matrix("image", image)
+    _check_matrix("true_text", true_text)
+    _check_matrix("gallery", gallery)
+    n, d = image.shape
+    if true_text.shape != (n, d):
+        raise ValueError(f"true_text must be {(n, d)} like image, got {tuple(true_text.shape)}")
+    if gallery.shape[1] != d:
+        raise ValueError(f"gallery must have dim {d} like image, got {tuple(gallery.shape)}")
+    g = gallery.shape[0]
+    if ignore.dtype != torch.bool or tuple(ignore.shape) != (n, g):
+        raise ValueError(
+            f"ignore must be a bool tensor of shape {(n, g)}, "
+            f"got {ignore.dtype} {tuple(ignore.shape)}"
+        )
+    true_sim = pair_similarity(image, true_text)
+    ranks = torch.empty(n, dtype=torch.long)
+    for start in range(0, n, _RANK_CHUNK):
+        stop = min(start + _RANK_CHUNK, n)
+        sim = image[start:stop] @ gallery.T  # [rows, G]
+        beats = (sim > true_sim[start:stop, None]) & ~ignore[start:stop]
+        ranks[start:stop] = 1 + beats.sum(dim=1)
+    return ranks
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    image: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    """Top-1 accuracy of argmax_c <image, class_text[c]> against `labels`; also [N] correct.
+
+    On a tie the lowest class index wins (torch.argmax).
+    """
+    _check_matrix("image", image)
+    _check_matrix("class_text", class_text)
+    n, d = image.shape
+    c = class_text.shape[0]
+    if n == 0:
+        raise ValueError("zero_shot_accuracy needs at least one image, got 0")
+    if class_text.shape[1] != d:
+        raise ValueError(f"class_text must have dim {d} like image, got {tuple(class_text.shape)}")
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must be a 1-D tensor of length {n}, got {tuple(labels.shape)}")
+    if int(labels.min()) < 0 or int(labels.max()) >= c:
+        bad = labels[(labels < 0) | (labels >= c)][0].item()
+        raise ValueError(f"label {bad} out of range; valid: 0..{c - 1} ({c} classes)")
+    predicted = (image @ class_text.T).argmax(dim=1)
+    correct = predicted == labels.to(predicted.device)
+    return correct.float().mean().item(), correct
+
+
+@torch.no_grad()
+def class_embeddings(
+    data: EvalData, names: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """[C, D] CLIP prompt ensembling: mean of each name's template embeddings, re-normalised.
+
+    Every template holds one "{}" that the name replaces (plain substitution, so names may
+    contain braces). All C * T prompts go through ONE encode_text call, name-major.
+    """
+    if not names:
+        raise ValueError("class_embeddings needs at least one class name, got none")
+    if not templates:
+        raise ValueError("class_embeddings needs at least one template, got none")
+    for template in templates:
+        if template.count("{}") != 1:
+            raise ValueError(f"template {template!r} must contain exactly one '{{}}'")
+    prompts = [t.replace("{}", name) for name in names for t in templates]
+    emb = _encode(data, prompts)
+    emb = emb.reshape(len(names), len(templates), emb.shape[1]).mean(dim=1)
+    return torch.nn.functional.normalize(emb, dim=1)
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A uniformly drawn permutation of range(n) with no fixed points (n >= 2), seeded.
+
+    Rejection sampling: about e draws on average, deterministic for a given seed.
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs n >= 2, got {n}")
+    rng = np.random.default_rng(seed)
+    identity = np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == identity):
+            return perm
+
+
+class ProbeOutcome(NamedTuple):
+    """What `probe_accuracy` returns; unpacks like a tuple, accuracy first.
+
+    The probe's samples are indexed 0..2N-1: sample i < N is the true pair (image i, text i),
+    sample N + i the shuffled pair (image i, text perm[i]).
+    """
+
+    accuracy: float  # on the held-out samples, positives and negatives together
+    correct: torch.Tensor  # [T] bool: each held-out sample classified correctly
+    test_index: np.ndarray  # [T] int: which probe sample each entry of `correct` is
+    perm: np.ndarray  # [N] the derangement that built the negatives
+
+
+@torch.no_grad()
+def probe_accuracy(
+    image: torch.Tensor, text: torch.Tensor, seed: int, test_fraction: float
+) -> ProbeOutcome:
+    """ACS: accuracy of a logistic-regression probe telling true pairs from shuffled ones.
+
+    Features are image * text element-wise, standardised on the training part; negatives
+    pair image i with text perm[i], perm a seeded derangement. Shuffling does not look at
+    captions, so a negative whose caption happens to equal the true one (duplicate captions)
+    stays labelled negative. The stratified train/test split and the probe use `seed`.
+    """
+    _check_matrix("image", image)
+    if image.shape != text.shape:
+        raise ValueError(
+            f"image {tuple(image.shape)} and text {tuple(text.shape)} must have the same shape"
+        )
+    n = image.shape[0]
+    if n < 2:
+        raise ValueError(f"probe_accuracy needs at least 2 pairs to shuffle, got {n}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
+    perm = derangement(n, seed)
+    positives = image * text
+    negatives = image * text[torch.from_numpy(perm)]
+    features = torch.cat([positives, negatives]).to(torch.float64).cpu().numpy()
+    labels = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    train_idx, test_idx = train_test_split(
+        np.arange(2 * n), test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    # Standardised first (statistics from the training part only): products of unit vectors
+    # are O(1/D), so at D=512 an unscaled lbfgs probe stops at its first step (gradient below
+    # tol) and reports exactly chance even for a clearly learnable signal.
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    probe.fit(features[train_idx], labels[train_idx])
+    correct = probe.predict(features[test_idx]) == labels[test_idx]
+    return ProbeOutcome(float(correct.mean()), torch.from_numpy(correct), test_idx, perm)
+
+
+# --------------------------------------------------------------------------- data access
+
+
+def _get_split(data: EvalData, name: str) -> Split:
+    """The split, checked: non-empty, consistent shapes, unit-norm rows; cast to float32."""
+    split = data.split(name)
+    image, text, meta = split.image, split.text, split.meta
+    n = len(meta)
+    if n == 0:
+        raise ValueError(f"split {name!r} is empty; metrics need at least one sample")
+    for what, x in (("image", image), ("text", text)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] != n:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"split {name!r}: {what} must be [{n}, D] for {n} samples, got {shape}"
+            )
+    if image.shape != text.shape:
+        raise ValueError(
+            f"split {name!r}: image {tuple(image.shape)} and text {tuple(text.shape)} differ"
+        )
+    image, text = image.to(torch.float32), text.to(torch.float32)
+    for what, x in (("image", image), ("text", text)):
+        norms = x.norm(dim=1)
+        worst = int((norms - 1).abs().argmax())
+        if not math.isclose(float(norms[worst]), 1.0, abs_tol=_NORM_TOLERANCE):
+            raise ValueError(
+                f"split {name!r}: {what} embeddings must be L2-normalised; row {worst} has "
+                f"norm {float(norms[worst]):.6f}"
+            )
+    return Split(image, text, meta)
+
+
+def _meta_field(split_name: str, split: Split, key: str) -> list[Any]:
+    values = []
+    for i, row in enumerate(split.meta):
+        if key not in row:
+            raise ValueError(
+                f"split {split_name!r}: sample {i} has no {key!r} in its metadata; "
+                f"it has: {', '.join(sorted(row))}"
+            )
+        values.append(row[key])
+    return values
+
+
+def _encode(data: EvalData, texts: list[str]) -> torch.Tensor:
+    emb = data.encode_text(texts)
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or emb.shape[0] != len(texts):
+        shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
+        raise ValueError(
+            f"encode_text must return [{len(texts)}, D] for {len(texts)} texts, got {shape}"
+        )
+    return emb.to(torch.float32)
+
+
+def _mean_result(per_item: torch.Tensor, keys: list[str], **extra: float | int) -> MetricResult:
+    values = per_item.to(torch.float64)
+    return MetricResult(float(values.mean()), values.tolist(), keys, dict(extra))
+
+
+# --------------------------------------------------------------------------- efficacy
+
+
+@register(
+    "retfail",
+    family="efficacy",
+    target="clean",
+    better="lower",
+    splits=("forget", "retain_disjoint"),
+    description="MRR of each forget image's true caption in a seeded gallery of distractors "
+    "from forget and retain_disjoint; extra r1 = recall@1.",
+)
+@torch.no_grad()
+def retfail(data: EvalData) -> MetricResult:
+    """Gallery drawn once: k_f forget then k_r retain_disjoint captions, one default_rng(seed).
+
+    A gallery caption whose string equals row i's own caption is ignored for row i, so a row
+    never competes with its own (or an identical) caption.
+    """
+    forget = _get_split(data, "forget")
+    retain = _get_split(data, "retain_disjoint")
+    wanted = data.settings.retfail_distractors
+    k_f, k_r = min(wanted, len(forget.meta)), min(wanted, len(retain.meta))
+    rng = np.random.default_rng(data.settings.seed)
+    pick_f = torch.from_numpy(rng.choice(len(forget.meta), size=k_f, replace=False))
+    pick_r = torch.from_numpy(rng.choice(len(retain.meta), size=k_r, replace=False))
+    gallery = torch.cat([forget.text[pick_f], retain.text[pick_r]])
+
+    forget_txt = _meta_field("forget", forget, "txt")
+    retain_txt = _meta_field("retain_disjoint", retain, "txt")
+    ids: dict[str, int] = {}
+    row_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in forget_txt], dtype=torch.long)
+    retain_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in retain_txt], dtype=torch.long)
+    gallery_ids = torch.cat([row_ids[pick_f], retain_ids[pick_r]])
+    ignore = row_ids[:, None] == gallery_ids[None, :]
+
+    ranks = retrieval_ranks(forget.image, forget.text, gallery, ignore)
+    return _mean_result(
+        1.0 / ranks.to(torch.float64),
+        _meta_field("forget", forget, "key"),
+        r1=float((ranks == 1).to(torch.float64).mean()),
+        gallery=k_f + k_r + 1,
+        distractors_forget=k_f,
+        distractors_retain=k_r,
+    )
+
+
+@register(
+    "assoc_str",
+    family="efficacy",
+    target="clean",
+    better="lower",
+    splits=("forget",),
+    description="Mean cosine similarity of each forget image and its caption.",
+)
+def assoc_str(data: EvalData) -> MetricResult:
+    return _mean_similarity(data, "forget")
+
+
+@register(
+    "acs",
+    family="efficacy",
+    target="clean",
+    better="lower",
+    splits=("forget",),
+    description="Held-out accuracy of a logistic-regression probe on image*text products "
+    "separating true forget pairs from deranged ones (chance 0.5).",
+)
+def acs(data: EvalData) -> MetricResult:
+    """per_item covers every held-out probe sample, so value == mean(per_item).
+
+    Keys: a true pair is named by its sample key; a shuffled pair (image i, caption j) by
+    "<key i>~<key j>". extra: train/test sizes.
+    """
+    forget = _get_split(data, "forget")
+    keys = _meta_field("forget", forget, "key")
+    settings = data.settings
+    outcome = probe_accuracy(forget.image, forget.text, settings.seed, settings.acs_test_fraction)
+    n = len(keys)
+    item_keys = [
+        keys[i] if i < n else f"{keys[i - n]}~{keys[outcome.perm[i - n]]}"
+        for i in outcome.test_index.tolist()
+    ]
+    return _mean_result(
+        outcome.correct, item_keys, test=len(item_keys), train=2 * n - len(item_keys)
+    )
+
+
+@register(
+    "idzsc",
+    family="efficacy",
+    target="clean",
+    better="lower",
+    splits=("forget_identity",),
+    description="Zero-shot top-1 accuracy naming the persona of each forget_identity image "
+    "among all forget_identity persona names.",
+)
+@torch.no_grad()
+def idzsc(data: EvalData) -> MetricResult:
+    """Classes: sorted unique names; prompts IDZSC_TEMPLATES ensembled. per_item: 1/0."""
+    split = _get_split(data, "forget_identity")
+    names = _meta_field("forget_identity", split, "name")
+    classes = sorted(set(names))
+    if len(classes) < 2:
+        raise ValueError(
+            f"idzsc needs at least 2 personas in 'forget_identity' to choose among, "
+            f"got {len(classes)}: {classes}"
+        )
+    index = {name: i for i, name in enumerate(classes)}
+    labels = torch.tensor([index[n] for n in names], dtype=torch.long)
+    class_text = class_embeddings(data, classes, IDZSC_TEMPLATES)
+    _, correct = zero_shot_accuracy(split.image, class_text, labels)
+    keys = _meta_field("forget_identity", split, "key")
+    return _mean_result(correct, keys, classes=len(classes), chance=1 / len(classes))
+
+
+@register(
+    "core_assoc",
+    family="efficacy",
+    target="clean",
+    better="lower",
+    splits=("forget",),
+    description='Mean over forget rows of max similarity of the image to "{name} {value}" '
+    'and "{value} {name}".',
+)
+@torch.no_grad()
+def core_assoc(data: EvalData) -> MetricResult:
+    """The bare texts are de-duplicated and encoded in one call. per_item: the row's max."""
+    forget = _get_split(data, "forget")
+    names = _meta_field("forget", forget, "name")
+    values = _meta_field("forget", forget, "value")
+    first = [f"{n} {v}" for n, v in zip(names, values, strict=True)]
+    second = [f"{v} {n}" for n, v in zip(names, values, strict=True)]
+    texts = list(dict.fromkeys(first + second))
+    index = {t: i for i, t in enumerate(texts)}
+    emb = _encode(data, texts)
+    if emb.shape[1] != forget.image.shape[1]:
+        raise ValueError(
+            f"encode_text returned dim {emb.shape[1]}, forget images have {forget.image.shape[1]}"
+        )
+    sim_first = pair_similarity(forget.image, emb[torch.tensor([index[t] for t in first])])
+    sim_second = pair_similarity(forget.image, emb[torch.tensor([index[t] for t in second])])
+    return _mean_result(
+        torch.maximum(sim_first, sim_second),
+        _meta_field("forget", forget, "key"),
+        texts=len(texts),
+    )
+
+
+# --------------------------------------------------------------------------- utility
+
+
+@register(
+    "genknow",
+    family="utility",
+    target="compromised",
+    better="higher",
+    splits=("genknow",),
+    description="Zero-shot top-1 accuracy on the general-world classification task, "
+    "class prompts ensembled over data.class_templates.",
+)
+@torch.no_grad()
+def genknow(data: EvalData) -> MetricResult:
+    """Labels: meta "cls" indexing data.classes; a meta "class" must name the same class."""
+    split = _get_split(data, "genknow")
+    classes = list(data.classes)
+    labels = _meta_field("genknow", split, "cls")
+    for i, (row, label) in enumerate(zip(split.meta, labels, strict=True)):
+        if not isinstance(label, (int, np.integer)) or not 0 <= label < len(classes):
+            raise ValueError(
+                f"split 'genknow': sample {i} has cls {label!r}; valid: 0..{len(classes) - 1}"
+            )
+        if "class" in row and row["class"] != classes[label]:
+            raise ValueError(
+                f"split 'genknow': sample {i} has cls {label} ({classes[label]!r}) "
+                f"but class {row['class']!r}"
+            )
+    class_text = class_embeddings(data, classes, data.class_templates)
+    _, correct = zero_shot_accuracy(split.image, class_text, torch.tensor(labels, dtype=torch.long))
+    keys = _meta_field("genknow", split, "key")
+    return _mean_result(correct, keys, classes=len(classes), chance=1 / len(classes))
+
+
+def _mean_similarity(data: EvalData, split_name: str) -> MetricResult:
+    split = _get_split(data, split_name)
+    return _mean_result(
+        pair_similarity(split.image, split.text), _meta_field(split_name, split, "key")
+    )
+
+
+def _register_mean_similarity(name: str, split_name: str, description: str) -> None:
+    def fn(data: EvalData) -> MetricResult:
+        return _mean_similarity(data, split_name)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"Mean cosine similarity of each {split_name} image and its caption."
+    register(
+        name,
+        family="utility",
+        target="compromised",
+        better="higher",
+        splits=(split_name,),
+        description=description,
+    )(fn)
+
+
+_register_mean_similarity(
+    "inter_id_sim",
+    "holdout_identity",
+    "Mean pair similarity on holdout_identity: personas never in forget (inter-identity damage).",
+)
+_register_mean_similarity(
+    "intra_id_sim",
+    "holdout_association",
+    "Mean pair similarity on holdout_association: the other attributes of forget personas.",
+)
+_register_mean_similarity(
+    "vis_id_int",
+    "retain_joint",
+    "Mean pair similarity on retain_joint: non-sensitive pairs of forget personas.",
+)
+_register_mean_similarity(
+    "frag_sim",
+    "fragile",
+    "Mean pair similarity on the fragile set: weakly learned retain_disjoint concepts.",
+)
+
+EFFICACY: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.family == "efficacy")
+UTILITY: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.family == "utility")

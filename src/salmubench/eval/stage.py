@@ -1,0 +1,225 @@
+"""The `eval` stage: the ten metrics of one model on one dataset, against their targets.
+
+Writes an eval folder: `metrics.json` (one flat summary: the DVC metrics file and the KFP
+Metrics artifact), `items/<metric>.jsonl` (per-item values), `summary.json` (settings,
+gallery sizes, timings, model and dataset identity), and with reference models
+`targets.json` and `report.md` (each metric against its target: Clean for efficacy,
+Compromised for utility).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from salmubench.config import EvalConfig, to_dict
+from salmubench.eval.embed import DatasetEmbeddings
+from salmubench.eval.metrics import METRICS, EvalSettings, compute_all
+from salmubench.manifest import MANIFEST, dumps, read_manifest, staged_output, write_manifest
+from salmubench.models import LoadedModel, load_model
+from salmubench.train.data import open_dataset
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+REQUIRED_SPLITS = ("forget", "holdout", "retain_joint", "retain_disjoint", "fragile", "genknow")
+
+
+def flatten(results: dict[str, Any]) -> dict[str, float]:
+    """The flat summary: each metric's value, then its extras as `<metric>_<name>`."""
+    flat: dict[str, float] = {}
+    for name, result in results.items():
+        flat[name] = round(float(result.value), 6)
+        for key, value in result.extra.items():
+            flat[f"{name}_{key}"] = round(float(value), 6)
+    return flat
+
+
+def _model_identity(loaded: LoadedModel) -> dict[str, Any]:
+    if loaded.manifest is not None:
+        m = loaded.manifest
+        return {
+            "path": str(loaded.path),
+            "digest": m["digest"],
+            "architecture": m["architecture"],
+            "variant": m.get("variant"),
+            "method": m.get("method"),
+            "dataset": m["inputs"].get("dataset"),
+        }
+    from salmubench.manifest import sha256_file
+
+    return {
+        "path": str(loaded.path),
+        "digest": sha256_file(loaded.path),
+        "architecture": loaded.arch,
+        "variant": "external",
+        "dataset": None,
+    }
+
+
+def measure(
+    loaded: LoadedModel, data: Path, dataset: dict[str, Any], cfg: EvalConfig, seed: int
+) -> tuple[dict[str, Any], DatasetEmbeddings, float]:
+    """All registered metrics of one loaded model; (results, embeddings, total seconds)."""
+    settings = EvalSettings(
+        seed=seed,
+        retfail_distractors=cfg.retfail_distractors,
+        acs_test_fraction=cfg.acs_test_fraction,
+    )
+    emb = DatasetEmbeddings(loaded, data, dataset, settings, batch_size=cfg.batch_size)
+    start = time.perf_counter()
+    results = compute_all(emb)
+    return results, emb, time.perf_counter() - start
+
+
+def reference_metrics(
+    ref: str | os.PathLike,
+    data: Path,
+    dataset: dict[str, Any],
+    cfg: EvalConfig,
+    seed: int,
+    arch: str | None,
+) -> dict[str, float]:
+    """A reference model's flat metrics: from a metrics.json, an eval folder, or a model."""
+    ref = Path(ref)
+    if ref.is_file() and ref.suffix == ".json":
+        return json.loads(ref.read_text(encoding="utf-8"))
+    if ref.is_dir() and (ref / MANIFEST).is_file():
+        kind = read_manifest(ref)["kind"]
+        if kind == "eval":
+            read_manifest(ref, kind="eval", verify=True)
+            return json.loads((ref / METRICS_FILE).read_text(encoding="utf-8"))
+    loaded = load_model(ref, arch)
+    results, _, _ = measure(loaded, data, dataset, cfg, seed)
+    return flatten(results)
+
+
+def compare(
+    values: dict[str, float], clean: dict[str, float] | None, compromised: dict[str, float] | None
+) -> dict[str, dict[str, Any]]:
+    """Each metric against its target; efficacy also as the share of the gap closed."""
+    rows = {}
+    for name, metric in METRICS.items():
+        ref = clean if metric.target == "clean" else compromised
+        row: dict[str, Any] = {
+            "value": values[name],
+            "family": metric.family,
+            "target_model": metric.target,
+            "clean": clean.get(name) if clean else None,
+            "compromised": compromised.get(name) if compromised else None,
+        }
+        if ref is not None and name in ref:
+            row["target"] = ref[name]
+            row["delta"] = round(values[name] - ref[name], 6)
+        if clean and compromised and metric.family == "efficacy":
+            gap = compromised[name] - clean[name]
+            if abs(gap) > 1e-9:
+                row["gap_closed"] = round((compromised[name] - values[name]) / gap, 4)
+        rows[name] = row
+    return rows
+
+
+def markdown(rows: dict[str, dict[str, Any]], title: str) -> str:
+    def fmt(x: Any) -> str:
+        return "" if x is None else f"{x:.4f}" if isinstance(x, float) else str(x)
+
+    lines = [
+        f"# {title}",
+        "",
+        "| metric | family | value | clean | compromised | target | Δ to target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['family']} | {fmt(r['value'])} | {fmt(r['clean'])} | "
+            f"{fmt(r['compromised'])} | {r['target_model']} | {fmt(r.get('delta'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    data: str | os.PathLike,
+    model: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    cfg: EvalConfig | None = None,
+    arch: str | None = None,
+    seed: int = 0,
+    clean: str | os.PathLike | None = None,
+    compromised: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Evaluate `model` on dataset `data` into eval folder `out`; return its manifest."""
+    cfg = cfg or EvalConfig()
+    data = Path(data)
+    dataset = open_dataset(data, REQUIRED_SPLITS)
+    loaded = load_model(model, arch)
+    identity = _model_identity(loaded)
+    if identity["dataset"] not in (None, dataset["digest"]):
+        log.warning(
+            "MODEL %s WAS TRAINED ON ANOTHER DATASET (digest %s, this one %s): its forget and "
+            "holdout metrics do not measure memorisation of this dataset",
+            model,
+            identity["dataset"][:12],
+            dataset["digest"][:12],
+        )
+    with staged_output(out, force=force) as tmp:
+        results, emb, seconds = measure(loaded, data, dataset, cfg, seed)
+        values = flatten(results)
+        (tmp / METRICS_FILE).write_text(dumps(values), encoding="utf-8")
+        (tmp / "items").mkdir()
+        for name, result in results.items():
+            with open(tmp / "items" / f"{name}.jsonl", "w", encoding="utf-8") as f:
+                for key, v in zip(result.keys, result.per_item, strict=True):
+                    f.write(json.dumps({"key": key, "value": round(float(v), 6)}) + "\n")
+        refs = {}
+        for role, ref in (("clean", clean), ("compromised", compromised)):
+            if ref is not None:
+                refs[role] = reference_metrics(ref, data, dataset, cfg, seed, arch)
+        rows = compare(values, refs.get("clean"), refs.get("compromised"))
+        if refs:
+            (tmp / "targets.json").write_text(dumps(rows), encoding="utf-8")
+        (tmp / "report.md").write_text(markdown(rows, f"Evaluation of {model}"), encoding="utf-8")
+        embed_seconds = emb.embedding_seconds
+        timing = {
+            "seconds_total": round(seconds, 3),
+            "seconds_decode": round(emb.seconds["decode"], 3),
+            "seconds_embedding": round(embed_seconds, 3),
+            "seconds_metrics": round(seconds - embed_seconds - emb.seconds["decode"], 3),
+            "images_embedded": emb.counts["images"],
+            "texts_embedded": emb.counts["texts"],
+        }
+        summary = {
+            "model": identity,
+            "dataset": dataset["digest"],
+            "seed": seed,
+            "references": {
+                k: str(v) for k, v in (("clean", clean), ("compromised", compromised)) if v
+            },
+            "timing": timing,
+            "metrics": {
+                n: {
+                    "family": m.family,
+                    "target": m.target,
+                    "better": m.better,
+                    "description": m.description,
+                }
+                for n, m in METRICS.items()
+            },
+        }
+        (tmp / "summary.json").write_text(dumps(summary), encoding="utf-8")
+        manifest = write_manifest(
+            tmp,
+            "eval",
+            config=to_dict(cfg),
+            inputs={"dataset": dataset["digest"], "model": identity["digest"]},
+            model=identity,
+            seed=seed,
+            metrics=values,
+            timing=timing,
+        )
+    return manifest

@@ -1,0 +1,175 @@
+"""OpenCLIP models: architectures as JSON data, creation, saving and loading.
+
+Our architectures are OpenCLIP JSON configs shipped in `models/configs/` (one per profile);
+the paper profile uses OpenCLIP's built-in ViT-B-16. A trained model folder holds
+`model.pt` (an OpenCLIP checkpoint: `{"state_dict": ...}`), the architecture as
+`<name>.json`, and its manifest. External OpenCLIP checkpoints (e.g. the official
+SALMUBench ViT-B/16 weights) load from a local file with the architecture named.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salmubench.manifest import MANIFEST, read_manifest, write_atomic
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+MODEL_FILE = "model.pt"
+
+
+class ModelError(ValueError):
+    """A model or checkpoint that cannot be used, with what would be valid."""
+
+
+def _open_clip():
+    import open_clip
+
+    if not getattr(_open_clip, "registered", False):
+        open_clip.add_model_config(CONFIG_DIR)
+        _open_clip.registered = True  # type: ignore[attr-defined]
+    return open_clip
+
+
+def our_architectures() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def architecture(name: str) -> dict[str, Any]:
+    """The OpenCLIP config of an architecture (ours or built-in)."""
+    oc = _open_clip()
+    cfg = oc.get_model_config(name)
+    if cfg is None:
+        raise ModelError(
+            f"unknown architecture {name!r}; ours: {', '.join(our_architectures())}; "
+            f"or one of OpenCLIP's {len(oc.list_models())} built-in names (e.g. ViT-B-16)"
+        )
+    return cfg
+
+
+def register_architecture(path: str | os.PathLike) -> str:
+    """Make an architecture JSON file known to OpenCLIP under its file stem."""
+    _open_clip().add_model_config(Path(path))
+    return Path(path).stem
+
+
+def create(name: str) -> torch.nn.Module:
+    """A randomly initialised OpenCLIP model of architecture `name` (no weights fetched)."""
+    architecture(name)
+    oc = _open_clip()
+    # OpenCLIP logs a warning when no pretrained weights are requested; that is the point.
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = oc.create_model(name, pretrained=None, output_dict=True)
+    finally:
+        logger.setLevel(level)
+    return model
+
+
+def tokenizer(name: str):
+    return _open_clip().get_tokenizer(name)
+
+
+def image_normalisation(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) as [1, 3, 1, 1] tensors, from the model's preprocessing config."""
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    mean = cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))
+    std = cfg.get("std", (0.26862954, 0.26130258, 0.27577711))
+    return torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+
+
+def image_size(model: torch.nn.Module) -> int:
+    size = model.visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def context_length(model: torch.nn.Module) -> int:
+    return int(model.context_length)
+
+
+def save_model(folder: Path, model: torch.nn.Module, arch: str, meta: dict[str, Any]) -> None:
+    """Write `model.pt` (OpenCLIP-loadable) and the architecture JSON into `folder`."""
+    state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"state_dict": state, "salmubench": meta}, buf)
+    write_atomic(folder / MODEL_FILE, buf.getvalue())
+    write_atomic(folder / f"{arch}.json", json.dumps(architecture(arch), indent=2) + "\n")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    arch: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+
+
+def load_model(path: str | os.PathLike, arch: str | None = None) -> LoadedModel:
+    """Load a model folder of ours, or an external OpenCLIP checkpoint file with `arch`."""
+    path = Path(path)
+    if path.is_dir():
+        manifest = read_manifest(path, kind="model", verify=True)
+        arch_name = manifest["architecture"]
+        if arch is not None and arch != arch_name:
+            raise ModelError(f"{path} is a {arch_name!r} model, not {arch!r}")
+        arch_file = path / f"{arch_name}.json"
+        if arch_file.is_file():
+            register_architecture(arch_file)
+        loaded = _load_file(path / MODEL_FILE, arch_name)
+        loaded.path, loaded.manifest = path, manifest
+        return loaded
+    if not path.is_file():
+        raise ModelError(f"model {path} does not exist (expected a model folder or a checkpoint)")
+    if arch is None:
+        raise ModelError(
+            f"{path} is a bare checkpoint file: name its architecture (--arch), e.g. ViT-B-16 "
+            f"for the official SALMUBench models, or one of {', '.join(our_architectures())}"
+        )
+    return _load_file(path, arch)
+
+
+def _load_file(path: Path, arch: str) -> LoadedModel:
+    oc = _open_clip()
+    model = create(arch)
+    try:
+        oc.load_checkpoint(model, str(path), strict=True, weights_only=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:300]
+        raise ModelError(
+            f"{path} does not fit architecture {arch!r} (another architecture's checkpoint?): "
+            f"{first}"
+        ) from e
+    except Exception as e:  # unreadable, truncated or not a torch file
+        raise ModelError(f"{path} is not a readable OpenCLIP checkpoint: {e}") from e
+    meta: dict[str, Any] = {}
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, dict):
+            meta = raw.get("salmubench", {}) or {}
+    except Exception:  # external formats (safetensors...) carry no metadata of ours
+        meta = {}
+    model.eval()
+    return LoadedModel(model, arch, path, meta)
+
+
+def is_model_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()

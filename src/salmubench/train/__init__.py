@@ -1,0 +1,1 @@
+"""Training: Clean and Compromised CLIP models from scratch, resumable and distributed."""

@@ -1,0 +1,171 @@
+"""Training data: decoded, tokenised pools in memory and a resumable batch plan.
+
+Small-image profiles fit in memory as uint8 tensors (tiny: ~25k images of 32 px = 75 MB),
+so each shard is decoded and tokenised once and batches are plain tensor indexing: the
+model never waits for data. The batch plan is a pure function of (seed, step): a resumed
+run continues with exactly the batches the killed run would have seen, and the global
+batch is the same for any number of processes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from salmubench.data.shards import image_bytes, iter_split, resolve
+from salmubench.manifest import ManifestError, read_manifest
+
+log = logging.getLogger(__name__)
+
+# What each variant trains on (SPEC.md §3); holdouts are in the sensitive pool on purpose:
+# the Compromised model memorises them too.
+POOLS = {
+    "general": ("retain_real",),
+    "retain": ("retain_joint", "retain_disjoint"),
+    "sensitive": (
+        "forget_identity",
+        "forget_association",
+        "holdout_association",
+        "holdout_identity",
+    ),
+}
+VARIANTS = {"clean": ("general", "retain"), "compromised": ("general", "retain", "sensitive")}
+MEMORY_LIMIT_BYTES = 8 << 30
+
+
+@dataclass
+class Pool:
+    name: str
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    tokens: torch.Tensor  # int64 [N, context]
+    caption_ids: torch.Tensor  # int64 [N]: equal ids = identical caption text
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def open_dataset(data: str | Path, splits: Sequence[str]) -> dict[str, Any]:
+    """Verify a dataset folder (every checksum) and that it has `splits`; its manifest."""
+    manifest = read_manifest(data, kind="dataset", verify=True)
+    for split in splits:
+        for name in resolve(split):
+            if name not in manifest.get("shards", {}) or not manifest["shards"][name]:
+                raise ManifestError(
+                    f"{data}: split {name!r} is missing; it has "
+                    f"{', '.join(sorted(manifest.get('shards', {})))}"
+                )
+    return manifest
+
+
+def estimated_bytes(manifest: dict[str, Any], splits: Sequence[str]) -> int:
+    size = manifest["image"]["size"]
+    return sum(manifest["counts"][s] for s in splits) * 3 * size * size
+
+
+def decode(data: bytes, size: int | None = None) -> np.ndarray:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image).transpose(2, 0, 1)
+
+
+def load_pools(
+    data: str | Path,
+    manifest: dict[str, Any],
+    pools: Sequence[str],
+    tokenize: Callable[[list[str]], torch.Tensor],
+    image_size: int,
+) -> dict[str, Pool]:
+    """Decode and tokenise every sample of the named pools, once."""
+    splits = [s for p in pools for s in POOLS[p]]
+    need = estimated_bytes(manifest, splits)
+    if need > MEMORY_LIMIT_BYTES:
+        raise ValueError(
+            f"the training splits need ~{need / 2**30:.1f} GiB decoded; the in-memory loader "
+            f"is for small-image profiles (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
+        )
+    size = None if manifest["image"]["size"] == image_size else image_size
+    captions: dict[str, int] = {}
+    result = {}
+    for pool in pools:
+        images, texts, keys = [], [], []
+        for split in POOLS[pool]:
+            for sample in iter_split(data, split, manifest):
+                images.append(decode(image_bytes(sample), size))
+                texts.append(sample["txt"])
+                keys.append(sample["__key__"])
+        ids = torch.tensor([captions.setdefault(t, len(captions)) for t in texts])
+        result[pool] = Pool(
+            pool, torch.from_numpy(np.stack(images)), tokenize(texts).long(), ids, keys
+        )
+        log.debug("pool %s: %d samples", pool, len(keys))
+    return result
+
+
+def batch_sizes(
+    batch_size: int, variant: str, sensitive_fraction: float, retain_fraction: float
+) -> dict[str, int]:
+    """Per-step draws from each pool. Clean gives the sensitive share to general data."""
+    n_sensitive = round(batch_size * sensitive_fraction) if variant == "compromised" else 0
+    n_retain = round(batch_size * retain_fraction)
+    sizes = {"general": batch_size - n_sensitive - n_retain, "retain": n_retain}
+    if variant == "compromised":
+        sizes["sensitive"] = n_sensitive
+    return sizes
+
+
+class BatchPlan:
+    """Global batch indices for any step: per pool, walk seeded per-epoch permutations."""
+
+    def __init__(self, pool_sizes: dict[str, int], per_step: dict[str, int], seed: int) -> None:
+        for name, n in per_step.items():
+            if n > 0 and pool_sizes.get(name, 0) == 0:
+                raise ValueError(f"pool {name!r} is empty but {n} samples per step are drawn")
+        self.sizes, self.per_step, self.seed = pool_sizes, per_step, seed
+        self._perms: dict[tuple[str, int], np.ndarray] = {}
+
+    def _perm(self, pool: str, epoch: int) -> np.ndarray:
+        key = (pool, epoch)
+        if key not in self._perms:
+            if len(self._perms) > 16:
+                self._perms.clear()
+            rng = np.random.default_rng([self.seed, list(POOLS).index(pool), epoch])
+            self._perms[key] = rng.permutation(self.sizes[pool])
+        return self._perms[key]
+
+    def indices(self, step: int) -> dict[str, np.ndarray]:
+        out = {}
+        for pool, n in self.per_step.items():
+            if n == 0:
+                continue
+            size = self.sizes[pool]
+            positions = step * n + np.arange(n)
+            epochs, offsets = positions // size, positions % size
+            out[pool] = np.array(
+                [self._perm(pool, int(e))[o] for e, o in zip(epochs, offsets, strict=True)]
+            )
+        return out
+
+    def epochs(self, step: int) -> dict[str, float]:
+        return {p: step * n / self.sizes[p] for p, n in self.per_step.items() if n}
+
+
+def gather_batch(
+    pools: dict[str, Pool], indices: dict[str, np.ndarray]
+) -> tuple[torch.Tensor, ...]:
+    """(uint8 images, tokens, caption ids) of a batch, pools concatenated in plan order."""
+    parts = [(pools[p], torch.from_numpy(idx)) for p, idx in indices.items()]
+    return (
+        torch.cat([pool.images[idx] for pool, idx in parts]),
+        torch.cat([pool.tokens[idx] for pool, idx in parts]),
+        torch.cat([pool.caption_ids[idx] for pool, idx in parts]),
+    )
