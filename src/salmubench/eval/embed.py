@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salmubench.data.shards import image_bytes, iter_split
+from salmubench.data.shards import image_bytes, iter_split, resolve
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
 from salmubench.models import tokenizer as get_tokenizer
@@ -80,7 +80,19 @@ class DatasetEmbeddings:
         return torch.stack([self._texts[t] for t in texts])
 
     def split(self, name: str) -> Split:
-        """Image embeddings, own-caption embeddings and metadata of a split (cached)."""
+        """Image embeddings, own-caption embeddings and metadata of a split (cached).
+
+        A composite (e.g. forget) is the concatenation of its primitive splits, so every
+        primitive split is embedded exactly once however many metrics read it.
+        """
+        parts = resolve(name)
+        if len(parts) > 1:
+            pieces = [self.split(p) for p in parts]
+            return Split(
+                image=torch.cat([p.image for p in pieces]),
+                text=torch.cat([p.text for p in pieces]),
+                meta=[m for p in pieces for m in p.meta],
+            )
         if name not in self._splits:
             start = time.perf_counter()
             arrays, meta = [], []

@@ -1,0 +1,102 @@
+"""`salmubench eval`: all ten metrics, per-item details, targets, embeddings computed once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from salmubench.cli import main
+from salmubench.config import EvalConfig
+from salmubench.eval.metrics import METRICS
+from salmubench.eval.stage import measure
+from salmubench.manifest import read_manifest
+from salmubench.models import load_model
+
+PRIMITIVE_READS = ("forget_identity", "forget_association", "holdout_identity",
+                   "holdout_association", "retain_joint", "retain_disjoint", "fragile",
+                   "genknow")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def compromised_eval(tmp_path_factory, micro_dataset, micro_models):
+    out = tmp_path_factory.mktemp("eval") / "compromised"
+    code = main(["eval", "--data", str(micro_dataset), "--model",
+                 str(micro_models["compromised"]), "--profile", "micro", "--out", str(out),
+                 "--clean", str(micro_models["clean"]), "--compromised",
+                 str(micro_models["compromised"]), "-q"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_metrics_json_is_one_flat_summary_of_all_ten(compromised_eval):
+    metrics = json.loads((compromised_eval / "metrics.json").read_text())
+    assert set(METRICS) <= set(metrics)
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert {"retfail_r1", "retfail_gallery", "genknow_chance", "idzsc_chance"} <= set(metrics)
+    read_manifest(compromised_eval, kind="eval", verify=True)
+
+
+def test_per_item_details_cover_every_item(compromised_eval, micro_manifest):
+    counts = micro_manifest["counts"]
+    n = {
+        "retfail": counts["forget_identity"] + counts["forget_association"],
+        "assoc_str": counts["forget_identity"] + counts["forget_association"],
+        "idzsc": counts["forget_identity"],
+        "genknow": counts["genknow"],
+        "inter_id_sim": counts["holdout_identity"],
+        "intra_id_sim": counts["holdout_association"],
+        "vis_id_int": counts["retain_joint"],
+        "frag_sim": counts["fragile"],
+    }
+    for name, expected in n.items():
+        rows = (compromised_eval / "items" / f"{name}.jsonl").read_text().splitlines()
+        assert len(rows) == expected, name
+        assert {"key", "value"} == set(json.loads(rows[0]))
+
+
+def test_each_metric_is_reported_against_its_target(compromised_eval):
+    rows = json.loads((compromised_eval / "targets.json").read_text())
+    for name, metric in METRICS.items():
+        row = rows[name]
+        ref = row["clean"] if metric.target == "clean" else row["compromised"]
+        assert row["target"] == ref
+        assert row["delta"] == pytest.approx(row["value"] - ref, abs=1e-5)
+    # the compromised model against itself: zero utility gap
+    for name in ("genknow", "inter_id_sim", "intra_id_sim"):
+        assert rows[name]["delta"] == pytest.approx(0.0, abs=1e-6)
+    assert "| retfail | efficacy |" in (compromised_eval / "report.md").read_text()
+
+
+def test_reference_metrics_files_give_the_same_targets(tmp_path, micro_dataset, micro_models,
+                                                       compromised_eval):  # fmt: skip
+    clean_eval = tmp_path / "clean"
+    assert main(["eval", "--data", str(micro_dataset), "--model", str(micro_models["clean"]),
+                 "--profile", "micro", "--out", str(clean_eval), "-q"]) == 0  # fmt: skip
+    out = tmp_path / "again"
+    assert main(["eval", "--data", str(micro_dataset), "--model",
+                 str(micro_models["compromised"]), "--profile", "micro", "--out", str(out),
+                 "--clean", str(clean_eval / "metrics.json"), "--compromised",
+                 str(compromised_eval), "-q"]) == 0  # fmt: skip
+    a = json.loads((out / "targets.json").read_text())
+    b = json.loads((compromised_eval / "targets.json").read_text())
+    assert a == b
+
+
+def test_external_checkpoint_file_loads_with_its_architecture(
+    tmp_path, micro_dataset, micro_models, compromised_eval
+):
+    out = tmp_path / "external"
+    assert main(["eval", "--data", str(micro_dataset), "--model",
+                 str(micro_models["compromised"] / "model.pt"), "--arch", "salmu-micro",
+                 "--profile", "micro", "--out", str(out), "-q"]) == 0  # fmt: skip
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(
+        (compromised_eval / "metrics.json").read_text()
+    )
+
+
+def test_every_split_is_embedded_once(micro_dataset, micro_manifest, micro_models):
+    loaded = load_model(micro_models["clean"])
+    results, emb, _ = measure(loaded, micro_dataset, micro_manifest, EvalConfig(), seed=0)
+    assert set(results) == set(METRICS)
+    assert emb.counts["images"] == sum(micro_manifest["counts"][s] for s in PRIMITIVE_READS)
