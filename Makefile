@@ -17,9 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## The main job: for now, synthesise the dataset of PROFILE (default tiny) and its preview.
+## The main job, as far as it is built: the dataset of PROFILE (default tiny), the Clean and
+## Compromised models, and their ten-metric evaluations (each against the other as target).
 run: venv
 	$(BIN)/salmubench synth --profile $(PROFILE) --seed $(SEED) --out $(OUT)/dataset --force
+	$(BIN)/salmubench train --profile $(PROFILE) --seed $(SEED) --data $(OUT)/dataset \
+	    --variant clean --out $(OUT)/clean --force
+	$(BIN)/salmubench train --profile $(PROFILE) --seed $(SEED) --data $(OUT)/dataset \
+	    --variant compromised --out $(OUT)/compromised --force
+	$(BIN)/salmubench eval --profile $(PROFILE) --data $(OUT)/dataset --model $(OUT)/clean \
+	    --out $(OUT)/eval-clean --force
+	$(BIN)/salmubench eval --profile $(PROFILE) --data $(OUT)/dataset \
+	    --model $(OUT)/compromised --clean $(OUT)/eval-clean --compromised $(OUT)/compromised \
+	    --out $(OUT)/eval-compromised --force
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
@@ -31,6 +41,7 @@ test: lint
 
 bench: venv
 	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_models.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,4 +1,4 @@
-"""dvc.yaml runs the real synth stage with real DVC; a re-run with nothing changed is a no-op."""
+"""dvc.yaml runs the real stages with real DVC; a re-run with nothing changed is a no-op."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def sh(*cmd: str, cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-def test_dvc_repro_synth_on_micro(tmp_path):
+def test_dvc_repro_on_micro(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     for name in ("dvc.yaml", "params.yaml"):
@@ -34,12 +34,20 @@ def test_dvc_repro_synth_on_micro(tmp_path):
     sh("git", "init", "-q", cwd=project)
     sh("dvc", "init", "-q", cwd=project)
 
-    sh("dvc", "repro", "synth", cwd=project)
+    sh("dvc", "repro", cwd=project)
     manifest = read_manifest(project / "data", kind="dataset", verify=True)
     assert manifest["profile"] == "micro"
+    for variant in ("clean", "compromised"):
+        model = read_manifest(project / "models" / variant, kind="model", verify=True)
+        assert model["variant"] == variant and model["inputs"]["dataset"] == manifest["digest"]
+        read_manifest(project / "evals" / variant, kind="eval", verify=True)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["synth"]["params"]["params.yaml"]["run.profile"] == "micro"
+    assert "train@compromised" in lock["stages"] and "eval@clean" in lock["stages"]
 
-    out = sh("dvc", "repro", "synth", cwd=project)
+    shown = sh("dvc", "metrics", "show", "--json", cwd=project)
+    assert "retfail" in shown and "genknow" in shown
+
+    out = sh("dvc", "repro", cwd=project)
     assert "didn't change, skipping" in out or "up to date" in out
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project)

@@ -59,8 +59,15 @@ def test_torchrun_two_processes_yields_an_open_clip_loadable_model(
         str(out),
         "-q",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # never leave worker processes behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
     manifest = read_manifest(out, kind="model", verify=True)
     assert manifest["world_size"] == 2 and manifest["steps"] == 40
     # OpenCLIP itself loads it, from the architecture JSON shipped next to the weights

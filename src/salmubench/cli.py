@@ -16,7 +16,13 @@ from pathlib import Path
 
 from salmubench import __version__
 from salmubench.config import ConfigError, load_params, stage_config
-from salmubench.manifest import ManifestError, OutputExistsError, check_output, read_manifest
+from salmubench.manifest import (
+    ManifestError,
+    OutputExistsError,
+    check_output,
+    read_manifest,
+    write_atomic,
+)
 from salmubench.models import ModelError
 
 log = logging.getLogger("salmubench")
@@ -175,6 +181,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         compromised=args.compromised,
         force=args.force,
     )
+    if args.metrics_file:
+        target = Path(args.metrics_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, (Path(args.out) / "metrics.json").read_bytes())
     if not args.quiet:
         print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
         t = manifest["timing"]
@@ -280,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", help="Clean reference: metrics.json, eval folder or model")
     p.add_argument("--compromised", help="Compromised reference: metrics.json, eval or model")
     p.add_argument("--force", action="store_true", help="replace an existing eval folder")
+    p.add_argument("--metrics-file", help="also write metrics.json here (e.g. for DVC metrics)")
     p.add_argument(
         "--set",
         action="append",
