@@ -60,8 +60,12 @@ def main() -> None:
                             args.profile, "--seed", str(args.seed), "--out",
                             str(work / variant), "--force", "-q")  # fmt: skip
         manifest = json.loads((work / variant / "manifest.json").read_text())
-        timings[f"train_{variant}"] = {"seconds_command": round(s, 1),
-                                       **manifest["training"], "peak_rss_mib": round(rss)}  # fmt: skip
+        timings[f"train_{variant}"] = {
+            "seconds_command": round(s, 1),
+            **manifest["training"],
+            "global_batch": manifest["global_batch"],
+            "peak_rss_mib": round(rss),
+        }
     for variant in ("clean", "compromised"):
         s, rss = salmubench("eval", "--data", str(data), "--model", str(work / variant),
                             "--profile", args.profile, "--out", str(work / f"eval-{variant}"),
@@ -83,9 +87,9 @@ def main() -> None:
         "genknow_ge_3x_chance_both": min(clean["genknow"], comp["genknow"]) >= 3 * chance,
         "genknow_within_5_points": abs(clean["genknow"] - comp["genknow"]) <= 0.05,
     }
-    train_total = timings["train_clean"]["seconds_command"] + timings["train_compromised"][
-        "seconds_command"
-    ]
+    train_total = (
+        timings["train_clean"]["seconds_command"] + timings["train_compromised"]["seconds_command"]
+    )
     result = {
         "benchmark": "models",
         "profile": args.profile,

@@ -179,8 +179,10 @@ def test_unknown_variant_and_bad_settings_fail_before_training(tmp_path, capsys,
     assert "'dirty'" in capsys.readouterr().err
     assert main([*args, "--variant", "clean", "--set", "model=ViT-Z-99"]) == 2
     assert "ViT-Z-99" in capsys.readouterr().err
-    assert main([*args, "--variant", "clean", "--set", "sensitive_fraction=1.5"]) == 2
-    assert "sensitive_fraction=1.5" in capsys.readouterr().err
+    assert main([*args, "--variant", "clean", "--set", "sensitive_batch=-3"]) == 2
+    assert "sensitive_batch=-3" in capsys.readouterr().err
+    assert main([*args, "--variant", "clean", "--set", "retain_fraction=1.5"]) == 2
+    assert "retain_fraction=1.5" in capsys.readouterr().err
     assert not out.exists() and not partial_dir(out).exists()
 
 
@@ -330,5 +332,6 @@ def test_contrastive_loss_treats_duplicate_captions_as_positives():
 def test_profiles_train_sections_are_valid():
     for profile in ("micro", "tiny", "small", "paper"):
         cfg = stage_config("train", profile)
-        assert cfg.batch_size % 2 == 0  # runs on 1 or 2 processes
+        # both variants' global batches run on 1 or 2 processes
+        assert cfg.batch_size % 2 == 0 and cfg.sensitive_batch % 2 == 0
     assert set(SPLITS) >= {"retain_real", "retain_joint", "retain_disjoint"}

@@ -139,11 +139,12 @@ class TrainConfig:
     lr: float = _doc("Peak learning rate (AdamW), after linear warm-up, cosine decay to 0.")
     warmup_steps: int = _doc("Linear warm-up steps.")
     weight_decay: float = _doc("AdamW weight decay (not on gains, biases, logit scale).")
-    sensitive_fraction: float = _doc(
-        "Compromised only: share of each batch drawn from the sensitive set "
-        "(forget + holdouts), i.e. its upsampling. Clean fills it with general data."
+    sensitive_batch: int = _doc(
+        "Compromised only: sensitive pairs (forget + holdouts) added to every batch, i.e. "
+        "the upsampling of the sensitive set. Both variants see exactly the same general "
+        "and retain samples at every step; the Compromised batch has these on top."
     )
-    retain_fraction: float = _doc("Share of each batch drawn from retain_synth (both variants).")
+    retain_fraction: float = _doc("Share of the base batch drawn from retain_synth.")
     checkpoint_every: int = _doc("Steps between resumable checkpoints.")
     log_every: int = _doc("Steps between log lines (train_log.jsonl).", default=10)
     precision: str = _doc("fp32, bf16 (autocast) or fp16 (CUDA autocast + scaler).", default="fp32")
@@ -158,16 +159,9 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr!r}: must be a positive number")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay={self.weight_decay!r}: must be >= 0")
-        for name in ("sensitive_fraction", "retain_fraction"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ConfigError(f"{name}={value!r}: must be in [0, 1)")
-        if self.sensitive_fraction + self.retain_fraction >= 1:
-            raise ConfigError(
-                f"sensitive_fraction + retain_fraction = "
-                f"{self.sensitive_fraction + self.retain_fraction}: must leave room for "
-                "general-world data (< 1)"
-            )
+        _non_negative("sensitive_batch", self.sensitive_batch)
+        if not (isinstance(self.retain_fraction, (int, float)) and 0 <= self.retain_fraction < 1):
+            raise ConfigError(f"retain_fraction={self.retain_fraction!r}: must be in [0, 1)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
 

@@ -82,6 +82,10 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     )
 
 
+def global_batch(cfg: TrainConfig, variant: str) -> int:
+    return cfg.batch_size + (cfg.sensitive_batch if variant == "compromised" else 0)
+
+
 def check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ConfigError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
@@ -133,9 +137,11 @@ def train(
     env = DistEnv.from_env()
     arch = cfg.model
     architecture(arch)  # unknown architecture: fail now
-    if cfg.batch_size % env.world_size:
+    total = global_batch(cfg, variant)
+    if total % env.world_size:
         raise ConfigError(
-            f"batch_size={cfg.batch_size} is not divisible by the {env.world_size} processes"
+            f"the global batch of {total} ({variant}) is not divisible by the "
+            f"{env.world_size} processes; change batch_size or sensitive_batch"
         )
     mode = prepare_output(out, resume, force)
     if mode == "done":
@@ -194,7 +200,7 @@ def _run(
     t_load = time.perf_counter()
     pools = load_pools(data, dataset, VARIANTS[variant], tokenize, size)
     seconds_load = time.perf_counter() - t_load
-    per_step = batch_sizes(cfg.batch_size, variant, cfg.sensitive_fraction, cfg.retain_fraction)
+    per_step = batch_sizes(cfg.batch_size, variant, cfg.sensitive_batch, cfg.retain_fraction)
     plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, seed)
     optimizer = _optimizer(model, cfg)
     if state is not None:
@@ -213,7 +219,8 @@ def _run(
         if cfg.precision == "fp16"
         else nullcontext()
     )
-    local = cfg.batch_size // env.world_size
+    batch = global_batch(cfg, variant)
+    local = batch // env.world_size
     lo, hi = env.rank * local, (env.rank + 1) * local
     step = int(state["step"]) if state is not None else 0
     start_step = step
@@ -254,7 +261,7 @@ def _run(
                 "loss": round(sum(losses[-cfg.log_every :]) / len(losses[-cfg.log_every :]), 5),
                 "lr": lr,
                 "logit_scale": round(model.logit_scale.detach().exp().item(), 3),
-                "samples_per_second": round((step - start_step) * cfg.batch_size / elapsed, 1),
+                "samples_per_second": round((step - start_step) * batch / elapsed, 1),
             }
             log_rows.append(row)
             log.debug("step %s", row)
@@ -366,13 +373,16 @@ def _publish(
         dataset_profile=dataset.get("profile"),
         steps=cfg.steps,
         world_size=env.world_size,
-        samples_seen=cfg.steps * cfg.batch_size,
+        global_batch=global_batch(cfg, variant),
+        samples_seen=cfg.steps * global_batch(cfg, variant),
         epochs=plan.epochs(cfg.steps),
         training={
             "steps_this_run": steps_run,
             "seconds": round(seconds, 2),
             "seconds_loading_data": round(seconds_load, 2),
-            "samples_per_second": round(steps_run * cfg.batch_size / max(seconds, 1e-9), 1),
+            "samples_per_second": round(
+                steps_run * global_batch(cfg, variant) / max(seconds, 1e-9), 1
+            ),
             "final_loss": round(sum(tail) / len(tail), 5),
         },
     )
