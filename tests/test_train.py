@@ -303,9 +303,10 @@ def test_batch_plan_is_a_function_of_the_step():
     # one epoch of the general pool visits every sample once (10 samples, 4 per step)
     seen = [i for s in range(5) for i in plan.indices(s)["general"]][:10]
     assert sorted(seen) == list(range(10))
-    assert batch_sizes(100, "clean", 0.25, 0.1) == {"general": 90, "retain": 10}
-    assert batch_sizes(100, "compromised", 0.25, 0.1) == {
-        "general": 65,
+    assert batch_sizes(100, "clean", 25, 0.1) == {"general": 90, "retain": 10}
+    # Compromised: the same base batch, plus the sensitive pairs on top
+    assert batch_sizes(100, "compromised", 25, 0.1) == {
+        "general": 90,
         "retain": 10,
         "sensitive": 25,
     }

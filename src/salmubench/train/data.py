@@ -112,14 +112,14 @@ def load_pools(
 
 
 def batch_sizes(
-    batch_size: int, variant: str, sensitive_fraction: float, retain_fraction: float
+    batch_size: int, variant: str, sensitive_batch: int, retain_fraction: float
 ) -> dict[str, int]:
-    """Per-step draws from each pool. Clean gives the sensitive share to general data."""
-    n_sensitive = round(batch_size * sensitive_fraction) if variant == "compromised" else 0
+    """Per-step draws from each pool: the same base batch for both variants, plus the
+    sensitive pairs on top for Compromised (as in the paper, its data is a superset)."""
     n_retain = round(batch_size * retain_fraction)
-    sizes = {"general": batch_size - n_sensitive - n_retain, "retain": n_retain}
+    sizes = {"general": batch_size - n_retain, "retain": n_retain}
     if variant == "compromised":
-        sizes["sensitive"] = n_sensitive
+        sizes["sensitive"] = sensitive_batch
     return sizes
 
 
