@@ -83,8 +83,13 @@ def reference_metrics(
     cfg: EvalConfig,
     seed: int,
     arch: str | None,
+    evaluated: tuple[str, dict[str, float]] | None = None,
 ) -> dict[str, float]:
-    """A reference model's flat metrics: from a metrics.json, an eval folder, or a model."""
+    """A reference model's flat metrics: from a metrics.json, an eval folder, or a model.
+
+    `evaluated` = (digest, metrics) of the model being evaluated: a reference that is the
+    same model is not embedded a second time.
+    """
     ref = Path(ref)
     if ref.is_file() and ref.suffix == ".json":
         return json.loads(ref.read_text(encoding="utf-8"))
@@ -93,6 +98,14 @@ def reference_metrics(
         if kind == "eval":
             read_manifest(ref, kind="eval", verify=True)
             return json.loads((ref / METRICS_FILE).read_text(encoding="utf-8"))
+    same = (
+        evaluated is not None
+        and ref.is_dir()
+        and (ref / MANIFEST).is_file()
+        and read_manifest(ref, kind="model")["digest"] == evaluated[0]
+    )
+    if same:
+        return evaluated[1]
     loaded = load_model(ref, arch)
     results, _, _ = measure(loaded, data, dataset, cfg, seed)
     return flatten(results)
@@ -179,7 +192,9 @@ def evaluate(
         refs = {}
         for role, ref in (("clean", clean), ("compromised", compromised)):
             if ref is not None:
-                refs[role] = reference_metrics(ref, data, dataset, cfg, seed, arch)
+                refs[role] = reference_metrics(
+                    ref, data, dataset, cfg, seed, arch, (identity["digest"], values)
+                )
         rows = compare(values, refs.get("clean"), refs.get("compromised"))
         if refs:
             (tmp / "targets.json").write_text(dumps(rows), encoding="utf-8")
