@@ -9,6 +9,7 @@ JSON architectures, its tokenizer and its checkpoint format — and keep the loo
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,55 +155,60 @@ def train(
 
     env.init()
     torch.set_num_threads(env.threads(cfg.threads))
-    device = env.device()
     try:
         if env.is_main:
             if mode == "fresh" and partial.exists():
                 shutil.rmtree(partial)
             partial.mkdir(parents=True, exist_ok=True)
         env.barrier()
-        identity = _identity(cfg, variant, seed, dataset["digest"])
+        run = _Run(Path(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
+                   profile, _identity(cfg, variant, seed, dataset["digest"]))  # fmt: skip
         state = None
         if mode == "resume":
             state = torch.load(partial / STATE, map_location="cpu", weights_only=True)
-            if state["identity"] != identity:
+            if state["identity"] != run.identity:
                 raise ConfigError(
                     f"{partial / STATE} was written by a different run (config, variant, seed "
                     "or dataset differ); pass --force to start over"
                 )
-        return _run(
-            data,
-            dataset,
-            variant,
-            cfg,
-            out,
-            partial,
-            env,
-            device,
-            seed,
-            profile,
-            identity,
-            state,
-            progress,
-        )
+        return _loop(run, state, progress)
     finally:
         env.close()
 
 
-def _run(
-    data, dataset, variant, cfg, out, partial, env, device, seed, profile, identity, state, progress
-) -> dict[str, Any]:
-    torch.manual_seed(seed)
+@dataclass(frozen=True)
+class _Run:
+    """Everything fixed for the duration of one training run."""
+
+    data: Path
+    dataset: dict[str, Any]
+    variant: str
+    cfg: TrainConfig
+    out: Path
+    partial: Path
+    env: DistEnv
+    device: torch.device
+    seed: int
+    profile: str
+    identity: dict[str, Any]
+
+    @property
+    def batch(self) -> int:
+        return global_batch(self.cfg, self.variant)
+
+
+def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) -> dict[str, Any]:
+    cfg, env, device = run.cfg, run.env, run.device
+    torch.manual_seed(run.seed)
     model = create(cfg.model).to(device)
     if state is not None:
         model.load_state_dict(state["model"])
-    size = image_size(model)
-    tokenize = get_tokenizer(cfg.model)
     t_load = time.perf_counter()
-    pools = load_pools(data, dataset, VARIANTS[variant], tokenize, size)
+    pools = load_pools(run.data, run.dataset, VARIANTS[run.variant], get_tokenizer(cfg.model),
+                       image_size(model))  # fmt: skip
     seconds_load = time.perf_counter() - t_load
-    per_step = batch_sizes(cfg.batch_size, variant, cfg.sensitive_batch, cfg.retain_fraction)
-    plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, seed)
+    per_step = batch_sizes(cfg.batch_size, run.variant, cfg.sensitive_batch, cfg.retain_fraction)
+    plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, run.seed)
     optimizer = _optimizer(model, cfg)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -213,18 +220,15 @@ def _run(
     mean, std = (t.to(device) for t in image_normalisation(model))
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
     autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if cfg.precision == "bf16"
-        else torch.autocast("cuda", dtype=torch.float16)
-        if cfg.precision == "fp16"
+        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
+        else torch.autocast("cuda", dtype=torch.float16) if cfg.precision == "fp16"
         else nullcontext()
-    )
-    batch = global_batch(cfg, variant)
-    local = batch // env.world_size
+    )  # fmt: skip
+    local = run.batch // env.world_size
     lo, hi = env.rank * local, (env.rank + 1) * local
     step = int(state["step"]) if state is not None else 0
     start_step = step
-    log_rows = _read_log(partial, step) if env.is_main else []
+    log_rows = _read_log(run.partial, step) if env.is_main else []
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
@@ -255,44 +259,30 @@ def _run(
         step += 1
         losses.append(loss.item())
         if env.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
-            elapsed = time.perf_counter() - t0
-            row = {
+            recent = losses[-cfg.log_every :]
+            log_rows.append({
                 "step": step,
-                "loss": round(sum(losses[-cfg.log_every :]) / len(losses[-cfg.log_every :]), 5),
+                "loss": round(sum(recent) / len(recent), 5),
                 "lr": lr,
                 "logit_scale": round(model.logit_scale.detach().exp().item(), 3),
-                "samples_per_second": round((step - start_step) * batch / elapsed, 1),
-            }
-            log_rows.append(row)
-            log.debug("step %s", row)
+                "samples_per_second": round(
+                    (step - start_step) * run.batch / (time.perf_counter() - t0), 1
+                ),
+            })  # fmt: skip
         if progress is not None and env.is_main:
             progress(step, cfg.steps, losses[-1])
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            _checkpoint(partial, model, optimizer, step, identity, log_rows, env)
-    seconds = time.perf_counter() - t0
-    manifest = None
-    if env.is_main:
-        manifest = _publish(
-            out,
-            partial,
-            model,
-            cfg,
-            variant,
-            seed,
-            profile,
-            dataset,
-            env,
-            log_rows,
-            losses,
-            seconds,
-            seconds_load,
-            step - start_step,
-            plan,
-            optimizer,
-            identity,
-        )
+            if env.is_main:
+                _save_state(run, model, optimizer, step, log_rows)
+            env.barrier()  # every rank waits until the checkpoint is on disk
+    stats = {
+        "steps_this_run": step - start_step,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_loading_data": round(seconds_load, 2),
+    }
+    manifest = _publish(run, model, optimizer, log_rows, losses, stats, plan) if env.is_main else {}
     env.barrier()
-    return manifest if manifest is not None else {}
+    return manifest
 
 
 def _read_log(partial: Path, upto: int) -> list[dict]:
@@ -304,91 +294,57 @@ def _read_log(partial: Path, upto: int) -> list[dict]:
     return [r for r in rows if r["step"] <= upto]
 
 
-def _state(model, optimizer, step, identity) -> dict[str, Any]:
-    return {
+def _save_state(run: _Run, model, optimizer, step: int, log_rows: list[dict]) -> None:
+    """The resumable state (weights, optimiser, step, run identity, version), atomically."""
+    state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "step": step,
-        "identity": identity,
+        "identity": run.identity,
         "package_version": __version__,
     }
-
-
-def _checkpoint(partial, model, optimizer, step, identity, log_rows, env) -> None:
-    """Rank 0 writes the resumable state atomically; every rank waits for it."""
-    if env.is_main:
-        import io
-
-        buf = io.BytesIO()
-        torch.save(_state(model, optimizer, step, identity), buf)
-        write_atomic(partial / STATE, buf.getvalue())
-        write_atomic(partial / LOG, "".join(json.dumps(r) + "\n" for r in log_rows))
-        log.debug("checkpoint at step %d", step)
-    env.barrier()
-
-
-def _publish(
-    out,
-    partial,
-    model,
-    cfg,
-    variant,
-    seed,
-    profile,
-    dataset,
-    env,
-    log_rows,
-    losses,
-    seconds,
-    seconds_load,
-    steps_run,
-    plan,
-    optimizer,
-    identity,
-) -> dict[str, Any]:
-    import io
-
-    meta = {
-        "variant": variant,
-        "architecture": cfg.model,
-        "steps": cfg.steps,
-        "package_version": __version__,
-        "dataset": dataset["digest"],
-    }
-    save_model(partial, model, cfg.model, meta)
     buf = io.BytesIO()
-    torch.save(_state(model, optimizer, cfg.steps, identity), buf)
-    write_atomic(partial / STATE, buf.getvalue())
-    write_atomic(partial / LOG, "".join(json.dumps(r) + "\n" for r in log_rows))
+    torch.save(state, buf)
+    write_atomic(run.partial / STATE, buf.getvalue())
+    write_atomic(run.partial / LOG, "".join(json.dumps(r) + "\n" for r in log_rows))
+    log.debug("checkpoint at step %d", step)
+
+
+def _publish(run: _Run, model, optimizer, log_rows, losses, stats, plan) -> dict[str, Any]:
+    """Final weights, state and manifest into the partial folder, then rename it into place."""
+    cfg = run.cfg
+    meta = {"variant": run.variant, "architecture": cfg.model, "steps": cfg.steps,
+            "package_version": __version__, "dataset": run.dataset["digest"]}  # fmt: skip
+    save_model(run.partial, model, cfg.model, meta)
+    _save_state(run, model, optimizer, cfg.steps, log_rows)
     tail = losses[-min(len(losses), 20) :] or [float("nan")]
+    stats = {
+        **stats,
+        "samples_per_second": round(
+            stats["steps_this_run"] * run.batch / max(stats["seconds"], 1e-9), 1
+        ),
+        "final_loss": round(sum(tail) / len(tail), 5),
+    }
     manifest = write_manifest(
-        partial,
+        run.partial,
         "model",
         config=to_dict(cfg),
-        inputs={"dataset": dataset["digest"]},
+        inputs={"dataset": run.dataset["digest"]},
         architecture=cfg.model,
-        variant=variant,
-        profile=profile,
-        seed=seed,
-        dataset_profile=dataset.get("profile"),
+        variant=run.variant,
+        profile=run.profile,
+        seed=run.seed,
+        dataset_profile=run.dataset.get("profile"),
         steps=cfg.steps,
-        world_size=env.world_size,
-        global_batch=global_batch(cfg, variant),
-        samples_seen=cfg.steps * global_batch(cfg, variant),
+        world_size=run.env.world_size,
+        global_batch=run.batch,
+        samples_seen=cfg.steps * run.batch,
         epochs=plan.epochs(cfg.steps),
-        training={
-            "steps_this_run": steps_run,
-            "seconds": round(seconds, 2),
-            "seconds_loading_data": round(seconds_load, 2),
-            "samples_per_second": round(
-                steps_run * global_batch(cfg, variant) / max(seconds, 1e-9), 1
-            ),
-            "final_loss": round(sum(tail) / len(tail), 5),
-        },
+        training=stats,
     )
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
+    if run.out.exists():
+        old = run.out.with_name(f".{run.out.name}.old-{os.getpid()}")
+        os.replace(run.out, old)
         shutil.rmtree(old, ignore_errors=True)
-    os.replace(partial, out)
+    os.replace(run.partial, run.out)
     return manifest
