@@ -66,6 +66,7 @@ def test_each_metric_is_reported_against_its_target(compromised_eval):
     for name in ("genknow", "inter_id_sim", "intra_id_sim"):
         assert rows[name]["delta"] == pytest.approx(0.0, abs=1e-6)
     assert "| retfail | efficacy |" in (compromised_eval / "report.md").read_text()
+    assert (compromised_eval / "targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_reference_metrics_files_give_the_same_targets(tmp_path, micro_dataset, micro_models,

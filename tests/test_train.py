@@ -25,42 +25,24 @@ from salmubench.train.loss import contrastive_loss, soft_targets
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*argv: str) -> subprocess.Popen:
-    """`salmubench ...` as a real process in its own session (so it can be SIGKILLed)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "salmubench", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def train_args(data: Path, out: Path, *extra: str, variant: str = "compromised") -> list[str]:
+    return ["train", "--data", str(data), "--variant", variant, "--profile", "micro",
+            "--out", str(out), "-q", *extra]  # fmt: skip
+
+
+def spawn(argv: list[str], *, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A real process in its own session, so that it and its workers can be SIGKILLed."""
+    cmd = [sys.executable, "-m", *launcher, "salmubench", *argv]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
 
 
 def test_torchrun_two_processes_yields_an_open_clip_loadable_model(
     tmp_path, micro_dataset, micro_models
 ):
     out = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        "--module",
-        "salmubench",
-        "train",
-        "--data",
-        str(micro_dataset),
-        "--variant",
-        "compromised",
-        "--profile",
-        "micro",
-        "--out",
-        str(out),
-        "-q",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    torchrun = ("torch.distributed.run", "--nproc_per_node=2", "--standalone", "--module")
+    proc = spawn(train_args(micro_dataset, out), launcher=torchrun)
     try:
         _, stderr = proc.communicate(timeout=300)
     finally:
@@ -83,18 +65,7 @@ def test_torchrun_two_processes_yields_an_open_clip_loadable_model(
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, micro_dataset, micro_models):
     out = tmp_path / "killed"
-    proc = cli(
-        "train",
-        "--data",
-        str(micro_dataset),
-        "--variant",
-        "compromised",
-        "--profile",
-        "micro",
-        "--out",
-        str(out),
-        "-q",
-    )
+    proc = spawn(train_args(micro_dataset, out))
     state = partial_dir(out) / "state.pt"
     deadline = time.monotonic() + 120
     while not state.exists():
@@ -108,41 +79,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, micro_dataset, 
     assert 0 < killed_at < 40
 
     # without --resume the interrupted run is neither lost nor silently restarted
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(micro_dataset),
-                "--variant",
-                "compromised",
-                "--profile",
-                "micro",
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(micro_dataset),
-                "--variant",
-                "compromised",
-                "--profile",
-                "micro",
-                "--out",
-                str(out),
-                "-q",
-                "--resume",
-            ]
-        )
-        == 0
-    )
+    assert main(train_args(micro_dataset, out)) == 2
+    assert state.exists()
+    assert main(train_args(micro_dataset, out, "--resume")) == 0
     resumed = read_manifest(out, kind="model", verify=True)
     reference = read_manifest(micro_models["compromised"], kind="model")
     assert resumed["steps"] == reference["steps"] == 40
@@ -151,106 +90,53 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, micro_dataset, 
     b = load_model(micro_models["compromised"]).model.state_dict()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-4), name
-    # resuming a finished run is a no-op
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(micro_dataset),
-                "--variant",
-                "compromised",
-                "--profile",
-                "micro",
-                "--out",
-                str(out),
-                "-q",
-                "--resume",
-            ]
-        )
-        == 0
-    )
+    # resuming a finished run is a no-op; training it again needs --force
+    assert main(train_args(micro_dataset, out, "--resume")) == 0
+    assert read_manifest(out)["digest"] == resumed["digest"]
+    assert main(train_args(micro_dataset, out)) == 2
 
 
 def test_unknown_variant_and_bad_settings_fail_before_training(tmp_path, capsys, micro_dataset):
     out = tmp_path / "m"
-    args = ["train", "--data", str(micro_dataset), "--profile", "micro", "--out", str(out)]
-    assert main([*args, "--variant", "dirty"]) == 2
+    assert main(train_args(micro_dataset, out, variant="dirty")) == 2
     assert "'dirty'" in capsys.readouterr().err
-    assert main([*args, "--variant", "clean", "--set", "model=ViT-Z-99"]) == 2
-    assert "ViT-Z-99" in capsys.readouterr().err
-    assert main([*args, "--variant", "clean", "--set", "sensitive_batch=-3"]) == 2
-    assert "sensitive_batch=-3" in capsys.readouterr().err
-    assert main([*args, "--variant", "clean", "--set", "retain_fraction=1.5"]) == 2
-    assert "retain_fraction=1.5" in capsys.readouterr().err
+    for setting, expected in (
+        ("model=ViT-Z-99", "unknown architecture 'ViT-Z-99'"),
+        ("sensitive_batch=-3", "sensitive_batch=-3"),
+        ("retain_fraction=1.5", "retain_fraction=1.5"),
+        ("steps=0", "steps=0"),
+    ):
+        assert main(train_args(micro_dataset, out, "--set", setting)) == 2
+        assert expected in capsys.readouterr().err, setting
     assert not out.exists() and not partial_dir(out).exists()
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
-
-
 def test_corrupt_shard_is_named_before_training(tmp_path, capsys, micro_dataset):
-    data = _copy(micro_dataset, tmp_path / "data")
+    data = tmp_path / "data"
+    shutil.copytree(micro_dataset, data)
     shard = data / "retain_real-000001.tar"
     blob = bytearray(shard.read_bytes())
     blob[5000] ^= 0x01
     shard.write_bytes(bytes(blob))
     out = tmp_path / "m"
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--variant",
-                "clean",
-                "--profile",
-                "micro",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert main(train_args(data, out, variant="clean")) == 2
     err = capsys.readouterr().err
     assert "retain_real-000001.tar" in err and "corrupt" in err
     assert not out.exists() and not partial_dir(out).exists()
 
 
 def test_missing_split_is_named(tmp_path, capsys, micro_dataset):
-    data = _copy(micro_dataset, tmp_path / "data")
+    data = tmp_path / "data"
+    shutil.copytree(micro_dataset, data)
     manifest = read_manifest(data)
     for name in manifest["shards"]["holdout_identity"]:
         (data / name).unlink()
     (data / "manifest.json").unlink()
     shards = {k: v for k, v in manifest["shards"].items() if k != "holdout_identity"}
-    write_manifest(
-        data,
-        "dataset",
-        config=manifest["config"],
-        shards=shards,
-        counts=manifest["counts"],
-        image=manifest["image"],
-    )
+    write_manifest(data, "dataset", config=manifest["config"], shards=shards,
+                   counts=manifest["counts"], image=manifest["image"])  # fmt: skip
     # Clean never reads holdout_identity; Compromised must
-    assert (
-        main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--variant",
-                "compromised",
-                "--profile",
-                "micro",
-                "--out",
-                str(tmp_path / "m"),
-            ]
-        )
-        == 2
-    )
+    assert main(train_args(data, tmp_path / "m")) == 2
     assert "holdout_identity" in capsys.readouterr().err
 
 
@@ -258,38 +144,12 @@ def test_eval_refuses_a_checkpoint_of_another_architecture(
     tmp_path, capsys, micro_dataset, micro_models
 ):
     ckpt = micro_models["clean"] / "model.pt"
-    assert (
-        main(
-            [
-                "eval",
-                "--data",
-                str(micro_dataset),
-                "--model",
-                str(ckpt),
-                "--arch",
-                "salmu-tiny",
-                "--out",
-                str(tmp_path / "e"),
-            ]
-        )
-        == 2
-    )
+    base = ["eval", "--data", str(micro_dataset), "--model", str(ckpt), "--out",
+            str(tmp_path / "e")]  # fmt: skip
+    assert main([*base, "--arch", "salmu-tiny"]) == 2
     err = capsys.readouterr().err
     assert "salmu-tiny" in err and "does not fit" in err
-    assert (
-        main(
-            [
-                "eval",
-                "--data",
-                str(micro_dataset),
-                "--model",
-                str(ckpt),
-                "--out",
-                str(tmp_path / "e"),
-            ]
-        )
-        == 2
-    )
+    assert main(base) == 2
     assert "--arch" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 

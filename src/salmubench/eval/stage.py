@@ -3,8 +3,8 @@
 Writes an eval folder: `metrics.json` (one flat summary: the DVC metrics file and the KFP
 Metrics artifact), `items/<metric>.jsonl` (per-item values), `summary.json` (settings,
 gallery sizes, timings, model and dataset identity), and with reference models
-`targets.json` and `report.md` (each metric against its target: Clean for efficacy,
-Compromised for utility).
+`targets.json`, `targets.png` and `report.md` (each metric against its target: Clean for
+efficacy, Compromised for utility).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from salmubench.config import EvalConfig, to_dict
 from salmubench.eval.embed import DatasetEmbeddings
 from salmubench.eval.metrics import METRICS, EvalSettings, compute_all
+from salmubench.eval.plot import plot_targets
 from salmubench.manifest import MANIFEST, dumps, read_manifest, staged_output, write_manifest
 from salmubench.models import LoadedModel, load_model
 from salmubench.train.data import open_dataset
@@ -198,6 +199,7 @@ def evaluate(
         rows = compare(values, refs.get("clean"), refs.get("compromised"))
         if refs:
             (tmp / "targets.json").write_text(dumps(rows), encoding="utf-8")
+            plot_targets(rows, tmp / "targets.png", f"{Path(model).name} on {data.name}")
         (tmp / "report.md").write_text(markdown(rows, f"Evaluation of {model}"), encoding="utf-8")
         embed_seconds = emb.embedding_seconds
         timing = {
