@@ -223,7 +223,14 @@ class _Fakers:
 
     def get(self, locale: str, seed: int) -> Faker:
         if locale not in self._cache:
-            self._cache[locale] = Faker(locale)
+            fake = Faker(locale)
+            # Some providers build their tables from sets (it_IT's `cities`), so their order
+            # follows PYTHONHASHSEED and differs between processes: sort them once.
+            for provider in fake.providers:
+                cities = getattr(provider, "cities", None)
+                if isinstance(cities, list):
+                    provider.cities = sorted(cities)
+            self._cache[locale] = fake
         fake = self._cache[locale]
         fake.seed_instance(seed)
         return fake
