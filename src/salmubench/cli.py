@@ -16,6 +16,7 @@ from pathlib import Path
 
 from salmubench import __version__
 from salmubench.config import ConfigError, load_params, stage_config
+from salmubench.errors import ModelError
 from salmubench.manifest import (
     ManifestError,
     OutputExistsError,
@@ -23,7 +24,6 @@ from salmubench.manifest import (
     read_manifest,
     write_atomic,
 )
-from salmubench.models import ModelError
 
 log = logging.getLogger("salmubench")
 

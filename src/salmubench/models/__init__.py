@@ -21,16 +21,15 @@ from typing import Any
 
 import torch
 
+from salmubench.errors import ModelError
 from salmubench.manifest import MANIFEST, read_manifest, write_atomic
+
+__all__ = ["LoadedModel", "ModelError", "create", "load_model", "save_model"]
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MODEL_FILE = "model.pt"
-
-
-class ModelError(ValueError):
-    """A model or checkpoint that cannot be used, with what would be valid."""
 
 
 def _open_clip():
