@@ -57,13 +57,50 @@ def run_synth(profile: str, out: Path, workers: int, overrides: list[str]) -> tu
     return seconds, max(peak, before) / 1024
 
 
+def render_costs(repeat: int = 50) -> list[dict]:
+    """Milliseconds to render and encode one image, one core, per kind and size."""
+    import numpy as np
+
+    from salmubench.data import portraits, scenes
+    from salmubench.data.synth import render
+
+    rng = np.random.default_rng(0)
+    traits = portraits.sample_traits(rng, "female")
+    rows = []
+    for size, supersample, fmt in ((32, 4, "png"), (64, 3, "png"), (224, 2, "jpg")):
+        for kind in ("portrait", "scene"):
+            start = time.perf_counter()
+            for _ in range(repeat):
+                spec = (
+                    ("portrait", traits, portraits.sample_nuisance(rng), None)
+                    if kind == "portrait"
+                    else ("scene", scenes.sample_scene(rng))
+                )
+                render((spec, size, supersample, fmt))
+            ms = (time.perf_counter() - start) / repeat * 1000
+            rows.append({"kind": kind, "size": size, "supersample": supersample,
+                         "format": fmt, "ms_per_image": round(ms, 2)})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-probe", action="store_true")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only time rendering one image of each kind"
+    )
     args = parser.parse_args()
+    if args.render_only:
+        rows = render_costs()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "render.json").write_text(json.dumps(rows, indent=2) + "\n")
+        for r in rows:
+            print(f"{r['kind']:<9}{r['size']:>4} px x{r['supersample']} {r['format']}: "
+                  f"{r['ms_per_image']:.2f} ms")  # fmt: skip
+        return
 
     cores = default_workers()
     rows = []

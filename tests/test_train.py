@@ -196,3 +196,12 @@ def test_profiles_train_sections_are_valid():
         # both variants' global batches run on 1 or 2 processes
         assert cfg.batch_size % 2 == 0 and cfg.sensitive_batch % 2 == 0
     assert set(SPLITS) >= {"retain_real", "retain_joint", "retain_disjoint"}
+
+
+def test_training_is_deterministic(tmp_path, micro_dataset, micro_models):
+    """The same command twice gives bit-identical weights (CPU, same thread count)."""
+    out = tmp_path / "again"
+    assert main(train_args(micro_dataset, out, variant="clean")) == 0
+    a = load_model(out).model.state_dict()
+    b = load_model(micro_models["clean"]).model.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
