@@ -101,3 +101,14 @@ def test_every_split_is_embedded_once(micro_dataset, micro_manifest, micro_model
     results, emb, _ = measure(loaded, micro_dataset, micro_manifest, EvalConfig(), seed=0)
     assert set(results) == set(METRICS)
     assert emb.counts["images"] == sum(micro_manifest["counts"][s] for s in PRIMITIVE_READS)
+
+
+def test_existing_eval_folder_is_refused_before_any_work(tmp_path, capsys, micro_dataset,
+                                                         micro_models):  # fmt: skip
+    out = tmp_path / "e"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code = main(["eval", "--data", str(micro_dataset), "--model", str(micro_models["clean"]),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2 and "--force" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

@@ -20,7 +20,6 @@ from salmubench.errors import ModelError
 from salmubench.manifest import (
     ManifestError,
     OutputExistsError,
-    check_output,
     read_manifest,
     write_atomic,
 )
@@ -61,7 +60,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from salmubench.data.synth import default_workers, synth, total_images
 
     cfg = stage_config("synth", args.profile, args.set, args.params)
-    check_output(args.out, args.force)  # fail before any work, not after it
     total = total_images(cfg)
     workers = args.workers or default_workers()
     log.info(
@@ -168,7 +166,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from salmubench.eval.stage import evaluate
 
     cfg = stage_config("eval", args.profile, args.set, args.params)
-    check_output(args.out, args.force)
     start = time.perf_counter()
     manifest = evaluate(
         args.data,
@@ -230,6 +227,10 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
@@ -254,13 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rendering processes (default: the CPUs available)",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile value, e.g. --set personas=40 (repeatable)",
-    )
+    _add_overrides(p, "override a profile value, e.g. --set personas=40 (repeatable)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train the Clean or Compromised CLIP", parents=[common])
@@ -271,13 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="replace a finished model / restart")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a train value, e.g. --set steps=100 (repeatable)",
-    )
+    _add_overrides(p, "override a train value, e.g. --set steps=100 (repeatable)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="the ten metrics of one model", parents=[common])
@@ -291,13 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compromised", help="Compromised reference: metrics.json, eval or model")
     p.add_argument("--force", action="store_true", help="replace an existing eval folder")
     p.add_argument("--metrics-file", help="also write metrics.json here (e.g. for DVC metrics)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override an eval setting, e.g. --set retfail_distractors=500",
-    )
+    _add_overrides(p, "override an eval setting, e.g. --set retfail_distractors=500")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(

@@ -231,10 +231,6 @@ def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return params
 
 
-def profile_names(params: dict[str, Any]) -> list[str]:
-    return list(params["profiles"])
-
-
 def stage_config(
     stage: str,
     profile: str,

@@ -8,13 +8,18 @@ GenKnow task, `cls` (the class index). Tar metadata is fixed (mtime 0, one owner
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import webdataset as wds
+from PIL import Image
+
+from salmubench.manifest import ManifestError, read_manifest
 
 # Primitive splits, each written as its own shards (SPEC.md §2).
 SPLITS = (
@@ -40,8 +45,6 @@ COMPOSITES = {
     ),
     "retain_synth": ("retain_joint", "retain_disjoint"),
 }
-# Splits an unlearning method must never read (enforced by readers that take `allowed`).
-HOLDOUT_SPLITS = COMPOSITES["holdout"]
 SENSITIVE_SPLITS = COMPOSITES["sensitive"]
 IMAGE_KEYS = ("png", "jpg")
 
@@ -138,3 +141,23 @@ def image_bytes(sample: dict[str, Any]) -> bytes:
         if key in sample:
             return sample[key]
     raise KeyError(f"sample {sample.get('__key__')} has no image ({' or '.join(IMAGE_KEYS)})")
+
+
+def decode(data: bytes, size: int | None = None) -> np.ndarray:
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image).transpose(2, 0, 1)
+
+
+def open_dataset(data: str | Path, splits: Sequence[str]) -> dict[str, Any]:
+    """Verify a dataset folder (every checksum) and that it has `splits`; its manifest."""
+    manifest = read_manifest(data, kind="dataset", verify=True)
+    for split in splits:
+        for name in resolve(split):
+            if name not in manifest.get("shards", {}) or not manifest["shards"][name]:
+                raise ManifestError(
+                    f"{data}: split {name!r} is missing; it has "
+                    f"{', '.join(sorted(manifest.get('shards', {})))}"
+                )
+    return manifest

@@ -336,13 +336,13 @@ def synth(
                 if split == "retain_disjoint":
                     writer = SplitWriter(tmp, "fragile", cfg.shard_size)
                     for key, sample in kept:
-                        writer.write(key, {**sample})
+                        writer.write(key, sample)
                     shards["fragile"], counts["fragile"] = writer.close(), len(kept)
         finally:
             renderer.close()
         shards = {s: shards[s] for s in SPLITS}
         counts = {s: counts[s] for s in SPLITS}
-        _write_metadata(tmp, personas, items, cfg)
+        _write_metadata(tmp, personas, cfg)
         from salmubench.data.preview import render_preview
 
         render_preview(tmp, tmp / "preview.png", manifest={"shards": shards})
@@ -373,9 +373,7 @@ def synth(
     return manifest
 
 
-def _write_metadata(
-    folder: Path, personas: list[Persona], items: dict[str, list[Item]], cfg: SynthConfig
-) -> None:
+def _write_metadata(folder: Path, personas: list[Persona], cfg: SynthConfig) -> None:
     with open(folder / "personas.jsonl", "w", encoding="utf-8") as f:
         for p in personas:
             f.write(encode_json(p.to_json()).decode() + "\n")

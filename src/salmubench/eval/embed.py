@@ -18,11 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salmubench.data.shards import image_bytes, iter_split, resolve
+from salmubench.data.shards import decode, image_bytes, iter_split, resolve
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
 from salmubench.models import tokenizer as get_tokenizer
-from salmubench.train.data import decode
 
 
 class DatasetEmbeddings:

@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import EvalConfig, to_dict
+from salmubench.data.shards import open_dataset
 from salmubench.eval.embed import DatasetEmbeddings
 from salmubench.eval.metrics import METRICS, EvalSettings, compute_all
 from salmubench.eval.plot import plot_targets
-from salmubench.manifest import MANIFEST, dumps, read_manifest, staged_output, write_manifest
+from salmubench.manifest import (
+    MANIFEST,
+    check_output,
+    dumps,
+    read_manifest,
+    staged_output,
+    write_manifest,
+)
 from salmubench.models import LoadedModel, load_model
-from salmubench.train.data import open_dataset
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +176,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate `model` on dataset `data` into eval folder `out`; return its manifest."""
     cfg = cfg or EvalConfig()
+    check_output(out, force)  # before checksums and model loading, not after
     data = Path(data)
     dataset = open_dataset(data, REQUIRED_SPLITS)
     loaded = load_model(model, arch)

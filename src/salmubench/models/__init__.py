@@ -15,14 +15,14 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from salmubench.errors import ModelError
-from salmubench.manifest import MANIFEST, read_manifest, write_atomic
+from salmubench.manifest import read_manifest, write_atomic
 
 __all__ = ["LoadedModel", "ModelError", "create", "load_model", "save_model"]
 
@@ -96,10 +96,6 @@ def image_size(model: torch.nn.Module) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
-def context_length(model: torch.nn.Module) -> int:
-    return int(model.context_length)
-
-
 def save_model(folder: Path, model: torch.nn.Module, arch: str, meta: dict[str, Any]) -> None:
     """Write `model.pt` (OpenCLIP-loadable) and the architecture JSON into `folder`."""
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
@@ -118,7 +114,6 @@ class LoadedModel:
     model: torch.nn.Module
     arch: str
     path: Path
-    meta: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
 
 
@@ -159,16 +154,5 @@ def _load_file(path: Path, arch: str) -> LoadedModel:
         ) from e
     except Exception as e:  # unreadable, truncated or not a torch file
         raise ModelError(f"{path} is not a readable OpenCLIP checkpoint: {e}") from e
-    meta: dict[str, Any] = {}
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(raw, dict):
-            meta = raw.get("salmubench", {}) or {}
-    except Exception:  # external formats (safetensors...) carry no metadata of ours
-        meta = {}
     model.eval()
-    return LoadedModel(model, arch, path, meta)
-
-
-def is_model_folder(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    return LoadedModel(model, arch, path)

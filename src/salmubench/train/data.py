@@ -9,7 +9,6 @@ batch is the same for any number of processes.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,10 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from salmubench.data.shards import image_bytes, iter_split, resolve
-from salmubench.manifest import ManifestError, read_manifest
+from salmubench.data.shards import decode, image_bytes, iter_split
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +50,9 @@ class Pool:
         return len(self.keys)
 
 
-def open_dataset(data: str | Path, splits: Sequence[str]) -> dict[str, Any]:
-    """Verify a dataset folder (every checksum) and that it has `splits`; its manifest."""
-    manifest = read_manifest(data, kind="dataset", verify=True)
-    for split in splits:
-        for name in resolve(split):
-            if name not in manifest.get("shards", {}) or not manifest["shards"][name]:
-                raise ManifestError(
-                    f"{data}: split {name!r} is missing; it has "
-                    f"{', '.join(sorted(manifest.get('shards', {})))}"
-                )
-    return manifest
-
-
 def estimated_bytes(manifest: dict[str, Any], splits: Sequence[str]) -> int:
     size = manifest["image"]["size"]
     return sum(manifest["counts"][s] for s in splits) * 3 * size * size
-
-
-def decode(data: bytes, size: int | None = None) -> np.ndarray:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(image).transpose(2, 0, 1)
 
 
 def load_pools(

@@ -26,6 +26,7 @@ import torch
 
 from salmubench import __version__
 from salmubench.config import ConfigError, TrainConfig, to_dict
+from salmubench.data.shards import open_dataset
 from salmubench.manifest import (
     MANIFEST,
     OutputExistsError,
@@ -42,7 +43,6 @@ from salmubench.train.data import (
     batch_sizes,
     gather_batch,
     load_pools,
-    open_dataset,
 )
 from salmubench.train.dist import DistEnv
 from salmubench.train.loss import contrastive_loss, gather
