@@ -188,7 +188,111 @@ class EvalConfig:
             raise ConfigError(f"acs_test_fraction={self.acs_test_fraction!r}: must be in (0, 1)")
 
 
-STAGES: dict[str, type] = {"synth": SynthConfig, "train": TrainConfig, "eval": EvalConfig}
+@dataclass(frozen=True)
+class UnlearnConfig:
+    """How `salmubench unlearn` runs an unlearning method on the Compromised model (SPEC.md §5).
+
+    Every method of a comparison gets the same budget, batch sizes and retain subset; only
+    its own hyper-parameters (`methods.<name>`) differ. Holdout splits are never readable.
+    """
+
+    budget: float = _doc(
+        "Passes over the forget split (1 = one pass, SPEC.md §5); steps = "
+        "ceil(budget * forget samples / forget_batch). The CLI's --budget overrides it."
+    )
+    forget_batch: int = _doc("Forget pairs per step (global, split across processes).")
+    retain_batch: int = _doc("Retain pairs per step (global), for methods that use retain data.")
+    retain: tuple[str, ...] = _doc(
+        "Primitive splits a method may use as retain data: any of retain_joint, "
+        "retain_disjoint, retain_real. Holdout and evaluation splits are refused."
+    )
+    retain_size: int = _doc(
+        "Size of the seeded retain subset drawn from those splits; 0 = all of them.", default=0
+    )
+    lr: float = _doc("AdamW learning rate, unless a method sets its own (methods.<name>.lr).")
+    warmup_steps: int = _doc("Linear warm-up steps, then cosine decay to 0.", default=0)
+    weight_decay: float = _doc("AdamW weight decay (not on gains, biases, logit scale).", default=0.0)
+    precision: str = _doc("fp32, bf16 (autocast) or fp16 (CUDA autocast + scaler).", default="fp32")
+    threads: int = _doc("Torch threads per process; 0 = CPUs / local processes.", default=0)
+    checkpoint_every: int = _doc("Steps between resumable checkpoints.", default=100)
+    log_every: int = _doc("Steps between log lines (unlearn_log.jsonl).", default=5)
+    methods: dict = _doc(
+        "Per-method hyper-parameters, e.g. {grad_diff: {lr: 1e-4, retain_weight: 1.0}}; "
+        "each method documents its own (`salmubench methods`).",
+        default_factory=dict,
+    )
+
+    def validate(self) -> None:
+        from salmubench.data.shards import SPLITS
+
+        if not (isinstance(self.budget, (int, float)) and self.budget > 0):
+            raise ConfigError(f"budget={self.budget!r}: must be a positive number of passes")
+        for name in ("forget_batch", "checkpoint_every", "log_every"):
+            _positive(name, getattr(self, name))
+        for name in ("retain_batch", "retain_size", "warmup_steps", "threads"):
+            _non_negative(name, getattr(self, name))
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr!r}: must be a positive number")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay={self.weight_decay!r}: must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        bad = [s for s in self.retain if s not in RETAIN_SPLITS]
+        if bad:
+            kind = "a holdout or evaluation split" if all(s in SPLITS for s in bad) else "unknown"
+            raise ConfigError(
+                f"retain={list(self.retain)}: {bad} is {kind}; a method may only use "
+                f"{', '.join(RETAIN_SPLITS)}"
+            )
+        if not isinstance(self.methods, dict):
+            raise ConfigError(f"methods={self.methods!r}: expected a mapping name -> settings")
+
+
+# The only splits an unlearning method may read besides the forget set (SPEC.md §2, §5).
+RETAIN_SPLITS = ("retain_joint", "retain_disjoint", "retain_real")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How `salmubench report` judges each method against the paper's failure modes (§4).
+
+    forgetting = the share of the Compromised-to-Clean RetFail gap a method closed;
+    holdout kept = the share of the Clean-to-Compromised holdout similarity it kept
+    (mean over InterIdSim and IntraIdSim; below 0 = below the Clean model);
+    GenKnow drop = relative loss of zero-shot accuracy against Compromised.
+    """
+
+    min_forgetting: float = _doc(
+        "Ineffective when the RetFail gap closed is below this share.", default=0.5
+    )
+    min_holdout_kept: float = _doc(
+        "Over-generalised when the holdout similarity gap kept is below this share "
+        "(0 = the Clean model's level: the paper's 'even below Clean').",
+        default=0.0,
+    )
+    max_genknow_drop: float = _doc(
+        "Collapse when GenKnow falls by more than this share of the Compromised value.",
+        default=0.1,
+    )
+
+    def validate(self) -> None:
+        for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{name}={value!r}: expected a number")
+        if not 0 < self.min_forgetting <= 1:
+            raise ConfigError(f"min_forgetting={self.min_forgetting}: must be in (0, 1]")
+        if not 0 < self.max_genknow_drop < 1:
+            raise ConfigError(f"max_genknow_drop={self.max_genknow_drop}: must be in (0, 1)")
+
+
+STAGES: dict[str, type] = {
+    "synth": SynthConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "unlearn": UnlearnConfig,
+    "report": ReportConfig,
+}
 
 
 def _positive(name: str, value: int) -> None:
@@ -252,8 +356,24 @@ def stage_config(
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
-        values[key.strip()] = yaml.safe_load(raw)
+        _set_dotted(values, key.strip(), yaml.safe_load(raw))
     return build(STAGES[stage], values)
+
+
+def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    """`a.b.c=v` sets values["a"]["b"]["c"] (for nested settings such as methods.<name>)."""
+    *parents, last = key.split(".")
+    node = values
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a mapping")
+        else:
+            child = node[part] = dict(child)
+        node = child
+    node[last] = value
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
@@ -280,6 +400,10 @@ def build(cls: type, values: dict[str, Any]) -> Any:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}={value!r}: expected a mapping")
+        return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}={value!r}: expected a list")
