@@ -56,6 +56,9 @@ def _model_identity(loaded: LoadedModel) -> dict[str, Any]:
             "architecture": m["architecture"],
             "variant": m.get("variant"),
             "method": m.get("method"),
+            "budget": m.get("budget"),
+            "seed": m.get("seed"),
+            "profile": m.get("profile"),
             "dataset": m["inputs"].get("dataset"),
         }
     from salmubench.manifest import sha256_file
