@@ -110,9 +110,23 @@ def _print_dataset_summary(manifest: dict, out: Path, seconds: float, total: int
     print(f"preview: {out / 'preview.png'}   digest: {manifest['digest'][:16]}")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _step_bar(total: int, show: bool, label: str):
+    """A progress bar over optimiser steps, and the callback the loops report to."""
     from tqdm import tqdm
 
+    bar = tqdm(total=total, desc=label, unit="step", disable=not show, dynamic_ncols=True,
+               mininterval=1)  # fmt: skip
+
+    def update(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from salmubench.train.dist import DistEnv
     from salmubench.train.loop import check_variant, train
 
@@ -130,13 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         env.world_size,
         args.out,
     )
-    bar = tqdm(total=cfg.steps, unit="step", disable=not show, dynamic_ncols=True, mininterval=1)
-
-    def update(step: int, total: int, loss: float) -> None:
-        bar.n = step
-        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        bar.refresh()
-
+    bar, update = _step_bar(cfg.steps, show, f"train {args.variant}")
     try:
         manifest = train(
             args.data,
@@ -191,6 +199,103 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{t['seconds_metrics']:.1f} s -> {args.out}/metrics.json"
         )
     return 0
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from salmubench.train.dist import DistEnv
+    from salmubench.unlearn import build_method
+    from salmubench.unlearn.loop import unlearn
+
+    cfg = stage_config("unlearn", args.profile, args.set, args.params)
+    build_method(args.method, cfg.methods.get(args.method))  # unknown method: fail now
+    show = DistEnv.from_env().is_main and not args.quiet
+    bar, update = _step_bar(0, show, f"unlearn {args.method}")
+    try:
+        manifest = unlearn(
+            args.data,
+            args.model,
+            args.method,
+            cfg,
+            args.out,
+            arch=args.arch,
+            budget=args.budget,
+            seed=args.seed,
+            profile=args.profile,
+            resume=args.resume,
+            force=args.force,
+            progress=update,
+        )
+    finally:
+        bar.close()
+    if show and manifest:
+        u = manifest["unlearning"]
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in u["final"].items())
+        print(
+            f"\n{args.method} -> {args.out}: budget {manifest['budget']:g}x = "
+            f"{manifest['steps']} steps (forget batch {manifest['forget_batch']}, retain "
+            f"{manifest['retain_batch']}), lr {manifest['lr']:g}, {u['seconds']:.1f} s "
+            f"({u['steps_per_second']:.1f} steps/s; +{u['seconds_loading_data']:.1f} s loading "
+            f"data); read {', '.join(manifest['reads'])}; final {parts}"
+        )
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from salmubench.unlearn import METHODS, method_names
+
+    cfg = stage_config("unlearn", args.profile, (), args.params)
+    for name in method_names():
+        cls = METHODS[name]
+        print(f"{name:<18} {cls.summary}   [uses: {', '.join(sorted(cls.uses))}]")
+        settings = cfg.methods.get(name) or {}
+        for f in dataclasses.fields(cls.Params):
+            value = settings.get(f.name, f.default)
+            print(f"    {f.name} = {value!r}: {f.metadata.get('help', '')}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from salmubench.report import build_report
+
+    cfg = stage_config("report", args.profile, args.set, args.params)
+    build_report(args.runs, args.out, cfg=cfg, force=args.force, title=args.title)
+    if not args.quiet:
+        print((Path(args.out) / "leaderboard.md").read_text(encoding="utf-8"))
+        print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from salmubench.bench import bench, parse_methods
+
+    methods = parse_methods(args.methods)
+    bench(
+        args.profile,
+        args.out,
+        methods=methods,
+        budget=args.budget,
+        seeds=args.seeds,
+        data_seed=args.seed,
+        params_path=args.params,
+        force=args.force,
+        show=not args.quiet,
+    )
+    return 0
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"{value:g} is not a valid budget; expected a positive number of passes over the "
+            "forget split (1 = one pass)"
+        )
+    return value
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -282,6 +387,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-file", help="also write metrics.json here (e.g. for DVC metrics)")
     _add_overrides(p, "override an eval setting, e.g. --set retfail_distractors=500")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "unlearn", help="apply an unlearning method to the Compromised model", parents=[common]
+    )
+    p.add_argument("--data", required=True, help="dataset folder (from synth)")
+    p.add_argument("--model", required=True, help="Compromised model folder or checkpoint file")
+    p.add_argument("--arch", help="architecture of a bare checkpoint file, e.g. ViT-B-16")
+    p.add_argument("--method", required=True, help="method name (see `salmubench methods`)")
+    p.add_argument("--budget", type=_budget, help="passes over forget (default: the profile's)")
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="replace a finished model / restart")
+    _add_overrides(p, "override an unlearn value, e.g. --set methods.neg_grad.lr=1e-5")
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("methods", help="list the unlearning methods", parents=[common])
+    p.add_argument("--profile", default="tiny", help="profile whose settings to show")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("report", help="leaderboard, verdicts, HTML and plots", parents=[common])
+    p.add_argument("--runs", nargs="+", required=True, help="eval folders or folders holding them")
+    p.add_argument("--out", required=True, help="output report folder")
+    p.add_argument("--profile", default="tiny", help="profile whose verdict thresholds to use")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--force", action="store_true", help="replace an existing report folder")
+    _add_overrides(p, "override a threshold, e.g. --set max_genknow_drop=0.05")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "bench",
+        help="the whole comparison: dataset, both models, every method, evals, report",
+        parents=[common],
+    )
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--out", required=True, help="run folder; finished stages in it are reused")
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    p.add_argument("--budget", type=_budget, help="passes over forget (default: the profile's)")
+    p.add_argument("--seeds", type=_non_negative_int, nargs="+", default=[0],
+                   help="unlearning seeds (the report shows the spread)")  # fmt: skip
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="dataset and model seed")
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "preview", help="write a PNG grid of portraits and captions", parents=[common]

@@ -206,20 +206,24 @@ class UnlearnConfig:
         "Primitive splits a method may use as retain data: any of retain_joint, "
         "retain_disjoint, retain_real. Holdout and evaluation splits are refused."
     )
+    lr: float = _doc("AdamW learning rate, unless a method sets its own (methods.<name>.lr).")
     retain_size: int = _doc(
         "Size of the seeded retain subset drawn from those splits; 0 = all of them.", default=0
     )
-    lr: float = _doc("AdamW learning rate, unless a method sets its own (methods.<name>.lr).")
     warmup_steps: int = _doc("Linear warm-up steps, then cosine decay to 0.", default=0)
-    weight_decay: float = _doc("AdamW weight decay (not on gains, biases, logit scale).", default=0.0)
+    weight_decay: float = _doc(
+        "AdamW weight decay (not on gains, biases, logit scale).", default=0.0
+    )
     precision: str = _doc("fp32, bf16 (autocast) or fp16 (CUDA autocast + scaler).", default="fp32")
     threads: int = _doc("Torch threads per process; 0 = CPUs / local processes.", default=0)
     checkpoint_every: int = _doc("Steps between resumable checkpoints.", default=100)
     log_every: int = _doc("Steps between log lines (unlearn_log.jsonl).", default=5)
-    methods: dict = _doc(
-        "Per-method hyper-parameters, e.g. {grad_diff: {lr: 1e-4, retain_weight: 1.0}}; "
-        "each method documents its own (`salmubench methods`).",
+    methods: dict = field(
         default_factory=dict,
+        metadata={
+            "help": "Per-method hyper-parameters, e.g. {grad_diff: {lr: 1e-4, retain_weight: "
+            "1.0}}; each method documents its own (`salmubench methods`)."
+        },
     )
 
     def validate(self) -> None:

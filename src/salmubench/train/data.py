@@ -10,6 +10,7 @@ batch is the same for any number of processes.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,9 @@ class Pool:
     tokens: torch.Tensor  # int64 [N, context]
     caption_ids: torch.Tensor  # int64 [N]: equal ids = identical caption text
     keys: list[str]
+    # The non-sensitive visual caption of each sensitive sample (for unlearning methods).
+    generic_tokens: torch.Tensor | None = None
+    generic_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -70,22 +74,57 @@ def load_pools(
             f"the training splits need ~{need / 2**30:.1f} GiB decoded; the in-memory loader "
             f"is for small-image profiles (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
         )
-    size = None if manifest["image"]["size"] == image_size else image_size
     captions: dict[str, int] = {}
-    result = {}
-    for pool in pools:
-        images, texts, keys = [], [], []
-        for split in POOLS[pool]:
-            for sample in iter_split(data, split, manifest):
-                images.append(decode(image_bytes(sample), size))
-                texts.append(sample["txt"])
-                keys.append(sample["__key__"])
-        ids = torch.tensor([captions.setdefault(t, len(captions)) for t in texts])
-        result[pool] = Pool(
-            pool, torch.from_numpy(np.stack(images)), tokenize(texts).long(), ids, keys
-        )
-        log.debug("pool %s: %d samples", pool, len(keys))
-    return result
+    return {
+        pool: read_pool(data, manifest, pool, POOLS[pool], tokenize, image_size, captions)
+        for pool in pools
+    }
+
+
+def read_pool(
+    data: str | Path,
+    manifest: dict[str, Any],
+    name: str,
+    splits: Sequence[str],
+    tokenize: Callable[[list[str]], torch.Tensor],
+    image_size: int,
+    captions: dict[str, int],
+    generic: bool = False,
+    select: np.ndarray | None = None,
+) -> Pool:
+    """Decode and tokenise the samples of `splits` into one pool. `captions` maps caption
+    text to id across pools; `generic` also tokenises each sample's visual caption;
+    `select` keeps only those positions (in split order), without decoding the others."""
+    size = None if manifest["image"]["size"] == image_size else image_size
+    keep = None if select is None else set(np.asarray(select).tolist())
+    images, texts, keys, generics = [], [], [], []
+    position = -1
+    for split in splits:
+        for sample in iter_split(data, split, manifest):
+            position += 1
+            if keep is not None and position not in keep:
+                continue
+            images.append(decode(image_bytes(sample), size))
+            texts.append(sample["txt"])
+            keys.append(sample["__key__"])
+            if generic:
+                generics.append(sample["json"]["generic"])
+    if not keys:
+        raise ValueError(f"pool {name!r}: splits {list(splits)} hold no samples")
+
+    def ids(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([captions.setdefault(t, len(captions)) for t in texts])
+
+    log.debug("pool %s: %d samples", name, len(keys))
+    return Pool(
+        name,
+        torch.from_numpy(np.stack(images)),
+        tokenize(texts).long(),
+        ids(texts),
+        keys,
+        tokenize(generics).long() if generic else None,
+        ids(generics) if generic else None,
+    )
 
 
 def batch_sizes(
@@ -115,7 +154,7 @@ class BatchPlan:
         if key not in self._perms:
             if len(self._perms) > 16:
                 self._perms.clear()
-            rng = np.random.default_rng([self.seed, list(POOLS).index(pool), epoch])
+            rng = np.random.default_rng([self.seed, _stream(pool), epoch])
             self._perms[key] = rng.permutation(self.sizes[pool])
         return self._perms[key]
 
@@ -134,6 +173,11 @@ class BatchPlan:
 
     def epochs(self, step: int) -> dict[str, float]:
         return {p: step * n / self.sizes[p] for p, n in self.per_step.items() if n}
+
+
+def _stream(pool: str) -> int:
+    """A pool's random stream: training pools keep their historical numbers."""
+    return list(POOLS).index(pool) if pool in POOLS else zlib.crc32(pool.encode())
 
 
 def gather_batch(

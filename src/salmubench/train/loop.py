@@ -9,15 +9,11 @@ JSON architectures, its tokenizer and its checkpoint format — and keep the loo
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +23,7 @@ import torch
 from salmubench import __version__
 from salmubench.config import ConfigError, TrainConfig, to_dict
 from salmubench.data.shards import open_dataset
-from salmubench.manifest import (
-    MANIFEST,
-    OutputExistsError,
-    read_manifest,
-    write_atomic,
-    write_manifest,
-)
+from salmubench.manifest import read_manifest, write_manifest
 from salmubench.models import architecture, create, image_normalisation, image_size, save_model
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.train.data import (
@@ -45,43 +35,29 @@ from salmubench.train.data import (
     load_pools,
 )
 from salmubench.train.dist import DistEnv
+from salmubench.train.engine import (
+    Precision,
+    cosine_lr,
+    fresh_partial,
+    load_state,
+    make_optimizer,
+    partial_dir,
+    prepare_output,
+    read_log,
+    save_state,
+    set_lr,
+    swap_into_place,
+)
 from salmubench.train.loss import contrastive_loss, gather
 
 log = logging.getLogger(__name__)
 
-STATE = "state.pt"
 LOG = "train_log.jsonl"
 Progress = Callable[[int, int, float], None]
 
 
-def partial_dir(out: Path) -> Path:
-    """Where a run in progress lives (stable across restarts, unlike a PID-named temp)."""
-    return out.with_name(f".{out.name}.partial")
-
-
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / span))
-
-
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.ndim < 2 or "logit_scale" in name or name.endswith(("bias", "positional_embedding")):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return torch.optim.AdamW(
-        [
-            {"params": no_decay, "weight_decay": 0.0},
-            {"params": decay, "weight_decay": cfg.weight_decay},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
+    return cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr)
 
 
 def global_batch(cfg: TrainConfig, variant: str) -> int:
@@ -96,29 +72,6 @@ def check_variant(variant: str) -> None:
 def _identity(cfg: TrainConfig, variant: str, seed: int, dataset: str) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote the checkpoint."""
     return {"config": to_dict(cfg), "variant": variant, "seed": seed, "dataset": dataset}
-
-
-def prepare_output(out: Path, resume: bool, force: bool) -> str:
-    """Decide before any work: 'done' (resume of a finished run), 'resume', or 'fresh'."""
-    partial = partial_dir(out)
-    if (out / MANIFEST).is_file() and not force:
-        if resume:
-            return "done"
-        raise OutputExistsError(
-            f"{out} already holds a finished model; pass --force to train again (the old one "
-            "is replaced only when the new one is complete)"
-        )
-    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"output folder {out} exists, is not empty and is not a model")
-    if (partial / STATE).is_file():
-        if resume:
-            return "resume"
-        if not force:
-            raise OutputExistsError(
-                f"an interrupted run of {out} exists ({partial}); pass --resume to continue "
-                "it or --force to start over"
-            )
-    return "fresh"
 
 
 def train(
@@ -157,20 +110,11 @@ def train(
     torch.set_num_threads(env.threads(cfg.threads))
     try:
         if env.is_main:
-            if mode == "fresh" and partial.exists():
-                shutil.rmtree(partial)
-            partial.mkdir(parents=True, exist_ok=True)
+            fresh_partial(partial, mode)
         env.barrier()
         run = _Run(Path(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
                    profile, _identity(cfg, variant, seed, dataset["digest"]))  # fmt: skip
-        state = None
-        if mode == "resume":
-            state = torch.load(partial / STATE, map_location="cpu", weights_only=True)
-            if state["identity"] != run.identity:
-                raise ConfigError(
-                    f"{partial / STATE} was written by a different run (config, variant, seed "
-                    "or dataset differ); pass --force to start over"
-                )
+        state = load_state(partial, run.identity) if mode == "resume" else None
         return _loop(run, state, progress)
     finally:
         env.close()
@@ -209,7 +153,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     seconds_load = time.perf_counter() - t_load
     per_step = batch_sizes(cfg.batch_size, run.variant, cfg.sensitive_batch, cfg.retain_fraction)
     plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, run.seed)
-    optimizer = _optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
     net = model
@@ -218,27 +162,21 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     mean, std = (t.to(device) for t in image_normalisation(model))
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16"
-        else torch.autocast("cuda", dtype=torch.float16) if cfg.precision == "fp16"
-        else nullcontext()
-    )  # fmt: skip
+    precision = Precision(cfg.precision, device)
     local = run.batch // env.world_size
     lo, hi = env.rank * local, (env.rank + 1) * local
     step = int(state["step"]) if state is not None else 0
     start_step = step
-    log_rows = _read_log(run.partial, step) if env.is_main else []
+    log_rows = read_log(run.partial, LOG, step) if env.is_main else []
     losses: list[float] = []
     model.train()
     t0 = time.perf_counter()
     while step < cfg.steps:
         lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         images, tokens, ids = gather_batch(pools, plan.indices(step))
         x = (images[lo:hi].to(device).float() / 255.0 - mean) / std
-        with autocast:
+        with precision.autocast():
             output = net(x, tokens[lo:hi].to(device))
             loss = contrastive_loss(
                 gather(output["image_features"].float()),
@@ -246,14 +184,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
                 output["logit_scale"].float(),
                 ids.to(device),
             )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        precision.step(loss, optimizer)
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         step += 1
@@ -285,29 +216,8 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     return manifest
 
 
-def _read_log(partial: Path, upto: int) -> list[dict]:
-    """Log rows of the interrupted run up to the step it resumes from."""
-    path = partial / LOG
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= upto]
-
-
 def _save_state(run: _Run, model, optimizer, step: int, log_rows: list[dict]) -> None:
-    """The resumable state (weights, optimiser, step, run identity, version), atomically."""
-    state = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "step": step,
-        "identity": run.identity,
-        "package_version": __version__,
-    }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(run.partial / STATE, buf.getvalue())
-    write_atomic(run.partial / LOG, "".join(json.dumps(r) + "\n" for r in log_rows))
-    log.debug("checkpoint at step %d", step)
+    save_state(run.partial, model, optimizer, step, run.identity, log_rows, LOG)
 
 
 def _publish(run: _Run, model, optimizer, log_rows, losses, stats, plan) -> dict[str, Any]:
@@ -342,9 +252,5 @@ def _publish(run: _Run, model, optimizer, log_rows, losses, stats, plan) -> dict
         epochs=plan.epochs(cfg.steps),
         training=stats,
     )
-    if run.out.exists():
-        old = run.out.with_name(f".{run.out.name}.old-{os.getpid()}")
-        os.replace(run.out, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.replace(run.partial, run.out)
+    swap_into_place(run.partial, run.out)
     return manifest

@@ -1,0 +1,7 @@
+"""The `report` stage: a leaderboard of unlearning methods judged by the paper's three
+failure modes (ineffective, over-generalised, collapse), set beside the paper's own table."""
+
+from salmubench.report.leaderboard import EvalRecord, build_leaderboard, load_evals
+from salmubench.report.stage import build_report
+
+__all__ = ["EvalRecord", "build_leaderboard", "build_report", "load_evals"]

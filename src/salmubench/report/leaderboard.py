@@ -1,0 +1,553 @@
+"""Collect eval folders, aggregate seeds, score each method and judge it (SPEC.md §4).
+
+Everything here is a pure function of eval records and a `ReportConfig`, so the numbers
+in a report can be checked by hand. The three scores place a model between the two
+references: `forgetting` is the share of the Compromised-to-Clean RetFail gap it closed,
+`holdout_kept` the share of the Clean-to-Compromised holdout similarity it kept, and
+`genknow_drop` the relative GenKnow it lost against Compromised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from salmubench.config import ReportConfig
+from salmubench.eval.metrics import METRICS
+from salmubench.manifest import MANIFEST, ManifestError, read_manifest
+from salmubench.report.paper import (
+    PAPER_BUDGET,
+    PAPER_BY_METHOD,
+    PAPER_CLEAN,
+    PAPER_COMPROMISED,
+    PAPER_METHODS,
+    PAPER_SOURCE,
+)
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+VARIANTS = ("clean", "compromised", "unlearned", "external")
+VERDICTS = ("ineffective", "over-generalised", "collapse")
+SCORES = ("forgetting", "holdout_kept", "genknow_drop")
+HOLDOUT = ("inter_id_sim", "intra_id_sim")
+# Metrics are stored rounded to 6 decimals, so a smaller gap between the references is noise.
+GAP_EPS = 1e-6
+DIGITS = 6
+
+DISPLAY = {
+    "retfail": "RetFail",
+    "retfail_r1": "R@1",
+    "assoc_str": "AssocStr",
+    "acs": "ACS",
+    "idzsc": "IdZSC",
+    "core_assoc": "CoreAssoc",
+    "genknow": "GenKnow",
+    "inter_id_sim": "InterIdSim",
+    "intra_id_sim": "IntraIdSim",
+    "vis_id_int": "VisIdInt",
+    "frag_sim": "FragSim",
+    "forgetting": "forgetting",
+    "holdout_kept": "holdout kept",
+    "genknow_drop": "GenKnow drop",
+}
+
+
+def display(name: str) -> str:
+    return DISPLAY.get(name, name)
+
+
+# --------------------------------------------------------------------------- collection
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One verified eval folder: which model it measured, on which dataset, and its metrics."""
+
+    path: Path
+    digest: str  # the eval folder's own digest
+    dataset: str  # digest of the dataset it was evaluated on
+    model: dict[str, Any]  # the manifest's model identity (path, digest, variant, method...)
+    metrics: dict[str, float]  # metrics.json: the ten metrics and their extras
+
+    @property
+    def variant(self) -> str:
+        return self.model["variant"]
+
+    @property
+    def model_digest(self) -> str:
+        return self.model["digest"]
+
+
+def find_eval_folders(path: str | os.PathLike) -> list[Path]:
+    """`path` itself if it is an eval folder, else every eval folder below it (sorted).
+
+    Hidden folders (temporary stage outputs) are skipped, and no stage folder is descended
+    into: its manifest covers every file in it, so nothing else can live there.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise ManifestError(
+            f"{root}: no such file or folder (expected an eval folder or a "
+            "folder that contains eval folders)"
+        )
+    if not root.is_dir():
+        raise ManifestError(f"{root}: is a file; expected an eval folder or a folder of them")
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if MANIFEST in files:
+            kind = read_manifest(here)["kind"]
+            if kind == "eval":
+                found.append(here)
+            else:
+                log.debug("%s: a %r folder, not an eval; skipped", here, kind)
+            dirs.clear()
+            continue
+        if METRICS_FILE in files:
+            log.warning(
+                "%s: has %s but no %s (an unfinished eval?); skipped", here, METRICS_FILE, MANIFEST
+            )
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    if not found:
+        raise ManifestError(
+            f"{root}: contains no eval folder (a folder whose {MANIFEST} has "
+            '"kind": "eval"); run `salmubench eval` first'
+        )
+    return sorted(found)
+
+
+def load_eval(folder: str | os.PathLike) -> EvalRecord:
+    """Read one eval folder, verifying every file against its manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, kind="eval", verify=True)
+    model = manifest.get("model")
+    dataset = manifest.get("inputs", {}).get("dataset")
+    if not isinstance(model, dict) or "digest" not in model or not dataset:
+        raise ManifestError(
+            f"{folder}: the eval manifest lacks the model identity or the "
+            "dataset digest (written by an older salmubench?)"
+        )
+    variant = model.get("variant")
+    if variant not in VARIANTS:
+        raise ManifestError(
+            f"{folder}: unknown model variant {variant!r}; valid: {', '.join(VARIANTS)}"
+        )
+    if variant == "unlearned" and not model.get("method"):
+        raise ManifestError(f"{folder}: an unlearned model without a method name")
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        raise ManifestError(f"{folder}: no {METRICS_FILE}")
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    missing = [name for name in METRICS if name not in metrics]
+    if missing:
+        raise ManifestError(
+            f"{folder}: {METRICS_FILE} lacks {', '.join(missing)}; every "
+            f"registered metric is required ({', '.join(METRICS)})"
+        )
+    return EvalRecord(folder, manifest["digest"], dataset, dict(model), metrics)
+
+
+def load_evals(runs: Iterable[str | os.PathLike]) -> list[EvalRecord]:
+    """Every eval folder named by or found below `runs`, each read once, in path order."""
+    folders: dict[Path, Path] = {}
+    for run in runs:
+        for folder in find_eval_folders(run):
+            folders.setdefault(folder.resolve(), folder)
+    if not folders:
+        raise ManifestError("no runs given: pass eval folders or folders that contain them")
+    return [load_eval(folder) for _, folder in sorted(folders.items())]
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), DIGITS)
+
+
+def score(
+    x: Mapping[str, float], clean: Mapping[str, float], compromised: Mapping[str, float]
+) -> tuple[dict[str, float | None], list[str]]:
+    """The three scores of metrics `x` between the references; (scores, why any is None).
+
+    Scores are rounded as shown, and verdicts are judged on them, so a reader who checks a
+    verdict against the table never sees it disagree.
+    """
+    notes = []
+    gap = compromised["retfail"] - clean["retfail"]
+    if abs(gap) < GAP_EPS:
+        forgetting = None
+        notes.append(
+            f"forgetting undefined: Clean and Compromised have the same RetFail "
+            f"({clean['retfail']:.6f}), so there is no gap to close"
+        )
+    else:
+        forgetting = (compromised["retfail"] - x["retfail"]) / gap
+    kept = []
+    for name in HOLDOUT:
+        gap = compromised[name] - clean[name]
+        if abs(gap) < GAP_EPS:
+            notes.append(
+                f"{display(name)} left out of holdout kept: Clean and Compromised "
+                f"have the same value ({clean[name]:.6f})"
+            )
+        else:
+            kept.append((x[name] - clean[name]) / gap)
+    holdout_kept = sum(kept) / len(kept) if kept else None
+    if compromised["genknow"] < GAP_EPS:
+        genknow_drop = None
+        notes.append("GenKnow drop undefined: the Compromised GenKnow is 0")
+    else:
+        genknow_drop = (compromised["genknow"] - x["genknow"]) / compromised["genknow"]
+    scores = {
+        "forgetting": _round(forgetting),
+        "holdout_kept": _round(holdout_kept),
+        "genknow_drop": _round(genknow_drop),
+    }
+    return scores, notes
+
+
+def judge(scores: Mapping[str, float | None], cfg: ReportConfig) -> list[str]:
+    """The failure modes a model shows (SPEC.md §4); an undefined score judges nothing."""
+    verdicts = []
+    if scores["forgetting"] is not None and scores["forgetting"] < cfg.min_forgetting:
+        verdicts.append("ineffective")
+    if scores["holdout_kept"] is not None and scores["holdout_kept"] < cfg.min_holdout_kept:
+        verdicts.append("over-generalised")
+    if scores["genknow_drop"] is not None and scores["genknow_drop"] > cfg.max_genknow_drop:
+        verdicts.append("collapse")
+    return verdicts
+
+
+def thresholds_text(cfg: ReportConfig) -> dict[str, str]:
+    """Each verdict's rule in words, as the report prints it."""
+    if cfg.min_holdout_kept == 0:
+        holdout = "holdout similarity falls below the Clean model's level"
+    else:
+        holdout = (
+            f"less than {cfg.min_holdout_kept:.0%} of the holdout similarity gap "
+            "between Clean and Compromised is kept"
+        )
+    return {
+        "ineffective": (
+            f"ineffective: the method closes less than {cfg.min_forgetting:.0%} of the RetFail "
+            f"gap between the Compromised and the Clean model (forgetting < "
+            f"{cfg.min_forgetting:g})"
+        ),
+        "over-generalised": (
+            f"over-generalised: {holdout}, averaged over InterIdSim and IntraIdSim "
+            f"(holdout kept < {cfg.min_holdout_kept:g}; 1 = Compromised, 0 = Clean)"
+        ),
+        "collapse": (
+            f"collapse: GenKnow falls by more than {cfg.max_genknow_drop:.0%} of the "
+            f"Compromised model's value (GenKnow drop > {cfg.max_genknow_drop:g})"
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(statistics.fmean(values), DIGITS)
+
+
+def _spread(values: Sequence[float | None]) -> float | None:
+    """Sample standard deviation over seeds; None below two defined values."""
+    defined = [v for v in values if v is not None]
+    return round(statistics.stdev(defined), DIGITS) if len(defined) >= 2 else None
+
+
+def _common_keys(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys = set(dicts[0])
+    for d in dicts[1:]:
+        keys &= set(d)
+    ordered = [name for name in METRICS if name in keys]
+    return ordered + sorted(keys - set(ordered))
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def model_entry(records: Sequence[EvalRecord]) -> dict[str, Any]:
+    """One model (one seed): its metrics averaged over its evals (e.g. several eval seeds)."""
+    metrics = [_numeric(r.metrics) for r in records]
+    first = records[0].model
+    return {
+        "model": first["digest"],
+        "model_path": first.get("path"),
+        "seed": first.get("seed"),
+        "evals": [str(r.path) for r in records],
+        "metrics": {k: _mean([m[k] for m in metrics]) for k in _common_keys(metrics)},
+    }
+
+
+def _label(variant: str, method: str | None, budget: float | None, name: str = "") -> str:
+    if variant == "clean":
+        return "Clean"
+    if variant == "compromised":
+        return "Compromised"
+    if variant == "external":
+        return name
+    return f"{method} {budget:g}×" if budget is not None else str(method)
+
+
+def aggregate_row(
+    label: str,
+    variant: str,
+    method: str | None,
+    budget: float | None,
+    entries: Sequence[dict[str, Any]],
+    clean: Mapping[str, float],
+    compromised: Mapping[str, float],
+    cfg: ReportConfig,
+) -> dict[str, Any]:
+    """A leaderboard row: metric means over seeds, their spread, scores and verdicts."""
+    # Copies: a reference entry is also shown under "references" without per-seed scores.
+    entries = sorted(
+        (dict(e) for e in entries), key=lambda e: (e["seed"] is None, e["seed"] or 0, e["model"])
+    )
+    n = len(entries)
+    keys = _common_keys([e["metrics"] for e in entries])
+    mean = {k: _mean([e["metrics"][k] for e in entries]) for k in keys}
+    std = {k: _spread([e["metrics"][k] for e in entries]) for k in keys} if n >= 2 else {}
+    scores, notes = score(mean, clean, compromised)
+    for entry in entries:
+        entry["scores"], _ = score(entry["metrics"], clean, compromised)
+    scores_std = {s: _spread([e["scores"][s] for e in entries]) for s in SCORES} if n >= 2 else {}
+    is_candidate = variant in ("unlearned", "external")
+    paper = PAPER_BY_METHOD.get(method) if method else None
+    if variant in ("clean", "compromised"):
+        paper = PAPER_CLEAN if variant == "clean" else PAPER_COMPROMISED
+    return {
+        "label": label,
+        "variant": variant,
+        "method": method,
+        "budget": budget,
+        "seeds": [e["seed"] for e in entries],
+        "n": n,
+        "metrics": mean,
+        "std": std,
+        "per_seed": entries,
+        "scores": scores,
+        "scores_std": scores_std,
+        "verdicts": judge(scores, cfg) if is_candidate else [],
+        "notes": notes,
+        "rank": None,
+        "paper": paper.name if paper else None,
+    }
+
+
+def rank_key(row: Mapping[str, Any]) -> tuple:
+    """No verdict first, then fewer verdicts; within that, most forgetting first."""
+    forgetting = row["scores"]["forgetting"]
+    return (len(row["verdicts"]), forgetting is None, -(forgetting or 0.0), row["label"])
+
+
+def _one_reference(records: Sequence[EvalRecord], variant: str) -> list[EvalRecord]:
+    found = [r for r in records if r.variant == variant]
+    digests = sorted({r.model_digest for r in found})
+    if not digests:
+        counts: dict[str, int] = {}
+        for r in records:
+            counts[r.variant] = counts.get(r.variant, 0) + 1
+        seen = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        raise ManifestError(
+            f"no eval of a {variant.capitalize()} model among the runs (found {seen} "
+            f"eval(s)); evaluate the {variant} model and pass its eval folder too: every "
+            "score is a share of the Clean-Compromised gap"
+        )
+    if len(digests) > 1:
+        detail = "; ".join(
+            f"{d[:12]} ({', '.join(str(r.path) for r in found if r.model_digest == d)})"
+            for d in digests
+        )
+        raise ManifestError(
+            f"exactly one {variant.capitalize()} model is required, found {len(digests)}: {detail}"
+        )
+    return found
+
+
+def check_dataset(records: Sequence[EvalRecord]) -> str:
+    """The one dataset digest every eval was run on."""
+    by_dataset: dict[str, list[EvalRecord]] = {}
+    for r in records:
+        by_dataset.setdefault(r.dataset, []).append(r)
+    if len(by_dataset) > 1:
+        detail = "; ".join(
+            f"{d[:12]}: {', '.join(str(r.path) for r in rs)}"
+            for d, rs in sorted(by_dataset.items())
+        )
+        raise ManifestError(
+            f"all evals must be on the same dataset, found {len(by_dataset)} "
+            f"dataset digests: {detail}"
+        )
+    return records[0].dataset
+
+
+def _group_key(record: EvalRecord) -> tuple:
+    m = record.model
+    if record.variant == "unlearned":
+        budget = m.get("budget")
+        return ("unlearned", m["method"], None if budget is None else float(budget))
+    if record.variant == "external":
+        return ("external", record.model_digest)
+    return (record.variant,)
+
+
+def _entries(records: Sequence[EvalRecord]) -> list[dict[str, Any]]:
+    by_model: dict[str, list[EvalRecord]] = {}
+    for r in records:
+        by_model.setdefault(r.model_digest, []).append(r)
+    entries = [model_entry(rs) for _, rs in sorted(by_model.items())]
+    seeds: dict[Any, dict[str, Any]] = {}
+    for e in entries:
+        if e["seed"] is not None and e["seed"] in seeds:
+            other = seeds[e["seed"]]
+            raise ManifestError(
+                f"two different models claim the same seed {e['seed']} for the same method "
+                f"and budget: {', '.join(other['evals'])} (model {other['model'][:12]}) and "
+                f"{', '.join(e['evals'])} (model {e['model'][:12]}); keep one, or report them "
+                "separately"
+            )
+        seeds[e["seed"]] = e
+    return entries
+
+
+def _external_labels(groups: Mapping[tuple, list[EvalRecord]]) -> dict[tuple, str]:
+    names: dict[tuple, str] = {}
+    for key, rs in groups.items():
+        if key[0] == "external":
+            names[key] = Path(str(rs[0].model.get("path") or key[1][:12])).name
+    counts = {n: list(names.values()).count(n) for n in names.values()}
+    # Two checkpoints with the same file name stay apart by digest.
+    return {k: (f"{n} ({k[1][:8]})" if counts[n] > 1 else n) for k, n in names.items()}
+
+
+def paper_rows(cfg: ReportConfig) -> list[dict[str, Any]]:
+    """The paper's main table, scored and judged by the same rules as ours."""
+    clean, compromised = PAPER_CLEAN.metrics, PAPER_COMPROMISED.metrics
+    rows = []
+    for row in (PAPER_CLEAN, PAPER_COMPROMISED, *PAPER_METHODS):
+        scores, notes = score(row.metrics, clean, compromised)
+        rows.append(
+            {
+                "name": row.name,
+                "method": row.method,
+                "variant": "unlearned" if row.method else row.name.lower(),
+                "metrics": row.metrics,
+                "scores": scores,
+                "verdicts": judge(scores, cfg) if row.method else [],
+                "notes": notes,
+            }
+        )
+    return rows
+
+
+def build_leaderboard(
+    records: Sequence[EvalRecord], cfg: ReportConfig, title: str = ""
+) -> dict[str, Any]:
+    """The whole report as data: references, ranked rows, the paper's rows, provenance."""
+    if not records:
+        raise ManifestError("no eval folders to report on")
+    dataset = check_dataset(records)
+    ref_entries = {
+        "clean": model_entry(_one_reference(records, "clean")),
+        "compromised": model_entry(_one_reference(records, "compromised")),
+    }
+    clean, compromised = ref_entries["clean"]["metrics"], ref_entries["compromised"]["metrics"]
+    warnings = _reference_warnings(clean, compromised)
+    for w in warnings:
+        log.warning("%s", w)
+    groups: dict[tuple, list[EvalRecord]] = {}
+    for r in records:
+        groups.setdefault(_group_key(r), []).append(r)
+    names = _external_labels(groups)
+    rows: dict[tuple, dict[str, Any]] = {}
+    for key, rs in groups.items():
+        variant = key[0]
+        method = key[1] if variant == "unlearned" else None
+        budget = key[2] if variant == "unlearned" else None
+        label = _label(variant, method, budget, names.get(key, ""))
+        entries = [ref_entries[variant]] if variant in ref_entries else _entries(rs)
+        rows[key] = aggregate_row(label, variant, method, budget, entries, clean, compromised, cfg)
+    ranked = sorted((r for k, r in rows.items() if k[0] not in ref_entries), key=rank_key)
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = i
+        for note in row["notes"]:
+            log.warning("%s: %s", row["label"], note)
+    architectures = sorted({str(r.model.get("architecture")) for r in records})
+    if len(architectures) > 1:
+        warnings.append(f"the evals cover several architectures ({', '.join(architectures)})")
+    return {
+        "title": title,
+        "dataset": dataset,
+        "thresholds": {
+            "min_forgetting": cfg.min_forgetting,
+            "min_holdout_kept": cfg.min_holdout_kept,
+            "max_genknow_drop": cfg.max_genknow_drop,
+        },
+        "rules": thresholds_text(cfg),
+        "references": {
+            variant: {
+                "model": e["model"],
+                "model_path": e["model_path"],
+                "evals": e["evals"],
+                "metrics": e["metrics"],
+            }
+            for variant, e in ref_entries.items()
+        },
+        "rows": [rows[("clean",)], rows[("compromised",)], *ranked],
+        "paper": {"source": PAPER_SOURCE, "budget": PAPER_BUDGET, "rows": paper_rows(cfg)},
+        "evals": [
+            {
+                "path": str(r.path),
+                "digest": r.digest,
+                "model": r.model_digest,
+                "variant": r.variant,
+                "row": rows[_group_key(r)]["label"],
+            }
+            for r in records
+        ],
+        "architectures": architectures,
+        "metrics": {
+            n: {
+                "family": m.family,
+                "target": m.target,
+                "better": m.better,
+                "description": m.description,
+            }
+            for n, m in METRICS.items()
+        },
+        "warnings": warnings,
+    }
+
+
+def _reference_warnings(clean: Mapping[str, float], compromised: Mapping[str, float]) -> list:
+    warnings = []
+    if compromised["retfail"] <= clean["retfail"]:
+        warnings.append(
+            f"the Compromised RetFail ({compromised['retfail']:.4f}) is not above the Clean "
+            f"one ({clean['retfail']:.4f}): the Compromised model did not memorise the forget "
+            "set, so forgetting scores are not meaningful"
+        )
+    for name in HOLDOUT:
+        if compromised[name] <= clean[name]:
+            warnings.append(
+                f"the Compromised {display(name)} ({compromised[name]:.4f}) is not above the "
+                f"Clean one ({clean[name]:.4f}): holdout kept is not meaningful"
+            )
+    return warnings

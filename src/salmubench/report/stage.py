@@ -1,0 +1,67 @@
+"""The `report` stage: eval folders in, one leaderboard folder out.
+
+Writes `leaderboard.json` (every number, per seed, with the thresholds and the paper's
+rows), `leaderboard.md`, a self-contained `report.html`, the figures as PNG, and the
+manifest, all through a staged folder so a half-written report is never visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from salmubench.config import ReportConfig, to_dict
+from salmubench.manifest import check_output, dumps, staged_output, write_manifest
+from salmubench.report.leaderboard import build_leaderboard, load_evals
+from salmubench.report.plots import plot_all
+from salmubench.report.render import markdown, page
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "SALMUBench leaderboard"
+
+
+def build_report(
+    runs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    cfg: ReportConfig | None = None,
+    force: bool = False,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Judge every evaluated method found in `runs` into report folder `out`; its manifest."""
+    cfg = cfg or ReportConfig()
+    cfg.validate()
+    if isinstance(runs, (str, os.PathLike)):
+        # A lone path would otherwise be iterated character by character.
+        runs = [runs]
+    check_output(out, force)  # before reading anything, not after
+    records = load_evals(runs)
+    title = title or DEFAULT_TITLE
+    board = build_leaderboard(records, cfg, title)
+    rows = board["rows"]
+    log.info("report on %d evals: %d ranked rows", len(records), len(rows) - 2)
+    with staged_output(out, force=force) as tmp:
+        (tmp / "leaderboard.json").write_text(dumps(board), encoding="utf-8")
+        figures = plot_all(board, tmp)
+        (tmp / "leaderboard.md").write_text(markdown(board, title, figures), encoding="utf-8")
+        (tmp / "report.html").write_text(page(board, title, figures, tmp), encoding="utf-8")
+        manifest = write_manifest(
+            tmp,
+            "report",
+            config=to_dict(cfg),
+            inputs={f"eval:{e['path']}": e["digest"] for e in board["evals"]},
+            dataset=board["dataset"],
+            title=title,
+            references={k: v["model"] for k, v in board["references"].items()},
+            methods=sorted({r["method"] for r in rows if r["method"]}),
+            leaderboard=[
+                {"rank": r["rank"], "label": r["label"], "verdicts": r["verdicts"]}
+                for r in rows
+                if r["rank"] is not None
+            ],
+            figures=list(figures),
+        )
+    return manifest

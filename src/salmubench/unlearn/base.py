@@ -1,0 +1,168 @@
+"""The method contract: a loss from named batches (`forget`, `retain`) and the frozen original.
+
+A method is a class registered by name in `METHODS`, one file per method in `methods/`.
+It declares which inputs it uses and its hyper-parameters (a dataclass, documented per
+field, set in params.yaml under `methods.<name>`), and computes one scalar loss per step
+from embedded batches. Everything else — the loop, optimiser, schedule, precision, DDP,
+checkpoints and which splits may be read — belongs to the library (`unlearn/loop.py`).
+
+Features are L2-normalised and gathered over all processes, so a method sees the whole
+global batch whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from salmubench.config import ConfigError, _doc, build
+from salmubench.train.loss import contrastive_loss
+
+# What a method may ask for: the forget batch, its generic (non-sensitive) captions, the
+# retain batch, and the frozen Compromised model's features of the same batches.
+INPUTS = ("forget", "generic", "retain", "original")
+
+
+@dataclass
+class Features:
+    """One batch embedded by one model. Row i of every tensor is sample i."""
+
+    image: torch.Tensor  # [n, D]
+    text: torch.Tensor  # [n, D], the sample's own caption
+    ids: torch.Tensor  # [n] caption ids: equal ids = identical text
+    generic: torch.Tensor | None = None  # [n, D], the visual caption (forget only)
+    generic_ids: torch.Tensor | None = None
+
+
+@dataclass
+class Step:
+    """What a method's loss sees at one optimiser step."""
+
+    index: int
+    forget: Features | None
+    retain: Features | None
+    original_forget: Features | None  # no gradient
+    original_retain: Features | None
+    logit_scale: torch.Tensor  # the model's, exp'd
+    original_logit_scale: torch.Tensor
+    generator: torch.Generator  # seeded by (seed, step): identical on every process
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """Hyper-parameters every method has."""
+
+    lr: float | None = _doc(
+        "Learning rate of this method; None = the unlearn config's lr.", default=None
+    )
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and value < 0:
+                raise ConfigError(f"{f.name}={value}: must be >= 0")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be positive")
+
+
+class Method:
+    """Base class: subclasses set `name`, `summary`, `uses`, `Params` and `loss`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    uses: ClassVar[frozenset[str]]
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(self, params: MethodParams) -> None:
+        self.params = params
+
+    def loss(self, step: Step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss to minimise, named parts for the log)."""
+        raise NotImplementedError
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    unknown = set(cls.uses) - set(INPUTS)
+    if unknown or not cls.uses:
+        raise TypeError(f"{cls.__name__}.uses={set(cls.uses)}: each must be one of {INPUTS}")
+    if cls.name in METHODS:
+        raise TypeError(f"method {cls.name!r} is registered twice")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    import salmubench.unlearn.methods  # noqa: F401  (registers every method file)
+
+    return list(METHODS)
+
+
+def get_method(name: str) -> type[Method]:
+    names = method_names()
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(names)}")
+    return METHODS[name]
+
+
+def build_method(name: str, settings: dict[str, Any] | None = None) -> Method:
+    """The method `name` with its hyper-parameters from `settings`, validated."""
+    cls = get_method(name)
+    try:
+        params = build(cls.Params, dict(settings or {}))
+    except ConfigError as e:
+        raise ConfigError(f"methods.{name}: {e}") from None
+    return cls(params)
+
+
+# ----------------------------------------------------------------- loss building blocks
+
+
+def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, ids: torch.Tensor):
+    """The training objective (symmetric InfoNCE, duplicate-caption aware)."""
+    return contrastive_loss(image, text, scale, ids)
+
+
+def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation without fixed points: nobody keeps their own caption."""
+    if n < 2:
+        raise ValueError("a derangement needs at least 2 items")
+    order = torch.randperm(n, generator=generator)
+    result = torch.empty(n, dtype=torch.long)
+    result[order] = order.roll(-1)
+    return result
+
+
+def pair_similarity(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """[n] cosine similarity of each (image i, text i) pair."""
+    return (image * text).sum(dim=1)
+
+
+def similarity_matrix(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    return image @ text.T
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric KL between the teacher's and the student's retrieval distributions
+    (image→text rows and text→image columns) of one similarity matrix."""
+    s, t = scale * student, scale * teacher
+    rows = F.kl_div(
+        F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="batchmean"
+    )
+    cols = F.kl_div(
+        F.log_softmax(s.T, 1), F.log_softmax(t.T, 1), log_target=True, reduction="batchmean"
+    )
+    return (rows + cols) / 2
+
+
+def embedding_drift(model: Features, original: Features) -> torch.Tensor:
+    """Mean (1 - cos) between the model's and the original's unimodal embeddings."""
+    image = 1 - pair_similarity(model.image, original.image)
+    text = 1 - pair_similarity(model.text, original.text)
+    return (image.mean() + text.mean()) / 2

@@ -1,0 +1,388 @@
+"""The `unlearn` stage: one method, one budget, applied to the Compromised model.
+
+The library owns everything but the loss: which splits are read (forget + a seeded retain
+subset, never a holdout: `unlearn/data.py`), the number of steps (budget x one pass over
+forget), batches (a function of seed and step, so a resumed run continues exactly), the
+optimiser and schedule, precision, DDP (features gathered over processes: 1 and N
+processes compute the same loss) and resumable checkpoints. The output is a model folder
+like the trained ones, with `variant: unlearned` and the method's settings in its manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salmubench import __version__
+from salmubench.config import ConfigError, UnlearnConfig, to_dict
+from salmubench.manifest import read_manifest, write_manifest
+from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
+from salmubench.models import tokenizer as get_tokenizer
+from salmubench.train.data import BatchPlan, Pool
+from salmubench.train.dist import DistEnv
+from salmubench.train.engine import (
+    Precision,
+    cosine_lr,
+    fresh_partial,
+    load_state,
+    make_optimizer,
+    partial_dir,
+    prepare_output,
+    read_log,
+    save_state,
+    set_lr,
+    swap_into_place,
+)
+from salmubench.train.loss import gather
+from salmubench.unlearn.base import Features, Method, Step, build_method
+from salmubench.unlearn.data import (
+    FORGET_SPLITS,
+    load_unlearn_pools,
+    open_for_unlearning,
+    retain_subset,
+)
+
+log = logging.getLogger(__name__)
+
+LOG = "unlearn_log.jsonl"
+Progress = Callable[[int, int, float], None]
+
+
+def plan_steps(budget: float, forget_samples: int, forget_batch: int) -> int:
+    """Budget 1 = one pass over the forget split (SPEC.md §5)."""
+    return max(1, math.ceil(budget * forget_samples / forget_batch))
+
+
+def forget_samples(dataset: dict[str, Any]) -> int:
+    return sum(dataset["counts"][s] for s in FORGET_SPLITS)
+
+
+def source_problems(loaded: LoadedModel, dataset: dict[str, Any]) -> list[str]:
+    """Why `loaded` may not be the Compromised model of this dataset (empty if it is)."""
+    m = loaded.manifest
+    if m is None:
+        return [f"{loaded.path} is an external checkpoint: its provenance cannot be checked"]
+    problems = []
+    if m.get("variant") != "compromised":
+        problems.append(f"{loaded.path} is a {m.get('variant')!r} model, not the Compromised one")
+    if m["inputs"].get("dataset") != dataset["digest"]:
+        problems.append(
+            f"{loaded.path} was trained on dataset {str(m['inputs'].get('dataset'))[:12]}, not "
+            f"on this one ({dataset['digest'][:12]}): there is nothing of it to unlearn"
+        )
+    return problems
+
+
+def unlearn(
+    data: str | os.PathLike,
+    model: str | os.PathLike,
+    method: str,
+    cfg: UnlearnConfig,
+    out: str | os.PathLike,
+    *,
+    arch: str | None = None,
+    budget: float | None = None,
+    seed: int = 0,
+    profile: str = "custom",
+    resume: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Apply `method` to the Compromised `model` and publish the result at `out`."""
+    impl = build_method(method, cfg.methods.get(method))
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
+            raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
+        cfg = dataclasses.replace(cfg, budget=float(budget))
+    uses = impl.uses
+    if "retain" in uses and cfg.retain_batch == 0:
+        raise ConfigError(f"method {method!r} uses retain data but retain_batch=0")
+    env = DistEnv.from_env()
+    for name in ("forget_batch", "retain_batch"):
+        if getattr(cfg, name) % env.world_size:
+            raise ConfigError(
+                f"{name}={getattr(cfg, name)} is not divisible by the {env.world_size} processes"
+            )
+    out = Path(out)
+    mode = prepare_output(out, resume, force)
+    if mode == "done":
+        log.info("%s is already complete; nothing to resume", out)
+        return read_manifest(out, kind="model")
+    retain = cfg.retain if "retain" in uses else ()
+    dataset = open_for_unlearning(data, retain)
+    retain_subset(dataset, retain, cfg.retain_size, seed)  # a bad size fails before loading
+    loaded = load_model(model, arch)
+    for problem in source_problems(loaded, dataset):
+        log.warning("!!! NOT THE COMPROMISED MODEL OF THIS DATASET: %s !!!", problem)
+    steps = plan_steps(cfg.budget, forget_samples(dataset), cfg.forget_batch)
+    partial = partial_dir(out)
+    source = loaded.manifest["digest"] if loaded.manifest else _file_digest(loaded.path)
+    run = _Run(
+        data=Path(data),
+        dataset=dataset,
+        loaded=loaded,
+        source=source,
+        method=impl,
+        cfg=cfg,
+        out=out,
+        partial=partial,
+        env=env,
+        device=env.device(),
+        seed=seed,
+        profile=profile,
+        steps=steps,
+        retain=tuple(retain),
+        identity={
+            "config": to_dict(cfg),
+            "method": method,
+            "params": dataclasses.asdict(impl.params),
+            "seed": seed,
+            "dataset": dataset["digest"],
+            "model": source,
+        },
+    )
+    env.init()
+    torch.set_num_threads(env.threads(cfg.threads))
+    try:
+        if env.is_main:
+            fresh_partial(partial, mode)
+        env.barrier()
+        state = load_state(partial, run.identity) if mode == "resume" else None
+        return _loop(run, state, progress)
+    finally:
+        env.close()
+
+
+def _file_digest(path: Path) -> str:
+    from salmubench.manifest import sha256_file
+
+    return sha256_file(path)
+
+
+@dataclass(frozen=True)
+class _Run:
+    data: Path
+    dataset: dict[str, Any]
+    loaded: LoadedModel
+    source: str
+    method: Method
+    cfg: UnlearnConfig
+    out: Path
+    partial: Path
+    env: DistEnv
+    device: torch.device
+    seed: int
+    profile: str
+    steps: int
+    retain: tuple[str, ...]
+    identity: dict[str, Any]
+
+    @property
+    def lr(self) -> float:
+        return self.method.params.lr or self.cfg.lr
+
+
+class _Batcher:
+    """Turns the plan's global indices into this process's slice of inputs and back into
+    gathered features: one forward pass per model and step over all groups."""
+
+    def __init__(self, pools: dict[str, Pool], uses: frozenset[str], run: _Run, model) -> None:
+        self.pools, self.uses, self.env = pools, uses, run.env
+        self.mean, self.std = (t.to(run.device) for t in image_normalisation(model))
+        self.device = run.device
+
+    def inputs(self, indices: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        images, texts, layout = [], [], {}
+        for group, idx in indices.items():
+            pool = self.pools[group]
+            index = torch.from_numpy(idx)
+            n = len(idx) // self.env.world_size
+            lo, hi = self.env.rank * n, (self.env.rank + 1) * n
+            images.append(pool.images[index][lo:hi])
+            texts.append(pool.tokens[index][lo:hi])
+            layout[group] = {"n": n, "ids": pool.caption_ids[index]}
+            if group == "forget" and "generic" in self.uses:
+                texts.append(pool.generic_tokens[index][lo:hi])
+                layout[group]["generic_ids"] = pool.generic_ids[index]
+        x = (torch.cat(images).to(self.device).float() / 255.0 - self.mean) / self.std
+        return x, torch.cat(texts).to(self.device), layout
+
+    def features(self, output: dict[str, torch.Tensor], layout: dict) -> dict[str, Features]:
+        image, text = output["image_features"].float(), output["text_features"].float()
+        result, i, t = {}, 0, 0
+        for group, info in layout.items():
+            n = info["n"]
+            feats = Features(
+                gather(image[i : i + n]), gather(text[t : t + n]), info["ids"].to(self.device)
+            )
+            i, t = i + n, t + n
+            if "generic_ids" in info:
+                feats.generic = gather(text[t : t + n])
+                feats.generic_ids = info["generic_ids"].to(self.device)
+                t += n
+            result[group] = feats
+        return result
+
+
+def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) -> dict[str, Any]:
+    cfg, env, device, method = run.cfg, run.env, run.device, run.method
+    uses = method.uses
+    model = run.loaded.model.to(device)
+    original = None
+    if "original" in uses:
+        original = copy.deepcopy(model).eval().requires_grad_(False)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    t_load = time.perf_counter()
+    pools = load_unlearn_pools(
+        run.data,
+        run.dataset,
+        run.retain,
+        get_tokenizer(run.loaded.arch),
+        image_size(model),
+        retain_size=cfg.retain_size,
+        seed=run.seed,
+        with_retain="retain" in uses,
+    )
+    if "forget" not in uses:
+        pools.pop("forget")
+    seconds_load = time.perf_counter() - t_load
+    per_step = {
+        g: n for g, n in (("forget", cfg.forget_batch), ("retain", cfg.retain_batch)) if g in pools
+    }
+    plan = BatchPlan({g: len(p) for g, p in pools.items()}, per_step, run.seed)
+    optimizer = make_optimizer(model, run.lr, cfg.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    net = model
+    if env.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    batcher = _Batcher(pools, uses, run, model)
+    precision = Precision(cfg.precision, device)
+    step = int(state["step"]) if state is not None else 0
+    start_step = step
+    log_rows = read_log(run.partial, LOG, step) if env.is_main else []
+    history: list[dict[str, float]] = []
+    model.train()
+    t0 = time.perf_counter()
+    while step < run.steps:
+        lr = cosine_lr(step, run.steps, cfg.warmup_steps, run.lr)
+        set_lr(optimizer, lr)
+        x, texts, layout = batcher.inputs(plan.indices(step))
+        with precision.autocast():
+            output = net(x, texts)
+            feats = batcher.features(output, layout)
+            orig: dict[str, Features] = {}
+            orig_scale = output["logit_scale"].detach()
+            if original is not None:
+                with torch.no_grad():
+                    o = original(x, texts)
+                    orig, orig_scale = batcher.features(o, layout), o["logit_scale"].float()
+            generator = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
+            loss, parts = method.loss(
+                Step(
+                    index=step,
+                    forget=feats.get("forget"),
+                    retain=feats.get("retain"),
+                    original_forget=orig.get("forget"),
+                    original_retain=orig.get("retain"),
+                    logit_scale=output["logit_scale"].float(),
+                    original_logit_scale=orig_scale,
+                    generator=generator,
+                )
+            )
+            # Every parameter in the graph, whatever the method uses (DDP requires it).
+            loss = loss + 0.0 * output["logit_scale"]
+        precision.step(loss, optimizer)
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        history.append({"loss": loss.item(), **{k: v.item() for k, v in parts.items()}})
+        if env.is_main and (step % cfg.log_every == 0 or step == run.steps):
+            recent = history[-cfg.log_every :]
+            row = {"step": step, "lr": lr}
+            row.update({k: round(sum(h[k] for h in recent) / len(recent), 5) for k in recent[0]})
+            row["steps_per_second"] = round((step - start_step) / (time.perf_counter() - t0), 3)
+            log_rows.append(row)
+        if progress is not None and env.is_main:
+            progress(step, run.steps, history[-1]["loss"])
+        if step % cfg.checkpoint_every == 0 and step < run.steps:
+            if env.is_main:
+                save_state(run.partial, model, optimizer, step, run.identity, log_rows, LOG)
+            env.barrier()
+    stats = {
+        "steps_this_run": step - start_step,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_loading_data": round(seconds_load, 2),
+    }
+    manifest = (
+        _publish(run, model, optimizer, log_rows, history, stats, plan) if env.is_main else {}
+    )
+    env.barrier()
+    return manifest
+
+
+def _publish(run: _Run, model, optimizer, log_rows, history, stats, plan) -> dict[str, Any]:
+    cfg, method = run.cfg, run.method
+    arch = run.loaded.arch
+    meta = {
+        "variant": "unlearned",
+        "method": method.name,
+        "architecture": arch,
+        "budget": cfg.budget,
+        "steps": run.steps,
+        "package_version": __version__,
+        "dataset": run.dataset["digest"],
+        "source": run.source,
+    }
+    save_model(run.partial, model, arch, meta)
+    save_state(run.partial, model, optimizer, run.steps, run.identity, log_rows, LOG)
+    tail = history[-min(len(history), 10) :]
+    final = {k: round(sum(h[k] for h in tail) / len(tail), 5) for k in tail[0]} if tail else {}
+    seconds = max(stats["seconds"], 1e-9)
+    source = run.loaded.manifest or {}
+    return_value = write_manifest(
+        run.partial,
+        "model",
+        config=to_dict(cfg),
+        inputs={"dataset": run.dataset["digest"], "model": run.source},
+        architecture=arch,
+        variant="unlearned",
+        method=method.name,
+        method_params=dataclasses.asdict(method.params),
+        lr=run.lr,
+        budget=cfg.budget,
+        steps=run.steps,
+        forget_batch=cfg.forget_batch,
+        retain_batch=cfg.retain_batch if "retain" in method.uses else 0,
+        reads=sorted({*(FORGET_SPLITS if "forget" in method.uses else ()), *run.retain}),
+        source={
+            "path": str(run.loaded.path),
+            "digest": run.source,
+            "variant": source.get("variant", "external"),
+        },
+        profile=run.profile,
+        seed=run.seed,
+        dataset_profile=run.dataset.get("profile"),
+        world_size=run.env.world_size,
+        epochs=plan.epochs(run.steps),
+        unlearning={
+            **stats,
+            "steps_per_second": round(stats["steps_this_run"] / seconds, 3),
+            "final": final,
+        },
+    )
+    swap_into_place(run.partial, run.out)
+    return return_value
