@@ -17,19 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## The main job, as far as it is built: the dataset of PROFILE (default tiny), the Clean and
-## Compromised models, and their ten-metric evaluations (each against the other as target).
+## The main job: the whole benchmark of PROFILE (default tiny) in run folder OUT — dataset,
+## Clean and Compromised models, every unlearning method, the ten metrics of each, and the
+## report (leaderboard, verdicts, HTML, plots). Finished stages in OUT are reused.
 run: venv
-	$(BIN)/salmubench synth --profile $(PROFILE) --seed $(SEED) --out $(OUT)/dataset --force
-	$(BIN)/salmubench train --profile $(PROFILE) --seed $(SEED) --data $(OUT)/dataset \
-	    --variant clean --out $(OUT)/clean --force
-	$(BIN)/salmubench train --profile $(PROFILE) --seed $(SEED) --data $(OUT)/dataset \
-	    --variant compromised --out $(OUT)/compromised --force
-	$(BIN)/salmubench eval --profile $(PROFILE) --data $(OUT)/dataset --model $(OUT)/clean \
-	    --out $(OUT)/eval-clean --force
-	$(BIN)/salmubench eval --profile $(PROFILE) --data $(OUT)/dataset \
-	    --model $(OUT)/compromised --clean $(OUT)/eval-clean --compromised $(OUT)/compromised \
-	    --out $(OUT)/eval-compromised --force
+	$(BIN)/salmubench bench --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import open_clip
@@ -21,6 +16,8 @@ from salmubench.train.data import BatchPlan, batch_sizes
 from salmubench.train.loop import partial_dir
 from salmubench.train.loss import contrastive_loss, soft_targets
 
+from helpers import TORCHRUN, finish, kill_after_checkpoint, spawn
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -29,25 +26,12 @@ def train_args(data: Path, out: Path, *extra: str, variant: str = "compromised")
             "--out", str(out), "-q", *extra]  # fmt: skip
 
 
-def spawn(argv: list[str], *, launcher: tuple[str, ...] = ()) -> subprocess.Popen:
-    """A real process in its own session, so that it and its workers can be SIGKILLed."""
-    cmd = [sys.executable, "-m", *launcher, "salmubench", *argv]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-
-
 def test_torchrun_two_processes_yields_an_open_clip_loadable_model(
     tmp_path, micro_dataset, micro_models
 ):
     out = tmp_path / "ddp"
-    torchrun = ("torch.distributed.run", "--nproc_per_node=2", "--standalone", "--module")
-    proc = spawn(train_args(micro_dataset, out), launcher=torchrun)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:  # never leave worker processes behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc = spawn(train_args(micro_dataset, out), launcher=TORCHRUN)
+    stderr = finish(proc)
     assert proc.returncode == 0, stderr[-3000:]
     manifest = read_manifest(out, kind="model", verify=True)
     assert manifest["world_size"] == 2 and manifest["steps"] == 40
@@ -66,13 +50,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, micro_dataset, 
     out = tmp_path / "killed"
     proc = spawn(train_args(micro_dataset, out))
     state = partial_dir(out) / "state.pt"
-    deadline = time.monotonic() + 120
-    while not state.exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "no checkpoint was written"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(proc, state)
     assert not out.exists()
     killed_at = torch.load(state, weights_only=True)["step"]
     assert 0 < killed_at < 40

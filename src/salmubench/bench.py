@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from salmubench.config import ConfigError, stage_config, to_dict
 from salmubench.manifest import ManifestError, dumps, read_manifest, write_atomic
 
 log = logging.getLogger(__name__)
+
+
+STAGE_CONFIGS = ("synth", "train", "eval", "unlearn", "report")
 
 
 def parse_methods(text: str) -> list[str]:
@@ -50,6 +54,42 @@ def _reusable(folder: Path, kind: str, **expected: Any) -> dict[str, Any] | None
     return manifest
 
 
+@dataclass
+class _Stages:
+    """Runs stages in order: numbered progress lines, timings, reuse of finished folders."""
+
+    total: int
+    show: bool
+    say: Callable[[str], None]
+    step_bar: Callable[[str], tuple[Callable, Callable]] | None
+    force: bool
+    done: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn: Callable[..., Any], current: dict | None = None) -> Any:
+        """`fn(progress)` unless `current` (a reusable finished manifest) says it is done."""
+        self.done += 1
+        prefix = f"[{self.done:>2}/{self.total}] {name}"
+        if current is not None and not self.force:
+            if self.show:
+                self.say(f"{prefix}: up to date, reused")
+            return current
+        if self.show:
+            self.say(f"{prefix} ...")
+        start = time.perf_counter()
+        update, close = (None, lambda: None)
+        if self.step_bar is not None and self.show:
+            update, close = self.step_bar(name)
+        try:
+            result = fn(update)
+        finally:
+            close()
+        self.timings[name] = round(time.perf_counter() - start, 2)
+        if self.show:
+            self.say(f"{prefix}: {self.timings[name]:.1f} s")
+        return result
+
+
 def bench(
     profile: str,
     out: str | os.PathLike,
@@ -62,99 +102,104 @@ def bench(
     force: bool = False,
     show: bool = True,
     say: Callable[[str], None] = print,
+    step_bar: Callable[[str], tuple[Callable, Callable]] | None = None,
 ) -> dict[str, Any]:
-    """Run (or complete) the comparison of `methods` under `profile` in run folder `out`."""
+    """Run (or complete) the comparison of `methods` under `profile` in run folder `out`.
+
+    `say` prints a line per stage; `step_bar(label)` -> (update, close) shows the steps of
+    trainings and unlearning runs. Returns the report's manifest.
+    """
     from salmubench.data.synth import synth
     from salmubench.eval.stage import evaluate
     from salmubench.report import build_report
     from salmubench.train.loop import train
     from salmubench.unlearn import build_method
-    from salmubench.unlearn.loop import unlearn
+    from salmubench.unlearn.loop import run_config, unlearn
 
-    cfgs = {s: stage_config(s, profile, (), params_path) for s in
-            ("synth", "train", "eval", "unlearn", "report")}  # fmt: skip
-    ucfg = cfgs["unlearn"]
+    cfg = {s: stage_config(s, profile, (), params_path) for s in STAGE_CONFIGS}
+    ucfg = cfg["unlearn"]
     if budget is not None:
         if not budget > 0:
             raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
         ucfg = dataclasses.replace(ucfg, budget=float(budget))
-    impls = {m: build_method(m, ucfg.methods.get(m)) for m in methods}  # validate all first
+    params = {m: dataclasses.asdict(build_method(m, ucfg.methods.get(m)).params) for m in methods}
     if not seeds:
         raise ConfigError("seeds: give at least one unlearning seed")
     out = Path(out)
-    paths = {"dataset": out / "dataset", "clean": out / "clean", "compromised": out / "compromised"}
-    total = 3 + 2 + 2 * len(methods) * len(seeds) + 1
-    timings: dict[str, float] = {}
-    done = 0
+    data, eval_clean, eval_compromised = (
+        out / "dataset",
+        out / "eval-clean",
+        out / "eval-compromised",
+    )
+    models = {v: out / v for v in ("clean", "compromised")}
+    stages = _Stages(6 + 2 * len(methods) * len(seeds), show, say, step_bar, force)
     start = time.perf_counter()
 
-    def stage(name: str, run: Callable[[], Any], reused: bool) -> Any:
-        nonlocal done
-        done += 1
-        if reused:
-            if show:
-                say(f"[{done:>2}/{total}] {name}: up to date, reused")
-            return None
-        if show:
-            say(f"[{done:>2}/{total}] {name} ...")
-        t = time.perf_counter()
-        result = run()
-        timings[name] = round(time.perf_counter() - t, 2)
-        if show:
-            say(f"[{done:>2}/{total}] {name}: {timings[name]:.1f} s")
-        return result
+    stages.run(
+        "synth",
+        lambda _: synth(cfg["synth"], data_seed, data, profile=profile, force=True),
+        _reusable(data, "dataset", config=to_dict(cfg["synth"]), seed=data_seed),
+    )
+    digest = read_manifest(data, kind="dataset")["digest"]
+    for variant, folder in models.items():
+        stages.run(
+            f"train {variant}",
+            lambda bar, v=variant, f=folder: train(
+                data, v, cfg["train"], f, seed=data_seed, profile=profile, force=True, progress=bar
+            ),
+            _reusable(folder, "model", config=to_dict(cfg["train"]), variant=variant,
+                      seed=data_seed, inputs={"dataset": digest}),
+        )  # fmt: skip
 
-    ds = None if force else _reusable(paths["dataset"], "dataset", config=to_dict(cfgs["synth"]),
-                                      seed=data_seed)  # fmt: skip
-    stage("synth", lambda: synth(cfgs["synth"], data_seed, paths["dataset"], profile=profile,
-                                 force=True), ds is not None)  # fmt: skip
-    digest = read_manifest(paths["dataset"], kind="dataset")["digest"]
-    for variant in ("clean", "compromised"):
-        model = None if force else _reusable(
-            paths[variant], "model", config=to_dict(cfgs["train"]), variant=variant,
-            seed=data_seed, inputs={"dataset": digest})  # fmt: skip
-        stage(f"train {variant}", lambda v=variant: train(
-            paths["dataset"], v, cfgs["train"], paths[v], seed=data_seed, profile=profile,
-            force=True), model is not None)  # fmt: skip
+    def evaluation(name: str, model: Path, target: Path, compromised: Path | None) -> None:
+        refs = {"clean": eval_clean, "compromised": compromised} if compromised else {}
+        stages.run(
+            name,
+            lambda _: evaluate(data, model, target, cfg=cfg["eval"], seed=data_seed, force=True,
+                               **refs),
+            _reusable(target, "eval", config=to_dict(cfg["eval"]), seed=data_seed,
+                      inputs={"dataset": digest,
+                              "model": read_manifest(model, kind="model")["digest"]}),
+        )  # fmt: skip
 
-    def eval_stage(name: str, model: Path, target: Path, refs: bool) -> None:
-        model_digest = read_manifest(model, kind="model")["digest"]
-        current = None if force else _reusable(
-            target, "eval", config=to_dict(cfgs["eval"]), seed=data_seed,
-            inputs={"dataset": digest, "model": model_digest})  # fmt: skip
-        kwargs = (
-            {"clean": out / "eval-clean", "compromised": out / "eval-compromised"} if refs else {}
-        )
-        stage(name, lambda: evaluate(paths["dataset"], model, target, cfg=cfgs["eval"],
-                                     seed=data_seed, force=True, **kwargs),
-              current is not None)  # fmt: skip
-
-    eval_stage("eval clean", paths["clean"], out / "eval-clean", False)
-    eval_stage("eval compromised", paths["compromised"], out / "eval-compromised", True)
-    source = read_manifest(paths["compromised"], kind="model")["digest"]
-    evals = [out / "eval-clean", out / "eval-compromised"]
+    evaluation("eval clean", models["clean"], eval_clean, None)
+    # The Compromised model is its own reference: recognised by digest, embedded once.
+    evaluation("eval compromised", models["compromised"], eval_compromised, models["compromised"])
+    source = read_manifest(models["compromised"], kind="model")["digest"]
+    evals = [eval_clean, eval_compromised]
     for method in methods:
-        params = dataclasses.asdict(impls[method].params)
         for seed in seeds:
             name = f"{method}-b{ucfg.budget:g}-s{seed}"
             target = out / "unlearned" / name
-            current = None if force else _reusable(
-                target, "model", config=to_dict(ucfg), method=method, method_params=params,
-                seed=seed, inputs={"dataset": digest, "model": source})  # fmt: skip
-            stage(f"unlearn {name}", lambda m=method, s=seed, t=target: unlearn(
-                paths["dataset"], paths["compromised"], m, ucfg, t, seed=s, profile=profile,
-                force=True), current is not None)  # fmt: skip
+            stages.run(
+                f"unlearn {name}",
+                lambda bar, m=method, s=seed, t=target: unlearn(
+                    data, models["compromised"], m, ucfg, t, seed=s, profile=profile,
+                    force=True, progress=bar),
+                _reusable(target, "model", config=to_dict(run_config(ucfg, method)),
+                          method=method, method_params=params[method], seed=seed,
+                          inputs={"dataset": digest, "model": source}),
+            )  # fmt: skip
             evals.append(out / "evals" / name)
-            eval_stage(f"eval {name}", target, evals[-1], True)
-    report = stage("report", lambda: build_report(evals, out / "report", cfg=cfgs["report"],
-                   force=True, title=f"SALMUBench {profile}: {len(methods)} methods, budget "
-                   f"{ucfg.budget:g}x, seeds {', '.join(map(str, seeds))}"), False)  # fmt: skip
+            evaluation(f"eval {name}", target, evals[-1], eval_compromised)
+    title = (f"SALMUBench {profile}: {len(methods)} methods, budget {ucfg.budget:g}x, "
+             f"seeds {', '.join(map(str, seeds))}")  # fmt: skip
+    report = stages.run(
+        "report",
+        lambda _: build_report(evals, out / "report", cfg=cfg["report"], force=True, title=title),
+    )
     seconds = round(time.perf_counter() - start, 2)
-    summary = {"profile": profile, "methods": list(methods), "budget": ucfg.budget,
-               "seeds": list(seeds), "seconds_total": seconds, "stages": timings}  # fmt: skip
+    summary = {
+        "profile": profile,
+        "methods": list(methods),
+        "budget": ucfg.budget,
+        "seeds": list(seeds),
+        "seconds_total": seconds,
+        "stages": stages.timings,
+    }
     write_atomic(out / "bench.json", dumps(summary))
     if show:
         say((out / "report" / "leaderboard.md").read_text(encoding="utf-8"))
-        html = out / "report" / "report.html"
-        say(f"{seconds:.0f} s in all ({len(timings)} stages run) -> {html}")
+        ran = len(stages.timings)
+        say(f"{seconds:.0f} s in all ({ran} stages run) -> {out / 'report' / 'report.html'}")
     return report

@@ -281,8 +281,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         params_path=args.params,
         force=args.force,
         show=not args.quiet,
+        step_bar=_bar_callbacks,
     )
     return 0
+
+
+def _bar_callbacks(label: str):
+    bar, update = _step_bar(0, True, label)
+    return update, bar.close
 
 
 def _budget(text: str) -> float:

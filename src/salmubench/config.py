@@ -414,7 +414,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         item_type = typing.get_args(hint)[0]
         return tuple(_coerce(name, v, item_type) for v in value)
     if origin in (typing.Union, types.UnionType):
-        return value
+        if value is None:
+            return None
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _coerce(name, value, kinds[0]) if len(kinds) == 1 else value
     if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(f"{name}={value!r}: expected an integer")
     if hint is float:

@@ -67,6 +67,13 @@ def forget_samples(dataset: dict[str, Any]) -> int:
     return sum(dataset["counts"][s] for s in FORGET_SPLITS)
 
 
+def run_config(cfg: UnlearnConfig, method: str, budget: float | None = None) -> UnlearnConfig:
+    """The config one run records: its own method's settings only (changing another
+    method's hyper-parameters must not invalidate this run) and the budget it ran with."""
+    cfg = dataclasses.replace(cfg, methods={method: dict(cfg.methods.get(method) or {})})
+    return cfg if budget is None else dataclasses.replace(cfg, budget=float(budget))
+
+
 def source_problems(loaded: LoadedModel, dataset: dict[str, Any]) -> list[str]:
     """Why `loaded` may not be the Compromised model of this dataset (empty if it is)."""
     m = loaded.manifest
@@ -100,10 +107,11 @@ def unlearn(
 ) -> dict[str, Any]:
     """Apply `method` to the Compromised `model` and publish the result at `out`."""
     impl = build_method(method, cfg.methods.get(method))
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
-            raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
-        cfg = dataclasses.replace(cfg, budget=float(budget))
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0
+    ):
+        raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
+    cfg = run_config(cfg, method, budget)
     uses = impl.uses
     if "retain" in uses and cfg.retain_batch == 0:
         raise ConfigError(f"method {method!r} uses retain data but retain_batch=0")
