@@ -7,7 +7,8 @@ The run folder must hold `dataset`, `clean` and `compromised` (e.g. from
 `salmubench bench`). For every method and learning rate it unlearns at the profile's
 budget and evaluates. The rule, chosen before looking at any result: per method, the
 learning rate with the lowest forget RetFail among those that keep GenKnow within 10% of
-the Compromised model's (no collapse); if none does, the smallest. Holdout metrics are
+the Compromised model's (no collapse); if none does, the grid is extended downwards
+(--lrs 1e-6 3e-6 ...) and otherwise the smallest is taken. Holdout metrics are
 never used for tuning: over-generalisation is what the benchmark must reveal, not
 something tuned away. Writes benchmarks/results/tune-<profile>.json and prints the table.
 """
@@ -58,17 +59,23 @@ def main() -> None:
             t = time.perf_counter()
             cfg = stage_config("unlearn", args.profile, [f"methods.{method}.lr={lr}"])
             done = work / f"eval-{name}" / "manifest.json"
-            if not done.is_file():  # an interrupted tuning run continues where it stopped
+            cached = done.is_file()
+            if not cached:  # an interrupted tuning run continues where it stopped
                 unlearn(run / "dataset", run / "compromised", method, cfg, work / name,
                         force=True, profile=args.profile)  # fmt: skip
                 evaluate(run / "dataset", work / name, work / f"eval-{name}", cfg=ecfg,
                          force=True)  # fmt: skip
             metrics = json.loads((work / f"eval-{name}" / "metrics.json").read_text())
-            row = {"lr": lr, "seconds": round(time.perf_counter() - t, 1),
+            seconds = None if cached else round(time.perf_counter() - t, 1)
+            row = {"lr": lr, "seconds": seconds,
                    **{c: metrics[c] for c in COLUMNS}}  # fmt: skip
             results[method].append(row)
             print(method, json.dumps(row), flush=True)
             shutil.rmtree(work / name, ignore_errors=True)
+    out = RESULTS / f"tune-{args.profile}.json"
+    if out.is_file():  # runs of other methods (or other invocations) are kept
+        previous = json.loads(out.read_text())["results"]
+        results = {**previous, **results}
     chosen = {}
     for method, rows in results.items():
         ok = [r for r in rows if r["genknow"] >= floor]
@@ -83,7 +90,6 @@ def main() -> None:
             cells = " ".join(f"{r[c]:>12.4f}" for c in COLUMNS)
             print(f"{method:<18} {r['lr']:>8g} {cells}{mark}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"tune-{args.profile}.json"
     out.write_text(json.dumps({"profile": args.profile, "budget": ucfg.budget,
                                "rule": "lowest RetFail with GenKnow >= (1 - max_genknow_drop) x "
                                "Compromised; else the smallest lr",

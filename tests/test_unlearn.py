@@ -32,8 +32,9 @@ def unlearn_args(data: Path, model: Path, out: Path, method: str, *extra: str) -
 
 def test_budget_one_is_one_pass_over_forget(tmp_path, micro_dataset, micro_manifest, micro_models):
     out = tmp_path / "ft"
+    # retain_size is a setting of methods that use retain data; neg_grad does not
     assert main(unlearn_args(micro_dataset, micro_models["compromised"], out, "neg_grad",
-                             "--budget", "1")) == 0  # fmt: skip
+                             "--budget", "1", "--set", "retain_size=50")) == 0  # fmt: skip
     manifest = read_manifest(out, kind="model", verify=True)
     n = forget_samples(micro_manifest)
     assert manifest["steps"] == math.ceil(n / 16)  # micro forget_batch
@@ -41,6 +42,7 @@ def test_budget_one_is_one_pass_over_forget(tmp_path, micro_dataset, micro_manif
     assert 1 <= manifest["epochs"]["forget"] < 1 + 16 / n
     assert manifest["budget"] == 1.0 and manifest["reads"] == ["forget_association",
                                                                "forget_identity"]  # fmt: skip
+    assert manifest["unlearning"]["samples"] == {"forget": n}
     log = [json.loads(line) for line in (out / "unlearn_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == manifest["steps"] and "forget" in log[-1]
 
@@ -127,7 +129,7 @@ def test_two_processes_compute_what_one_does(tmp_path, micro_dataset, micro_mode
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, micro_dataset, micro_models):
-    args = ["--budget", "3", "--set", "checkpoint_every=2"]
+    args = ["--budget", "3", "--set", "checkpoint_every=2", "--set", "retain_size=50"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert main(unlearn_args(micro_dataset, micro_models["compromised"], whole, "grad_diff",
                              *args)) == 0  # fmt: skip
@@ -144,6 +146,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, micro_datase
     assert main(unlearn_args(micro_dataset, micro_models["compromised"], killed, "grad_diff",
                              *args, "--resume")) == 0  # fmt: skip
     resumed = read_manifest(killed, kind="model", verify=True)
+    assert resumed["unlearning"]["samples"]["retain"] == 50  # the seeded retain subset
     assert resumed["unlearning"]["steps_this_run"] == steps - at
     a, b = load_model(whole).model.state_dict(), load_model(killed).model.state_dict()
     for name in a:

@@ -90,7 +90,7 @@ def retain_subset(
 ) -> np.ndarray | None:
     """Seeded positions of the retain subset (None = every sample of `splits`). Checked
     before any model is loaded, and drawn before decoding: unused samples cost nothing."""
-    if not size:
+    if not size or not splits:
         return None
     total = sum(manifest["counts"][s] for s in splits)
     if size > total:

@@ -334,6 +334,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
         "steps_this_run": step - start_step,
         "seconds": round(time.perf_counter() - t0, 2),
         "seconds_loading_data": round(seconds_load, 2),
+        "samples": {g: len(p) for g, p in pools.items()},
     }
     manifest = (
         _publish(run, model, optimizer, log_rows, history, stats, plan) if env.is_main else {}

@@ -1,0 +1,1 @@
+"""Pipelines composed from the components, their compiler, local runner and KFP client."""
