@@ -24,8 +24,8 @@ run: venv
 	$(BIN)/salmubench bench --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks components pipelines
+	$(BIN)/ruff format --check src tests benchmarks components pipelines
 
 ## Every test: lint first, then pytest (pytest exits 5, a failure, if nothing is collected).
 test: lint

@@ -455,7 +455,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profiles", help="list the scale profiles of params.yaml", parents=[common])
     p.set_defaults(func=cmd_profiles)
+
+    # `run` and `pipeline ...`: their module imports kfp only when one of them runs, so the
+    # stage commands (which every component executes) never load it.
+    from salmubench_pipelines.cli import add_commands
+
+    add_commands(sub, common)
     return parser
+
+
+def _telemetry(args: argparse.Namespace, seconds: float) -> None:
+    """Push the finished stage's metrics when $SALMUBENCH_PUSHGATEWAY is set (else no-op)."""
+    from salmubench import telemetry
+
+    if telemetry.gateway() is not None:
+        telemetry.report_stage(args.command, getattr(args, "out", None), seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -472,7 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     )
     try:
-        return args.func(args)
+        start = time.perf_counter()
+        code = args.func(args)
+        if code == 0:
+            _telemetry(args, time.perf_counter() - start)
+        return code
     except (ConfigError, ManifestError, OutputExistsError, ModelError) as e:
         print(f"salmubench {args.command}: error: {e}", file=sys.stderr)
         return 2

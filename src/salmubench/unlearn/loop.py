@@ -25,7 +25,7 @@ import torch
 
 from salmubench import __version__
 from salmubench.config import ConfigError, UnlearnConfig, to_dict
-from salmubench.manifest import read_manifest, write_manifest
+from salmubench.manifest import read_manifest, sha256_file, write_manifest
 from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.train.data import BatchPlan, Pool
@@ -134,7 +134,7 @@ def unlearn(
         log.warning("!!! NOT THE COMPROMISED MODEL OF THIS DATASET: %s !!!", problem)
     steps = plan_steps(cfg.budget, forget_samples(dataset), cfg.forget_batch)
     partial = partial_dir(out)
-    source = loaded.manifest["digest"] if loaded.manifest else _file_digest(loaded.path)
+    source = loaded.manifest["digest"] if loaded.manifest else sha256_file(loaded.path)
     run = _Run(
         data=Path(data),
         dataset=dataset,
@@ -169,12 +169,6 @@ def unlearn(
         return _loop(run, state, progress)
     finally:
         env.close()
-
-
-def _file_digest(path: Path) -> str:
-    from salmubench.manifest import sha256_file
-
-    return sha256_file(path)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""What every component body does: run one `salmubench <stage>` command in-process.
+
+Component bodies stay one call long; this module holds the common steps: the params file,
+the Pushgateway and run id for telemetry, a visible start/end line with the elapsed time,
+and turning a non-zero exit status into an exception (KFP marks the task failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+
+def params_file(params_yaml: str) -> str | None:
+    """Write a params.yaml text to a temporary file; its path, or None for the default.
+
+    Pipelines pass params.yaml as TEXT because a wheel-installed package has no source
+    tree to find it in, and because the text then shows in the run's parameters and in
+    the cache key: change a hyper-parameter and the affected tasks re-run.
+    """
+    if not params_yaml.strip():
+        return None
+    fd, path = tempfile.mkstemp(prefix="salmubench-params-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(params_yaml)
+    return path
+
+
+def telemetry_env(pushgateway: str = "") -> None:
+    """Let the stage's telemetry hook (in `salmubench.cli.main`) push where configured."""
+    if pushgateway:
+        os.environ["SALMUBENCH_PUSHGATEWAY"] = pushgateway
+
+
+def run_stage(
+    args: Sequence[str],
+    *,
+    overrides: Sequence[str] = (),
+    params_yaml: str = "",
+    pushgateway: str = "",
+) -> None:
+    """`salmubench <args> [--params F] [--set K=V ...]`; RuntimeError on a non-zero status."""
+    from salmubench.cli import main
+
+    telemetry_env(pushgateway)
+    argv = list(args)
+    path = params_file(params_yaml)
+    if path:
+        argv += ["--params", path]
+    for item in overrides:
+        argv += ["--set", item]
+    stage = argv[0]
+    print(f"[salmubench] {stage} started: salmubench {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse rejects bad arguments by exiting
+        code = e.code if isinstance(e.code, int) else 2
+    finally:
+        if path:
+            os.unlink(path)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(
+            f"salmubench {stage} failed with exit status {code} after {seconds:.1f} s"
+        )
+    print(f"[salmubench] {stage} finished in {seconds:.1f} s", flush=True)

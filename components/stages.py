@@ -1,0 +1,225 @@
+"""One KFP v2 lightweight component per stage, each a thin shell over `salmubench <stage>`.
+
+Bodies only turn artifact paths into folders and call the stage command (via
+`salmubench_components.shell.run_stage`); the image has salmubench preinstalled, so
+nothing is pip-installed at run time (`install_kfp_package=False`). Every body imports
+what it needs inside itself: KFP ships the function's source alone to the container.
+
+Common parameters: `profile`, `seed`, `overrides` (the stage's `--set KEY=VALUE` list),
+`params_yaml` (the text of params.yaml; empty = the image's default lookup), and for
+telemetry `pushgateway` (URL, empty = off). The run id for telemetry comes from the
+environment (`SALMUBENCH_RUN_ID`, set by the pipelines from the pod's run label) rather than
+a parameter, so that it does not change every task's cache key.
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from salmubench_components import IMAGE
+
+# Every stage folder is written whole by the stage; `--force` because KFP may hand us an
+# output path that already exists (a retried task), and the stages refuse to overwrite
+# without it.
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def plan(methods: str, seeds: list[int]) -> list[dict]:
+    """The (method, seed) runs: 'all' or a comma list, validated against the registry."""
+    from salmubench.bench import parse_methods
+
+    if not seeds:
+        raise ValueError("seeds: give at least one unlearning seed, e.g. [0]")
+    return [{"method": m, "seed": s} for m in parse_methods(methods) for s in seeds]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def synth(
+    dataset: Output[Dataset],
+    profile: str,
+    seed: int = 0,
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench synth`: the synthetic SALMU dataset."""
+    from salmubench_components.shell import run_stage
+
+    run_stage(
+        ["synth", "--profile", profile, "--seed", str(seed), "--out", dataset.path, "--force"],
+        overrides=overrides,
+        params_yaml=params_yaml,
+        pushgateway=pushgateway,
+    )
+    dataset.metadata.update({"profile": profile, "seed": seed})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train(
+    data: Input[Dataset],
+    model: Output[Model],
+    variant: str,
+    profile: str,
+    seed: int = 0,
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    launcher: str = "local",
+    nodes: int = 1,
+    procs_per_node: int = 1,
+    gpus_per_node: int = 0,
+    job_image: str = "",
+    namespace: str = "",
+    pvc: str = "",
+    mount: str = "/shared",
+    pushgateway: str = "",
+):
+    """`salmubench train` under torchrun: here (launcher 'local') or as a TrainJob/PyTorchJob.
+
+    'local' runs `torchrun --standalone --nproc_per_node=procs_per_node` in this container;
+    'trainjob'/'pytorchjob' create that custom resource (nodes x procs_per_node processes,
+    gpus_per_node GPUs each) sharing the claim `pvc` mounted at `mount`, follow it to the
+    end and fail with the job's own reason.
+    """
+    from salmubench_components.launcher import launch
+    from salmubench_components.shell import telemetry_env
+
+    telemetry_env(pushgateway)
+    launch(
+        launcher,
+        data=data.path,
+        out=model.path,
+        variant=variant,
+        profile=profile,
+        seed=seed,
+        overrides=overrides,
+        params_yaml=params_yaml,
+        nodes=nodes,
+        procs_per_node=procs_per_node,
+        gpus_per_node=gpus_per_node,
+        image=job_image,
+        namespace=namespace,
+        pvc=pvc,
+        mount=mount,
+    )
+    model.metadata.update({"variant": variant, "profile": profile, "seed": seed})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def unlearn(
+    data: Input[Dataset],
+    model: Input[Model],
+    unlearned: Output[Model],
+    method: str,
+    profile: str,
+    seed: int = 0,
+    budget: float = 0.0,
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench unlearn`: one method from the Compromised model; budget 0 = the profile's."""
+    from salmubench_components.shell import run_stage
+
+    args = [
+        "unlearn",
+        "--data",
+        data.path,
+        "--model",
+        model.path,
+        "--method",
+        method,
+        "--profile",
+        profile,
+        "--seed",
+        str(seed),
+        "--out",
+        unlearned.path,
+        "--force",
+    ]
+    if budget:
+        args += ["--budget", repr(float(budget))]
+    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
+    unlearned.metadata.update({"method": method, "seed": seed, "budget": budget or "profile"})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate(
+    data: Input[Dataset],
+    model: Input[Model],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    profile: str,
+    seed: int = 0,
+    clean: Input[Artifact] = None,
+    compromised: Input[Artifact] = None,
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench eval`: the ten metrics; the eval folder plus a Metrics artifact.
+
+    `clean`/`compromised` are the reference evaluations or models (absent for the Clean
+    model's own evaluation).
+    """
+    import json
+    from pathlib import Path
+
+    from salmubench_components.shell import run_stage
+
+    from salmubench.eval.metrics import METRICS
+
+    args = [
+        "eval",
+        "--data",
+        data.path,
+        "--model",
+        model.path,
+        "--profile",
+        profile,
+        "--seed",
+        str(seed),
+        "--out",
+        evaluation.path,
+        "--force",
+        "--quiet",
+    ]
+    if clean is not None:
+        args += ["--clean", clean.path]
+    if compromised is not None:
+        args += ["--compromised", compromised.path]
+    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
+    values = json.loads((Path(evaluation.path) / "metrics.json").read_text(encoding="utf-8"))
+    for name in METRICS:  # the ten registered metrics, in the registry's order
+        metrics.log_metric(name, values[name])
+    print("[salmubench] " + ", ".join(f"{n} {values[n]:.4f}" for n in METRICS), flush=True)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def report(
+    clean: Input[Artifact],
+    compromised: Input[Artifact],
+    evals: Input[list[Artifact]],
+    folder: Output[Artifact],
+    html: Output[HTML],
+    leaderboard: Output[Markdown],
+    profile: str,
+    title: str = "",
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench report`: leaderboard, verdicts, HTML and plots from the evaluations.
+
+    The whole report folder is `folder`; `html` (self-contained report.html) and
+    `leaderboard` (leaderboard.md) are what the KFP dashboard renders.
+    """
+    import shutil
+    from pathlib import Path
+
+    from salmubench_components.shell import run_stage
+
+    runs = [clean.path, compromised.path, *(e.path for e in evals)]
+    args = ["report", "--runs", *runs, "--profile", profile, "--out", folder.path, "--force"]
+    if title:
+        args += ["--title", title]
+    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
+    shutil.copyfile(Path(folder.path) / "report.html", html.path)
+    shutil.copyfile(Path(folder.path) / "leaderboard.md", leaderboard.path)

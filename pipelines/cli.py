@@ -1,0 +1,199 @@
+"""`salmubench run` and `salmubench pipeline compile|upload|submit|schedule`.
+
+Registered into the main parser by `salmubench.cli.build_parser`. This module imports only
+argparse at load time; kfp is imported when one of these commands runs, so the stage
+commands never pay for it (and the library never imports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate")
+# Where `compile` writes; kept here (not imported from .compile) so that building the
+# parser never imports kfp: every component body runs `salmubench <stage>` through it.
+COMPILED = Path(__file__).resolve().parent / "compiled"
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer >= 0")
+    return value
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"salmubench {command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from salmubench_pipelines.local import run_local
+
+    from salmubench.config import ConfigError
+
+    try:
+        run_local(
+            args.profile,
+            args.out or f"runs/{args.profile}-kfp",
+            methods=args.methods,
+            seeds=args.seeds,
+            seed=args.seed,
+            budget=args.budget,
+            pushgateway=args.pushgateway or os.environ.get("SALMUBENCH_PUSHGATEWAY", ""),
+        )
+    except (ConfigError, ValueError) as e:
+        return _fail("run", e)
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    if args.image:
+        # Read when the components are defined: set before they are imported.
+        os.environ["SALMUBENCH_IMAGE"] = args.image
+    from salmubench_pipelines.compile import compile_all
+    from salmubench_pipelines.definitions import Options
+
+    opts = Options(
+        gpus=args.gpus,
+        accelerator=args.accelerator,
+        s3_secret=args.s3_secret,
+        shared_pvc=args.shared_pvc,
+    )
+    try:
+        for path in compile_all(args.out, opts, tuple(args.only or PIPELINE_NAMES)):
+            print(path)
+    except ValueError as e:
+        return _fail("pipeline compile", e)
+    return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from salmubench_pipelines.client import upload
+
+    upload(args.host, tuple(args.only or PIPELINE_NAMES), args.compiled, args.version)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from salmubench_pipelines.client import parse_params, submit
+
+    try:
+        params = parse_params(args.param, args.pipeline, args.compiled)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("pipeline submit", e)
+    submit(
+        args.host,
+        args.pipeline,
+        params,
+        experiment=args.experiment,
+        run_name=args.name,
+        enable_caching=False if args.no_cache else None,
+        folder=args.compiled,
+    )
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from salmubench_pipelines.client import check_cron, parse_params, schedule
+
+    try:
+        check_cron(args.cron)
+        params = parse_params(args.param, args.pipeline, args.compiled)
+    except (ValueError, FileNotFoundError) as e:
+        return _fail("pipeline schedule", e)
+    schedule(
+        args.host,
+        args.cron,
+        params,
+        name=args.pipeline,
+        experiment=args.experiment,
+        job_name=args.name,
+        folder=args.compiled,
+    )
+    return 0
+
+
+def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add `run` and `pipeline ...` to the `salmubench` subcommands."""
+    p = sub.add_parser(
+        "run",
+        help="the main job: the full benchmark pipeline under kfp's local runner",
+        parents=[common],
+    )
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--out", help="run folder (default: runs/<profile>-kfp)")
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    p.add_argument("--budget", type=float, help="passes over forget (default: the profile's)")
+    p.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="unlearning seeds")
+    p.add_argument("--seed", type=_seed, default=0, help="dataset and model seed")
+    p.add_argument(
+        "--pushgateway",
+        help="Prometheus Pushgateway URL (default: $SALMUBENCH_PUSHGATEWAY; none = no telemetry)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    pipe = sub.add_parser("pipeline", help="compile, upload, submit or schedule the pipelines")
+    psub = pipe.add_subparsers(dest="action", required=True, metavar="ACTION")
+    host = argparse.ArgumentParser(add_help=False)
+    host.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://HOST:8888")
+    host.add_argument("--compiled", default=str(COMPILED), help="folder of compiled YAML")
+
+    p = psub.add_parser("compile", help="write the IR YAML of every pipeline", parents=[common])
+    p.add_argument("--out", default=str(COMPILED), help="output folder")
+    p.add_argument("--only", nargs="+", choices=PIPELINE_NAMES, help="just these pipelines")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs requested by each training task")
+    p.add_argument("--accelerator", default="nvidia.com/gpu", help="GPU resource name")
+    p.add_argument(
+        "--s3-secret",
+        default="salmubench-s3",
+        help="Secret holding AWS_ACCESS_KEY_ID/SECRET ('' = none)",
+    )
+    p.add_argument(
+        "--shared-pvc",
+        default="",
+        help="PVC mounted at /shared on training tasks (needed by trainjob/pytorchjob launchers)",
+    )
+    p.add_argument(
+        "--image", help="container image (default: $SALMUBENCH_IMAGE or the version-tagged image)"
+    )
+    p.set_defaults(func=cmd_compile, command="pipeline compile")
+
+    p = psub.add_parser(
+        "upload", help="upload as a new version (package version + git rev)", parents=[common, host]
+    )
+    p.add_argument("--only", nargs="+", choices=PIPELINE_NAMES, help="just these pipelines")
+    p.add_argument("--version", help="version name (default: v<package>-g<git rev>)")
+    p.set_defaults(func=cmd_upload, command="pipeline upload")
+
+    for action, helptext, default in (
+        ("submit", "start one run of a compiled pipeline", "benchmark"),
+        ("schedule", "a recurring re-evaluation (caching off, one at a time)", "reevaluate"),
+    ):
+        p = psub.add_parser(action, help=helptext, parents=[common, host])
+        p.add_argument("--pipeline", choices=PIPELINE_NAMES, default=default)
+        p.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="pipeline parameter (VALUE as JSON if it parses), repeatable",
+        )
+        p.add_argument("--experiment", default="salmubench", help="KFP experiment name")
+        p.add_argument("--name", help="run / recurring run name")
+        if action == "submit":
+            p.add_argument("--no-cache", action="store_true", help="disable caching")
+            p.set_defaults(func=cmd_submit, command="pipeline submit")
+        else:
+            p.add_argument(
+                "--cron",
+                required=True,
+                help="six fields, seconds first: '0 0 3 * * *' = 03:00 daily",
+            )
+            p.set_defaults(func=cmd_schedule, command="pipeline schedule")

@@ -1,0 +1,189 @@
+"""The training launcher: TrainJob / PyTorchJob specs and the reading of job status."""
+
+from __future__ import annotations
+
+import pytest
+from salmubench_components.launcher import (
+    JobFailed,
+    JobSpec,
+    build_job,
+    build_pytorchjob,
+    build_trainjob,
+    check_launcher,
+    follow,
+    job_name,
+    job_state,
+    torchrun_command,
+    train_args,
+)
+
+
+def _spec(**kw) -> JobSpec:
+    args = train_args(
+        "/shared/j/dataset",
+        "/shared/j/model",
+        "compromised",
+        "tiny",
+        0,
+        ["steps=100"],
+        "/shared/j/params.yaml",
+    )
+    base = dict(
+        name="salmubench-compromised-abc",
+        namespace="ml",
+        image="reg/salmubench:0.1.0",
+        command=torchrun_command(args),
+        nodes=3,
+        procs_per_node=2,
+        gpus_per_node=1,
+        pvc="salmubench-shared",
+    )
+    return JobSpec(**{**base, **kw})
+
+
+def _runs_salmubench_train(command: list[str]) -> None:
+    assert command[0] == "torchrun"
+    i = command.index("-m")
+    assert command[i + 1 : i + 3] == ["salmubench", "train"]
+    assert command[command.index("--variant") + 1] == "compromised"
+    assert "--force" in command and command[command.index("--set") + 1] == "steps=100"
+
+
+def test_pytorchjob_has_one_master_and_pytorch_containers():
+    job = build_pytorchjob(_spec())
+    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1
+    assert replicas["Worker"]["replicas"] == 2  # nodes=3: one Master + two Workers
+    assert job["spec"]["nprocPerNode"] == "2"
+    for replica in replicas.values():
+        pod = replica["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["name"] == "pytorch"
+        assert container["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+        _runs_salmubench_train(container["command"])
+        assert container["volumeMounts"][0]["mountPath"] == "/shared"
+        assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "salmubench-shared"
+    # One node only: no Worker replica at all (the operator rejects replicas: 0 elsewhere).
+    assert set(build_pytorchjob(_spec(nodes=1))["spec"]["pytorchReplicaSpecs"]) == {"Master"}
+
+
+def test_trainjob_runs_torchrun_and_sets_no_reserved_env():
+    job = build_trainjob(_spec(env=(("OMP_NUM_THREADS", "4"),)))
+    assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    trainer = job["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 2)
+    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 1}}
+    assert not [e for e in trainer.get("env", []) if e["name"].startswith("PET_")]
+    _runs_salmubench_train(trainer["command"])
+    assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
+    [override] = job["spec"]["podTemplateOverrides"]
+    assert override["targetJobs"] == [{"name": "node"}]
+    with pytest.raises(ValueError, match=r"PET_NNODES.*reserved"):
+        build_trainjob(_spec(env=(("PET_NNODES", "2"),)))
+
+
+def test_bad_launcher_and_sizes_name_the_valid_values():
+    with pytest.raises(ValueError, match="'slurm'; valid: local, trainjob, pytorchjob"):
+        check_launcher("slurm")
+    with pytest.raises(ValueError, match="nodes=0"):
+        build_job("pytorchjob", _spec(nodes=0))
+    with pytest.raises(ValueError, match=r":latest"):
+        build_job("trainjob", _spec(image="reg/salmubench:latest"))
+
+
+def test_local_command_is_a_standalone_torchrun_of_the_same_stage():
+    cmd = torchrun_command(["train", "--variant", "clean"], standalone_nproc=2)
+    assert cmd == [
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "salmubench",
+        "train",
+        "--variant",
+        "clean",
+    ]
+
+
+def test_job_names_are_dns_labels():
+    name = job_name("salmubench-Compromised", "Run_ID/" + "x" * 80)
+    assert len(name) <= 63 and name == name.lower() and not name.endswith("-")
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+CREATED = {"type": "Created", "status": "True", "reason": "PyTorchJobCreated"}
+RUNNING = {"type": "Running", "status": "True", "reason": "PyTorchJobRunning"}
+
+
+def test_job_state_reads_conditions():
+    assert job_state("PyTorchJob", None) == ("running", "pending")
+    assert job_state("PyTorchJob", {"conditions": [CREATED, RUNNING]})[0] == "running"
+    done = {"type": "Succeeded", "status": "True", "message": "job succeeded"}
+    assert job_state("PyTorchJob", {"conditions": [CREATED, done]}) == (
+        "succeeded",
+        "job succeeded",
+    )
+    # A condition that is no longer true does not end the job.
+    stale = {"type": "Failed", "status": "False", "reason": "Old"}
+    assert job_state("PyTorchJob", {"conditions": [stale, RUNNING]})[0] == "running"
+    complete = {"type": "Complete", "status": "True", "reason": "JobsCompleted"}
+    assert job_state("TrainJob", {"conditions": [complete]})[0] == "succeeded"
+    with pytest.raises(ValueError, match="'TFJob'; valid: TrainJob, PyTorchJob"):
+        job_state("TFJob", {})
+
+
+def test_follow_fails_with_the_jobs_own_reason():
+    failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "PyTorchJobFailed",
+        "message": "PyTorchJob ml/x is failed because 1 Master replica(s) failed.",
+    }
+    statuses = iter(
+        [
+            None,
+            {"conditions": [CREATED]},
+            {"conditions": [CREATED, RUNNING]},
+            {"conditions": [CREATED, RUNNING, failed]},
+        ]
+    )
+    slept = []
+    with pytest.raises(JobFailed) as e:
+        follow(lambda: next(statuses), "PyTorchJob", poll_seconds=5, sleep=slept.append)
+    assert str(e.value) == (
+        "PyTorchJob failed: PyTorchJobFailed: PyTorchJob ml/x is failed because 1 Master "
+        "replica(s) failed."
+    )
+    assert slept == [5, 5, 5]
+
+    trainjob_failed = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "TrainingRuntimeNotFound",
+        "message": 'ClusterTrainingRuntime "torch-distributed" not found',
+    }
+    with pytest.raises(JobFailed, match="TrainingRuntimeNotFound: ClusterTrainingRuntime"):
+        follow(lambda: {"conditions": [trainjob_failed]}, "TrainJob", sleep=slept.append)
+
+
+def test_follow_returns_on_success_and_times_out():
+    statuses = iter(
+        [{"conditions": [RUNNING]}, {"conditions": [{"type": "Complete", "status": "True"}]}]
+    )
+    assert follow(lambda: next(statuses), "TrainJob", sleep=lambda s: None) == "Complete"
+    with pytest.raises(JobFailed, match="still running after 20 s"):
+        follow(
+            lambda: {"conditions": [RUNNING]},
+            "PyTorchJob",
+            poll_seconds=10,
+            timeout_seconds=20,
+            sleep=lambda s: None,
+        )
+
+
+def test_local_launcher_refuses_several_nodes():
+    from salmubench_components.launcher import launch
+
+    with pytest.raises(ValueError, match=r"nodes=2 with launcher 'local'.*'trainjob'"):
+        launch("local", data="d", out="m", variant="clean", profile="micro", seed=0, nodes=2)
