@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from salmubench.cli import positive_budget
+
 PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate")
 # Where `compile` writes; kept here (not imported from .compile) so that building the
 # parser never imports kfp: every component body runs `salmubench <stage>` through it.
@@ -46,6 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             seed=args.seed,
             budget=args.budget,
+            parallelism=args.parallelism,
             pushgateway=args.pushgateway or os.environ.get("SALMUBENCH_PUSHGATEWAY", ""),
         )
     except (ConfigError, ValueError) as e:
@@ -130,7 +133,15 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", help="run folder (default: runs/<profile>-kfp)")
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
-    p.add_argument("--budget", type=float, help="passes over forget (default: the profile's)")
+    p.add_argument(
+        "--budget", type=positive_budget, help="passes over forget (default: the profile's)"
+    )
+    p.add_argument(
+        "--parallelism",
+        type=_seed,
+        default=1,
+        help="unlearning runs at once (default 1: each run already uses every core; 0 = all)",
+    )
     p.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="unlearning seeds")
     p.add_argument("--seed", type=_seed, default=0, help="dataset and model seed")
     p.add_argument(

@@ -41,10 +41,15 @@ class Options:
     # hands the dataset to the job's pods and gets the model back. "" = none (local only).
     shared_pvc: str = ""
     params_yaml: str | None = None  # default params text; None = this checkout's params.yaml
+    # Unlearning runs at once: 0 = all (a cluster schedules them); the local runner on a
+    # laptop uses 1, since each run already uses every core.
+    parallelism: int = 0
 
     def validate(self) -> None:
         if self.gpus < 0:
             raise ValueError(f"gpus={self.gpus}: expected an integer >= 0")
+        if self.parallelism < 0:
+            raise ValueError(f"parallelism={self.parallelism}: expected an integer >= 0")
 
     def params_text(self) -> str:
         """The params as ONE line of YAML (flow style): kfp copies parameter defaults
@@ -146,7 +151,9 @@ def benchmark(opts: Options = Options()) -> Callable:
             **common,
         )
         _k8s(ev_comp.set_display_name("eval compromised"), opts)
-        with dsl.ParallelFor(runs.output, name="per-method-seed") as run:
+        with dsl.ParallelFor(
+            runs.output, name="per-method-seed", parallelism=opts.parallelism
+        ) as run:
             u = stages.unlearn(
                 data=data.outputs["dataset"],
                 model=models["compromised"].outputs["model"],
@@ -210,7 +217,7 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         model = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=False)
         ev_clean = dsl.importer(artifact_uri=clean_eval_uri, artifact_class=Artifact)
         ev_comp = dsl.importer(artifact_uri=compromised_eval_uri, artifact_class=Artifact)
-        with dsl.ParallelFor(runs.output, name="per-seed") as run:
+        with dsl.ParallelFor(runs.output, name="per-seed", parallelism=opts.parallelism) as run:
             u = stages.unlearn(
                 data=data.output,
                 model=model.output,
@@ -285,7 +292,9 @@ def reevaluate(opts: Options = Options()) -> Callable:
             ev_clean.set_display_name("eval clean"),
             ev_comp.set_display_name("eval compromised"),
         ]
-        with dsl.ParallelFor(unlearned_uris, name="per-checkpoint") as uri:
+        with dsl.ParallelFor(
+            unlearned_uris, name="per-checkpoint", parallelism=opts.parallelism
+        ) as uri:
             model = dsl.importer(artifact_uri=uri, artifact_class=Model, reimport=True)
             ev = stages.evaluate(
                 data=data.output,

@@ -68,6 +68,7 @@ def run_local(
     seed: int = 0,
     budget: float | None = None,
     pushgateway: str = "",
+    parallelism: int = 1,
 ) -> Path:
     """Run the benchmark pipeline locally into `out`; the report folder (`out`/report)."""
     import kfp.local
@@ -95,7 +96,7 @@ def run_local(
             # its name lacks "python", and that display names are not shown.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             warnings.filterwarnings("ignore", message=".*have no effect in the current local")
-            task = benchmark(Options())(
+            task = benchmark(Options(parallelism=parallelism))(
                 profile=profile,
                 seed=seed,
                 methods=",".join(chosen),

@@ -291,7 +291,7 @@ def _bar_callbacks(label: str):
     return update, bar.close
 
 
-def _budget(text: str) -> float:
+def positive_budget(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="Compromised model folder or checkpoint file")
     p.add_argument("--arch", help="architecture of a bare checkpoint file, e.g. ViT-B-16")
     p.add_argument("--method", required=True, help="method name (see `salmubench methods`)")
-    p.add_argument("--budget", type=_budget, help="passes over forget (default: the profile's)")
+    p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="output model folder")
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="run folder; finished stages in it are reused")
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
-    p.add_argument("--budget", type=_budget, help="passes over forget (default: the profile's)")
+    p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
     p.add_argument("--seeds", type=_non_negative_int, nargs="+", default=[0],
                    help="unlearning seeds (the report shows the spread)")  # fmt: skip
     p.add_argument("--seed", type=_non_negative_int, default=0, help="dataset and model seed")
