@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PROFILE ?= tiny
 SEED    ?= 0
-OUT     ?= runs/$(PROFILE)
+OUT     ?= runs/$(PROFILE)-kfp
 
 .PHONY: venv run test lint bench clean
 
@@ -17,11 +17,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## The main job: the whole benchmark of PROFILE (default tiny) in run folder OUT — dataset,
-## Clean and Compromised models, every unlearning method, the ten metrics of each, and the
-## report (leaderboard, verdicts, HTML, plots). Finished stages in OUT are reused.
+## The main job: the benchmark pipeline of PROFILE (default tiny) under kfp's local runner —
+## dataset, Clean and Compromised models, every unlearning method, the ten metrics of each,
+## and the report (leaderboard, verdicts, HTML, plots) in OUT/report.
 run: venv
-	$(BIN)/salmubench bench --profile $(PROFILE) --seed $(SEED) --out $(OUT)
+	$(BIN)/salmubench run --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks components pipelines
