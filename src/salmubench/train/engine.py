@@ -14,9 +14,10 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -26,6 +27,7 @@ from salmubench.manifest import MANIFEST, OutputExistsError, write_atomic
 log = logging.getLogger(__name__)
 
 STATE = "state.pt"
+T = TypeVar("T")
 
 
 def partial_dir(out: Path) -> Path:
@@ -162,6 +164,27 @@ def fresh_partial(partial: Path, mode: str) -> None:
     if mode == "fresh" and partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
+
+
+def run_process_group(
+    env: Any,
+    threads: int,
+    partial: Path,
+    mode: str,
+    identity: dict[str, Any],
+    loop: Callable[[dict[str, Any] | None], T],
+) -> T:
+    """Join the process group, prepare the partial folder (rank 0), load the state of a
+    resumed run, run `loop(state)` on every rank, and always leave the group."""
+    env.init()
+    torch.set_num_threads(env.threads(threads))
+    try:
+        if env.is_main:
+            fresh_partial(partial, mode)
+        env.barrier()
+        return loop(load_state(partial, identity) if mode == "resume" else None)
+    finally:
+        env.close()
 
 
 def swap_into_place(partial: Path, out: Path) -> None:

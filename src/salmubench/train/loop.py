@@ -38,12 +38,11 @@ from salmubench.train.dist import DistEnv
 from salmubench.train.engine import (
     Precision,
     cosine_lr,
-    fresh_partial,
-    load_state,
     make_optimizer,
     partial_dir,
     prepare_output,
     read_log,
+    run_process_group,
     save_state,
     set_lr,
     swap_into_place,
@@ -106,18 +105,11 @@ def train(
     dataset = open_dataset(data, splits)  # checksums and splits, before any training
     partial = partial_dir(out)
 
-    env.init()
-    torch.set_num_threads(env.threads(cfg.threads))
-    try:
-        if env.is_main:
-            fresh_partial(partial, mode)
-        env.barrier()
-        run = _Run(Path(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
-                   profile, _identity(cfg, variant, seed, dataset["digest"]))  # fmt: skip
-        state = load_state(partial, run.identity) if mode == "resume" else None
-        return _loop(run, state, progress)
-    finally:
-        env.close()
+    run = _Run(Path(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
+               profile, _identity(cfg, variant, seed, dataset["digest"]))  # fmt: skip
+    return run_process_group(
+        env, cfg.threads, partial, mode, run.identity, lambda state: _loop(run, state, progress)
+    )
 
 
 @dataclass(frozen=True)

@@ -33,12 +33,11 @@ from salmubench.train.dist import DistEnv
 from salmubench.train.engine import (
     Precision,
     cosine_lr,
-    fresh_partial,
-    load_state,
     make_optimizer,
     partial_dir,
     prepare_output,
     read_log,
+    run_process_group,
     save_state,
     set_lr,
     swap_into_place,
@@ -159,16 +158,9 @@ def unlearn(
             "model": source,
         },
     )
-    env.init()
-    torch.set_num_threads(env.threads(cfg.threads))
-    try:
-        if env.is_main:
-            fresh_partial(partial, mode)
-        env.barrier()
-        state = load_state(partial, run.identity) if mode == "resume" else None
-        return _loop(run, state, progress)
-    finally:
-        env.close()
+    return run_process_group(
+        env, cfg.threads, partial, mode, run.identity, lambda state: _loop(run, state, progress)
+    )
 
 
 @dataclass(frozen=True)
