@@ -12,22 +12,12 @@ import os
 import sys
 from pathlib import Path
 
-from salmubench.cli import positive_budget
+from salmubench.cli import non_negative_int, positive_budget
 
 PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate")
 # Where `compile` writes; kept here (not imported from .compile) so that building the
 # parser never imports kfp: every component body runs `salmubench <stage>` through it.
 COMPILED = Path(__file__).resolve().parent / "compiled"
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; expected an integer >= 0")
-    return value
 
 
 def _fail(command: str, error: Exception) -> int:
@@ -138,12 +128,14 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--parallelism",
-        type=_seed,
+        type=non_negative_int,
         default=1,
         help="unlearning runs at once (default 1: each run already uses every core; 0 = all)",
     )
-    p.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="unlearning seeds")
-    p.add_argument("--seed", type=_seed, default=0, help="dataset and model seed")
+    p.add_argument(
+        "--seeds", type=non_negative_int, nargs="+", default=[0], help="unlearning seeds"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset and model seed")
     p.add_argument(
         "--pushgateway",
         help="Prometheus Pushgateway URL (default: $SALMUBENCH_PUSHGATEWAY; none = no telemetry)",

@@ -114,14 +114,12 @@ def bench(
     from salmubench.report import build_report
     from salmubench.train.loop import train
     from salmubench.unlearn import build_method
-    from salmubench.unlearn.loop import run_config, unlearn
+    from salmubench.unlearn.loop import run_config, unlearn, with_budget
 
     cfg = {s: stage_config(s, profile, (), params_path) for s in STAGE_CONFIGS}
     ucfg = cfg["unlearn"]
     if budget is not None:
-        if not budget > 0:
-            raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
-        ucfg = dataclasses.replace(ucfg, budget=float(budget))
+        ucfg = with_budget(ucfg, budget)
     params = {m: dataclasses.asdict(build_method(m, ucfg.methods.get(m)).params) for m in methods}
     if not seeds:
         raise ConfigError("seeds: give at least one unlearning seed")

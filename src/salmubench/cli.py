@@ -27,7 +27,7 @@ from salmubench.manifest import (
 log = logging.getLogger("salmubench")
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -38,7 +38,7 @@ def _non_negative_int(text: str) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
+    value = non_negative_int(text)
     if value == 0:
         raise argparse.ArgumentTypeError("0 is not allowed; expected an integer >= 1")
     return value
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="build the synthetic SALMU dataset", parents=[common])
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument(
         "--force",
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, help="clean or compromised")
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="replace a finished model / restart")
     _add_overrides(p, "override a train value, e.g. --set steps=100 (repeatable)")
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture of a bare checkpoint file, e.g. ViT-B-16")
     p.add_argument("--out", required=True, help="output eval folder")
     p.add_argument("--profile", default="tiny", help="profile whose eval settings to use")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--clean", help="Clean reference: metrics.json, eval folder or model")
     p.add_argument("--compromised", help="Compromised reference: metrics.json, eval or model")
     p.add_argument("--force", action="store_true", help="replace an existing eval folder")
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="replace a finished model / restart")
     _add_overrides(p, "override an unlearn value, e.g. --set methods.neg_grad.lr=1e-5")
@@ -432,9 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder; finished stages in it are reused")
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
     p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
-    p.add_argument("--seeds", type=_non_negative_int, nargs="+", default=[0],
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0],
                    help="unlearning seeds (the report shows the spread)")  # fmt: skip
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="dataset and model seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="dataset and model seed")
     p.add_argument("--force", action="store_true", help="redo every stage")
     p.set_defaults(func=cmd_bench)
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import torch
 
 from salmubench import __version__
+from salmubench.config import ConfigError
 from salmubench.manifest import MANIFEST, OutputExistsError, write_atomic
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,6 @@ def prepare_output(out: Path, resume: bool, force: bool, what: str = "model") ->
 
 
 def load_state(partial: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    from salmubench.config import ConfigError
-
     state = torch.load(partial / STATE, map_location="cpu", weights_only=True)
     if state["identity"] != identity:
         raise ConfigError(

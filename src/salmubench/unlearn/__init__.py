@@ -1,11 +1,6 @@
-"""Unlearning: nine baseline methods behind a registry, and the stage that applies one."""
+"""Unlearning: nine baseline methods behind a registry (`methods/`), and the stage that
+applies one (`loop.unlearn`)."""
 
 from salmubench.unlearn.base import METHODS, Method, build_method, get_method, method_names
 
-__all__ = ["METHODS", "Method", "build_method", "get_method", "method_names", "unlearn"]
-
-
-def unlearn(*args, **kwargs):
-    from salmubench.unlearn.loop import unlearn as _unlearn
-
-    return _unlearn(*args, **kwargs)
+__all__ = ["METHODS", "Method", "build_method", "get_method", "method_names"]

@@ -70,7 +70,14 @@ def run_config(cfg: UnlearnConfig, method: str, budget: float | None = None) -> 
     """The config one run records: its own method's settings only (changing another
     method's hyper-parameters must not invalidate this run) and the budget it ran with."""
     cfg = dataclasses.replace(cfg, methods={method: dict(cfg.methods.get(method) or {})})
-    return cfg if budget is None else dataclasses.replace(cfg, budget=float(budget))
+    return cfg if budget is None else with_budget(cfg, budget)
+
+
+def with_budget(cfg: UnlearnConfig, budget: float) -> UnlearnConfig:
+    """`cfg` at another budget, refused unless it is a positive number of forget passes."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
+    return dataclasses.replace(cfg, budget=float(budget))
 
 
 def source_problems(loaded: LoadedModel, dataset: dict[str, Any]) -> list[str]:
@@ -106,10 +113,6 @@ def unlearn(
 ) -> dict[str, Any]:
     """Apply `method` to the Compromised `model` and publish the result at `out`."""
     impl = build_method(method, cfg.methods.get(method))
-    if budget is not None and (
-        isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0
-    ):
-        raise ConfigError(f"budget={budget!r}: must be a positive number of forget passes")
     cfg = run_config(cfg, method, budget)
     uses = impl.uses
     if "retain" in uses and cfg.retain_batch == 0:
@@ -202,11 +205,12 @@ class _Batcher:
             index = torch.from_numpy(idx)
             n = len(idx) // self.env.world_size
             lo, hi = self.env.rank * n, (self.env.rank + 1) * n
-            images.append(pool.images[index][lo:hi])
-            texts.append(pool.tokens[index][lo:hi])
+            mine = index[lo:hi]  # this process's share only: nothing indexed twice
+            images.append(pool.images[mine])
+            texts.append(pool.tokens[mine])
             layout[group] = {"n": n, "ids": pool.caption_ids[index]}
             if group == "forget" and "generic" in self.uses:
-                texts.append(pool.generic_tokens[index][lo:hi])
+                texts.append(pool.generic_tokens[mine])
                 layout[group]["generic_ids"] = pool.generic_ids[index]
         x = (torch.cat(images).to(self.device).float() / 255.0 - self.mean) / self.std
         return x, torch.cat(texts).to(self.device), layout
