@@ -25,6 +25,8 @@ from salmubench.train.loss import contrastive_loss
 # What a method may ask for: the forget batch, its generic (non-sensitive) captions, the
 # retain batch, and the frozen Compromised model's features of the same batches.
 INPUTS = ("forget", "generic", "retain", "original")
+# The batches the frozen original model may embed (`Method.original_reads`).
+GROUPS = ("forget", "retain")
 
 
 @dataclass
@@ -45,8 +47,8 @@ class Step:
     index: int
     forget: Features | None
     retain: Features | None
-    original_forget: Features | None  # no gradient
-    original_retain: Features | None
+    original_forget: Features | None  # no gradient; None unless "forget" in original_reads
+    original_retain: Features | None  # None unless "retain" in original_reads
     logit_scale: torch.Tensor  # the model's, exp'd
     original_logit_scale: torch.Tensor
     generator: torch.Generator  # seeded by (seed, step): identical on every process
@@ -70,11 +72,16 @@ class MethodParams:
 
 
 class Method:
-    """Base class: subclasses set `name`, `summary`, `uses`, `Params` and `loss`."""
+    """Base class: subclasses set `name`, `summary`, `uses`, `Params` and `loss`, and
+    `original_reads` if they use the original model's features of only some batches."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     uses: ClassVar[frozenset[str]]
+    # Which batches the frozen original embeds, of those the method uses (if it uses
+    # "original"): a method that reads only `original_retain` (DELETE, CLIPErase)
+    # declares {"retain"}, and the forget batch is never pushed through the original.
+    original_reads: ClassVar[frozenset[str]] = frozenset(GROUPS)
     Params: ClassVar[type[MethodParams]] = MethodParams
 
     def __init__(self, params: MethodParams) -> None:
@@ -92,6 +99,12 @@ def register(cls: type[Method]) -> type[Method]:
     unknown = set(cls.uses) - set(INPUTS)
     if unknown or not cls.uses:
         raise TypeError(f"{cls.__name__}.uses={set(cls.uses)}: each must be one of {INPUTS}")
+    reads = set(cls.original_reads)
+    if "original" in cls.uses and (not reads or not reads <= set(GROUPS) & set(cls.uses)):
+        raise TypeError(
+            f"{cls.__name__}.original_reads={reads}: must be a non-empty subset of the "
+            f"batches it uses ({sorted(set(GROUPS) & set(cls.uses))})"
+        )
     if cls.name in METHODS:
         raise TypeError(f"method {cls.name!r} is registered twice")
     METHODS[cls.name] = cls

@@ -28,6 +28,7 @@ from salmubench.config import ConfigError, UnlearnConfig, to_dict
 from salmubench.manifest import read_manifest, sha256_file, write_manifest
 from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
 from salmubench.models import tokenizer as get_tokenizer
+from salmubench.storage import Url, location
 from salmubench.train.data import BatchPlan, Pool
 from salmubench.train.dist import DistEnv
 from salmubench.train.engine import (
@@ -138,7 +139,7 @@ def unlearn(
     partial = partial_dir(out)
     source = loaded.manifest["digest"] if loaded.manifest else sha256_file(loaded.path)
     run = _Run(
-        data=Path(data),
+        data=location(data),
         dataset=dataset,
         loaded=loaded,
         source=source,
@@ -168,7 +169,7 @@ def unlearn(
 
 @dataclass(frozen=True)
 class _Run:
-    data: Path
+    data: Path | Url
     dataset: dict[str, Any]
     loaded: LoadedModel
     source: str
@@ -214,6 +215,25 @@ class _Batcher:
                 layout[group]["generic_ids"] = pool.generic_ids[index]
         x = (torch.cat(images).to(self.device).float() / 255.0 - self.mean) / self.std
         return x, torch.cat(texts).to(self.device), layout
+
+    @staticmethod
+    def select(
+        x: torch.Tensor, texts: torch.Tensor, layout: dict, groups: frozenset[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """The rows of `groups` only (inputs() order kept); all groups: the same tensors."""
+        if set(layout) <= groups:
+            return x, texts, layout
+        image_rows, text_rows, kept, i, t = [], [], {}, 0, 0
+        for group, info in layout.items():
+            n = info["n"]
+            n_text = 2 * n if "generic_ids" in info else n
+            if group in groups:
+                image_rows.append(torch.arange(i, i + n))
+                text_rows.append(torch.arange(t, t + n_text))
+                kept[group] = info
+            i, t = i + n, t + n_text
+        rows, text_index = torch.cat(image_rows), torch.cat(text_rows)
+        return x[rows.to(x.device)], texts[text_index.to(texts.device)], kept
 
     def features(self, output: dict[str, torch.Tensor], layout: dict) -> dict[str, Features]:
         image, text = output["image_features"].float(), output["text_features"].float()
@@ -286,8 +306,9 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
             orig_scale = output["logit_scale"].detach()
             if original is not None:
                 with torch.no_grad():
-                    o = original(x, texts)
-                    orig, orig_scale = batcher.features(o, layout), o["logit_scale"].float()
+                    ox, otexts, olayout = batcher.select(x, texts, layout, method.original_reads)
+                    o = original(ox, otexts)
+                    orig, orig_scale = batcher.features(o, olayout), o["logit_scale"].float()
             generator = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
             loss, parts = method.loss(
                 Step(

@@ -19,6 +19,7 @@ class CLIPErase(Method):
     name = "cliperase"
     summary = "DELETE's terms + unimodal embedding consistency on retain"
     uses = frozenset({"forget", "retain", "original"})
+    original_reads = frozenset({"retain"})  # its forget term needs no teacher
     Params = Params
 
     def loss(self, step: Step):

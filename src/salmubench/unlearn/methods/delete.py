@@ -39,6 +39,7 @@ class Delete(Method):
     name = "delete"
     summary = "forget similarity matrix pushed to 0 + retain distillation from the original"
     uses = frozenset({"forget", "retain", "original"})
+    original_reads = frozenset({"retain"})  # its forget term needs no teacher
     Params = Params
 
     def loss(self, step: Step):
