@@ -7,7 +7,7 @@ PROFILE ?= tiny
 SEED    ?= 0
 OUT     ?= runs/$(PROFILE)-kfp
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint lint-venv container-test bench clean
 
 venv: $(VENV)/.installed
 
@@ -23,9 +23,27 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(BIN)/salmubench run --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
-lint: venv
-	$(BIN)/ruff check src tests benchmarks components pipelines
-	$(BIN)/ruff format --check src tests benchmarks components pipelines
+## Static checks: ruff on the Python; then k8s/lint.py (kustomize render of every overlay,
+## kubernetes-validate --strict, custom-resource schemas, checkov, hadolint, yamllint), run
+## from the checkers' own venv so that they never touch the project's dependencies.
+LINT_VENV ?= .venv-lint
+
+lint-venv: $(LINT_VENV)/.installed
+
+$(LINT_VENV)/.installed: requirements/lint.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet -r requirements/lint.txt
+	touch $@
+
+lint: venv lint-venv
+	$(BIN)/ruff check src tests benchmarks components pipelines k8s docker
+	$(BIN)/ruff format --check src tests benchmarks components pipelines k8s docker
+	$(LINT_VENV)/bin/python k8s/lint.py
+
+## The component image built with podman and the micro stages run inside it (docker/).
+container-test: venv
+	docker/build.sh cpu
+	docker/smoke.sh
 
 ## Every test: lint first, then pytest (pytest exits 5, a failure, if nothing is collected).
 test: lint

@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import re
-import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
+from salmubench_components import git_revision  # one place for image tags and versions
 from salmubench_pipelines.compile import COMPILED, compiled_path
 from salmubench_pipelines.definitions import PIPELINES
 
@@ -25,31 +24,10 @@ from salmubench import __version__
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 # robfig/cron as KFP uses it: six fields, seconds first ("0 0 3 * * *" = 03:00 daily),
 # or a descriptor such as "@daily" / "@every 6h".
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?\-LW#]+$")
 _DESCRIPTOR = re.compile(r"^@(yearly|annually|monthly|weekly|daily|midnight|hourly|every \S+)$")
-
-
-def git_revision(repo: str | os.PathLike = REPO) -> str:
-    """`g<short sha>` (+ `-dirty`), or 'nogit' outside a checkout."""
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short=8", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "nogit"
-    return f"g{sha}" + ("-dirty" if dirty else "")
 
 
 def version_name(revision: str | None = None) -> str:

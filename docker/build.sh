@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build the component image with podman, tagged <version>-g<rev> (salmubench_components),
+# and print its size and build time.
+# Usage: docker/build.sh [cpu|cuda]            (default cpu)
+#   BASE_IMAGE   base to build on (default: localhost/debian-py:bookworm, made by
+#                docker/base-image.sh, as no registry is reachable here; elsewhere
+#                python:3.11-slim-bookworm works the same)
+#   PYTHON       interpreter with salmubench_components importable (default .venv/bin/python)
+# Writes the image reference to $SALMUBENCH_PODMAN_DIR/image-<target>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source docker/podman-env.sh
+target=${1:-cpu}
+python=${PYTHON:-.venv/bin/python}
+base=${BASE_IMAGE:-localhost/debian-py:bookworm}
+image=$("$python" -m salmubench_components --target "$target")
+version=$("$python" -c 'from salmubench import __version__; print(__version__)')
+
+if [[ $base == localhost/debian-py:* ]]; then
+    docker/base-image.sh "$base"
+fi
+
+# pip inside the build: the host's CA bundle and, where this machine keeps them, its local
+# wheel indexes (torch and the CUDA libraries, ~3 GB not downloaded again). Mounted for the
+# RUN steps only (podman build --volume): nothing of it ends up in the image.
+pip_conf="$PODMAN_DIR/pip.conf"
+volumes=(--volume "$pip_conf:/etc/pip.conf:ro")
+indexes=()
+for index in /opt/pypi-more /opt/pypi; do
+    if [[ -d $index/simple ]]; then
+        volumes+=(--volume "$index:$index:ro")
+        indexes+=("file://$index/simple")
+    fi
+done
+{
+    echo "[global]"
+    echo "timeout = 180"
+    if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+        echo "cert = /etc/ssl/certs/ca-certificates.crt"
+    fi
+    if ((${#indexes[@]})); then
+        echo "extra-index-url = ${indexes[*]}"
+    fi
+} > "$pip_conf"
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    volumes+=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+fi
+
+echo "building $image (target $target, base $base)"
+start=$SECONDS
+log="$PODMAN_DIR/build-$target.log"
+if ! podman build --file docker/Dockerfile --target "$target" \
+    --build-arg BASE_IMAGE="$base" \
+    --build-arg VERSION="$version" \
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    "${volumes[@]}" --tag "$image" . >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "docker/build.sh: building $image FAILED (full log: $log)" >&2
+    exit 1
+fi
+seconds=$((SECONDS - start))
+# Intermediate images (the wheel stage, replaced builds) are removed, not left to pile up.
+podman image prune --force >/dev/null
+printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"
+echo "built $image in $seconds s; size $(podman image ls --noheading --format '{{.Size}}' "$image")"
+

