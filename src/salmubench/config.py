@@ -356,6 +356,9 @@ def stage_config(
     if not isinstance(section, dict):
         raise ConfigError(f"profile {profile!r}: '{stage}' in params.yaml must be a mapping")
     values = dict(section)
+    if stage == "unlearn" and "methods" not in values and isinstance(params.get("methods"), dict):
+        # One `methods` section shared by every profile (so DVC can depend on methods.<name>).
+        values["methods"] = params["methods"]
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:

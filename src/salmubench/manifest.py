@@ -103,7 +103,20 @@ def write_manifest(
 def read_manifest(
     folder: str | os.PathLike, kind: str | None = None, verify: bool = False
 ) -> dict[str, Any]:
-    """Read a folder's manifest; check its kind and, with `verify`, every file's sha256."""
+    """Read a folder's manifest; check its kind and, with `verify`, every file's sha256.
+
+    `folder` may be an `s3://` URL: then `verify` checks that every file exists with the
+    recorded sha256 (a HEAD each), and readers check the bytes as they stream them.
+    """
+    if is_url(folder):
+        from salmubench.storage import Url, read_remote_manifest, verify_remote
+
+        url = Url(str(folder))
+        manifest = read_remote_manifest(url)
+        _check_kind(url, manifest, kind)
+        if verify:
+            verify_remote(url, manifest)
+        return manifest
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -117,14 +130,28 @@ def read_manifest(
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ManifestError(f"{path}: not valid JSON ({e})") from e
-    if kind is not None and manifest.get("kind") != kind:
-        raise ManifestError(f"{folder}: is a {manifest.get('kind')!r} folder, expected {kind!r}")
+    _check_kind(folder, manifest, kind)
     if verify:
         verify_files(folder, manifest)
     return manifest
 
 
+def _check_kind(folder: Any, manifest: dict[str, Any], kind: str | None) -> None:
+    if kind is not None and manifest.get("kind") != kind:
+        raise ManifestError(f"{folder}: is a {manifest.get('kind')!r} folder, expected {kind!r}")
+
+
+def is_url(location: Any) -> bool:
+    """An object-storage location (`s3://...`) rather than a local path."""
+    return str(location).startswith("s3://")
+
+
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    if is_url(folder):
+        from salmubench.storage import Url, verify_remote
+
+        verify_remote(Url(str(folder)), manifest)
+        return
     listed = manifest.get("files", {})
     for name, expected in listed.items():
         path = folder / name

@@ -19,7 +19,8 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from salmubench.manifest import ManifestError, read_manifest
+from salmubench.manifest import ManifestError, is_url, read_manifest
+from salmubench.storage import Store, Url, location
 
 # Primitive splits, each written as its own shards (SPEC.md §2).
 SPLITS = (
@@ -58,9 +59,9 @@ def resolve(split: str) -> tuple[str, ...]:
     raise KeyError(f"unknown split {split!r}; valid: {', '.join((*SPLITS, *COMPOSITES))}")
 
 
-def shard_paths(dataset: str | Path, split: str, manifest: dict[str, Any]) -> list[Path]:
-    """The shard files of a split (or composite), as listed in the dataset manifest."""
-    dataset = Path(dataset)
+def shard_paths(dataset: str | Path, split: str, manifest: dict[str, Any]) -> list[Path | Url]:
+    """The shard files (or `s3://` objects) of a split or composite, as the manifest lists."""
+    dataset = location(dataset)
     paths = []
     for name in resolve(split):
         if name not in manifest["shards"]:
@@ -103,11 +104,15 @@ def encode_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Samples of one shard as dicts: raw image bytes, `txt` str, `json` parsed, `cls` int."""
+def iter_tar(path: str | Path, sha256: str | None = None) -> Iterator[dict[str, Any]]:
+    """Samples of one shard as dicts: raw image bytes, `txt` str, `json` parsed, `cls` int.
+
+    An `s3://` shard is streamed; its bytes are checked against `sha256` once read.
+    """
     current: dict[str, Any] = {}
+    stream = Store().open(path, sha256) if is_url(path) else None
     try:
-        with tarfile.open(path, "r") as tar:
+        with tarfile.open(fileobj=stream, mode="r|") if stream else tarfile.open(path, "r") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -125,15 +130,20 @@ def iter_tar(path: str | Path) -> Iterator[dict[str, Any]]:
                     current[ext] = int(data)
                 else:
                     current[ext] = data
+        if stream:
+            stream.verify()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ValueError(f"shard {path} is unreadable or corrupt: {e}") from e
+    finally:
+        if stream:
+            stream.close()
     if current:
         yield current
 
 
 def iter_split(dataset: str | Path, split: str, manifest: dict[str, Any]) -> Iterator[dict]:
     for path in shard_paths(dataset, split, manifest):
-        yield from iter_tar(path)
+        yield from iter_tar(path, manifest.get("files", {}).get(path.name))
 
 
 def image_bytes(sample: dict[str, Any]) -> bytes:

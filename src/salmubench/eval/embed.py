@@ -22,6 +22,7 @@ from salmubench.data.shards import decode, image_bytes, iter_split, resolve
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
 from salmubench.models import tokenizer as get_tokenizer
+from salmubench.storage import location
 
 
 class DatasetEmbeddings:
@@ -36,7 +37,7 @@ class DatasetEmbeddings:
         batch_size: int = 512,
         device: torch.device | None = None,
     ) -> None:
-        self.data, self.manifest, self.settings = Path(data), manifest, settings
+        self.data, self.manifest, self.settings = location(data), manifest, settings
         self.device = device or torch.device("cpu")
         self.model = loaded.model.to(self.device).eval()
         self.tokenize = get_tokenizer(loaded.arch)

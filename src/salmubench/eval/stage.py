@@ -30,6 +30,7 @@ from salmubench.manifest import (
     write_manifest,
 )
 from salmubench.models import LoadedModel, load_model
+from salmubench.storage import location
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def evaluate(
     """Evaluate `model` on dataset `data` into eval folder `out`; return its manifest."""
     cfg = cfg or EvalConfig()
     check_output(out, force)  # before checksums and model loading, not after
-    data = Path(data)
+    data = location(data)
     dataset = open_dataset(data, REQUIRED_SPLITS)
     loaded = load_model(model, arch)
     identity = _model_identity(loaded)

@@ -26,6 +26,7 @@ from salmubench.data.shards import open_dataset
 from salmubench.manifest import read_manifest, write_manifest
 from salmubench.models import architecture, create, image_normalisation, image_size, save_model
 from salmubench.models import tokenizer as get_tokenizer
+from salmubench.storage import Url, location
 from salmubench.train.data import (
     POOLS,
     VARIANTS,
@@ -105,7 +106,7 @@ def train(
     dataset = open_dataset(data, splits)  # checksums and splits, before any training
     partial = partial_dir(out)
 
-    run = _Run(Path(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
+    run = _Run(location(data), dataset, variant, cfg, out, partial, env, env.device(), seed,
                profile, _identity(cfg, variant, seed, dataset["digest"]))  # fmt: skip
     return run_process_group(
         env, cfg.threads, partial, mode, run.identity, lambda state: _loop(run, state, progress)
@@ -116,7 +117,7 @@ def train(
 class _Run:
     """Everything fixed for the duration of one training run."""
 
-    data: Path
+    data: Path | Url
     dataset: dict[str, Any]
     variant: str
     cfg: TrainConfig

@@ -20,6 +20,7 @@ import torch
 from salmubench.config import RETAIN_SPLITS, ConfigError
 from salmubench.data.shards import COMPOSITES, SPLITS
 from salmubench.manifest import ManifestError, read_manifest, verify_files
+from salmubench.storage import location
 from salmubench.train.data import Pool, read_pool
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def open_for_unlearning(data: str | Path, retain: Sequence[str]) -> dict[str, An
         if not names:
             raise ManifestError(f"{data}: split {split!r} is missing or empty")
         files.update({n: manifest["files"][n] for n in names})
-    verify_files(Path(data), {"files": files})
+    verify_files(location(data), {"files": files})
     return manifest
 
 

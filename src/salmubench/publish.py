@@ -1,0 +1,371 @@
+"""Publish a run: its stage folders into a DVC remote, their versions into git.
+
+`salmubench publish RUN...` finds every finished stage folder under the RUN folders
+(those with a `manifest.json`, each verified), lays them out under `artifacts/` with
+stable names, tracks each with a `.dvc` file, `dvc push`es the data and commits the
+`.dvc` files (and `artifacts/RUN.json`, what the run was) on branch `runs/<run-id>`,
+pushed to the git remote. Anywhere with access to both remotes:
+
+    git fetch origin runs/<run-id> && git checkout runs/<run-id> && dvc pull
+
+restores them byte for byte. The work happens in a temporary git worktree (or a fresh
+clone, in a cluster), so the caller's checkout is never touched. Any failure leaves no
+branch behind; what was already pushed to the DVC remote is content-addressed, so a retry
+sends only the rest. `dvc` and `git` run as processes: the library never imports them.
+
+Names under `artifacts/`: `data` (the dataset), `models/<variant>`, `unlearned/<method>-b<budget>-s<seed>`,
+`evals/<variant or the unlearned name>`, `report`.
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from salmubench.manifest import MANIFEST, ManifestError, dumps, read_manifest
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS = "artifacts"
+BRANCH_PREFIX = "runs/"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class PublishError(RuntimeError):
+    """Publishing failed; the message says at which step and what to do."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str  # path under artifacts/
+    source: Path
+    manifest: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+
+def artifact_name(manifest: dict[str, Any]) -> str:
+    """The stable name of a stage folder from what its manifest says it is."""
+    kind = manifest["kind"]
+    if kind == "dataset":
+        return "data"
+    if kind == "report":
+        return "report"
+    model = manifest if kind == "model" else manifest.get("model", {})
+    if model.get("method"):
+        name = f"{model['method']}-b{float(model['budget']):g}-s{model['seed']}"
+        return f"unlearned/{name}" if kind == "model" else f"evals/{name}"
+    variant = model.get("variant")
+    if variant not in ("clean", "compromised"):
+        raise ManifestError(f"cannot name a {kind} folder of variant {variant!r}")
+    return f"models/{variant}" if kind == "model" else f"evals/{variant}"
+
+
+def find_artifacts(roots: Sequence[str | Path]) -> list[Artifact]:
+    """Every finished stage folder under `roots`, verified and named; clear errors first."""
+    found: dict[str, Artifact] = {}
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise ManifestError(f"{root}: no such folder to publish")
+        for folder in _stage_folders(root):
+            manifest = read_manifest(folder, verify=True)
+            name = artifact_name(manifest)
+            if name in found and found[name].manifest["digest"] != manifest["digest"]:
+                raise ManifestError(
+                    f"two different {manifest['kind']} folders would both be published as "
+                    f"{name!r}: {found[name].source} and {folder}; publish them separately"
+                )
+            found.setdefault(name, Artifact(name, folder, manifest))
+    if not found:
+        raise ManifestError(
+            f"no finished stage folder (with a {MANIFEST}) under {', '.join(map(str, roots))}"
+        )
+    return sorted(found.values(), key=lambda a: a.name)
+
+
+def _stage_folders(root: Path) -> Iterator[Path]:
+    """Folders holding a manifest.json; never inside one, never temporary ones."""
+    if (root / MANIFEST).is_file():
+        yield root
+        return
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            yield from _stage_folders(child)
+
+
+def default_run_id(artifacts: Sequence[Artifact]) -> str:
+    dataset = next((a.manifest for a in artifacts if a.kind == "dataset"), {})
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    profile = dataset.get("profile", "run")
+    digest = dataset.get("digest", artifacts[0].manifest["digest"])[:8]
+    return f"{profile}-{stamp}-{digest}"
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ValueError(
+            f"run id {run_id!r} is not valid: use letters, digits, '.', '_' or '-' "
+            "(up to 100, starting with a letter or digit)"
+        )
+    return run_id
+
+
+# -- processes ---------------------------------------------------------------------------
+def _run(cmd: Sequence[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> str:
+    log.debug("$ %s", " ".join(cmd))
+    try:
+        done = subprocess.run(
+            list(cmd), cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
+        )
+    except FileNotFoundError:
+        raise PublishError(f"{what}: {cmd[0]!r} is not installed or not on PATH") from None
+    if done.returncode != 0:
+        detail = _redact((done.stderr or done.stdout).strip())
+        raise PublishError(f"{what} failed ({' '.join(cmd[:3])}...):\n{detail}")
+    return done.stdout + done.stderr
+
+
+def _redact(text: str) -> str:
+    """Never echo a secret a tool might print back."""
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GIT_PASSWORD"):
+        if value := os.environ.get(name):
+            text = text.replace(value, "***")
+    return text
+
+
+def _git(*args: str, cwd: Path, what: str) -> str:
+    identity = ["-c", "user.name=salmubench", "-c", "user.email=salmubench@localhost"]
+    has_identity = subprocess.run(
+        ["git", "config", "user.email"], cwd=cwd, capture_output=True
+    ).returncode == 0  # fmt: skip
+    return _run(["git", *([] if has_identity else identity), *args], cwd, what)
+
+
+def _dvc(*args: str, cwd: Path, what: str) -> str:
+    return _run(["dvc", *args], cwd, what)
+
+
+@contextlib.contextmanager
+def _checkout(repo: Path | None, git_url: str | None, base: str) -> Iterator[tuple[Path, Path]]:
+    """A scratch checkout of `base` to commit in: a worktree of `repo` or a clone of `git_url`.
+
+    Yields (checkout, the repository that owns the branch).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="salmubench-publish-"))
+    try:
+        if git_url:
+            _run(["git", "clone", "-q", "--branch", base, git_url, str(scratch / "repo")],
+                 scratch, f"cloning {git_url}")  # fmt: skip
+            yield scratch / "repo", scratch / "repo"
+        else:
+            assert repo is not None
+            tree = scratch / "tree"
+            _git("worktree", "add", "-q", "--detach", str(tree), base, cwd=repo,
+                 what="creating a git worktree")  # fmt: skip
+            try:
+                yield tree, repo
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,
+                               capture_output=True)  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Copy a folder, hard-linking files where the filesystem allows (no extra space)."""
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link)
+
+
+def _local_config(checkout: Path, repo: Path) -> None:
+    """Give a worktree the caller's DVC setup: its local config, cache and local remote."""
+    dvc_dir = repo / ".dvc"
+    if (dvc_dir / "config.local").is_file():
+        shutil.copy2(dvc_dir / "config.local", checkout / ".dvc" / "config.local")
+    _dvc("cache", "dir", "--local", str(dvc_dir / "cache"), cwd=checkout, what="dvc cache")
+    # Relative local-remote URLs resolve against .dvc/: make them the caller's.
+    remotes = _dvc("remote", "list", cwd=repo, what="dvc remote list")
+    for line in remotes.splitlines():
+        name, _, url = line.partition("\t")
+        url = url.strip()
+        if url and "://" not in url and not os.path.isabs(url):
+            absolute = os.path.normpath(dvc_dir / url)
+            _dvc("remote", "modify", "--local", name.strip(), "url", absolute, cwd=checkout,
+                 what="dvc remote modify")  # fmt: skip
+
+
+@dataclass
+class Published:
+    run_id: str
+    branch: str
+    commit: str
+    remote: str
+    artifacts: list[Artifact]
+    pushed: int
+    git_pushed: bool
+
+    def restore_command(self, git_remote: str = "origin") -> str:
+        return (
+            f"git fetch {git_remote} {self.branch} && git checkout {self.branch} && dvc pull"
+            if self.git_pushed
+            else f"git checkout {self.branch} && dvc pull"
+        )
+
+
+def publish(
+    runs: Sequence[str | Path],
+    *,
+    run_id: str | None = None,
+    repo: str | Path = ".",
+    git_url: str | None = None,
+    base: str = "HEAD",
+    remote: str | None = None,
+    git_remote: str | None = "origin",
+) -> Published:
+    """Push the stage folders under `runs` to the DVC remote and commit their versions.
+
+    `repo`: the project checkout to branch from (a worktree is used; the checkout itself
+    is not touched). `git_url`: clone this instead (a cluster has no checkout). `remote`:
+    the DVC remote (default: the project's default). `git_remote`: where to push the run
+    branch (None: keep it local).
+    """
+    artifacts = find_artifacts(runs)  # verified before any git or network work
+    run_id = check_run_id(run_id or default_run_id(artifacts))
+    branch = BRANCH_PREFIX + run_id
+    repo_path = None if git_url else _toplevel(Path(repo))
+    if git_url and base == "HEAD":
+        base = "main"
+    with _checkout(repo_path, git_url, base) as (checkout, owner):
+        _refuse_existing(branch, owner, git_remote)
+        if not (checkout / ".dvc").is_dir():
+            raise PublishError(f"{checkout} at {base} is not a DVC project (no .dvc/)")
+        if repo_path is not None:
+            _local_config(checkout, repo_path)
+        remote = remote or _default_remote(checkout)
+        targets = []
+        for artifact in artifacts:
+            target = checkout / ARTIFACTS / artifact.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link_tree(artifact.source, target)
+            targets.append(f"{ARTIFACTS}/{artifact.name}")
+        record = _record(run_id, artifacts, remote, _head(checkout))
+        (checkout / ARTIFACTS / "RUN.json").write_text(dumps(record), encoding="utf-8")
+        log.info("tracking %d artifacts with DVC", len(targets))
+        _dvc("add", "-q", *targets, cwd=checkout, what="dvc add")
+        log.info("pushing to DVC remote %r", remote)
+        pushed = _pushed_count(
+            _dvc("push", "-r", remote, *targets, cwd=checkout,
+                 what=f"dvc push to remote {remote!r} (nothing was committed to git; run "
+                 "publish again once the remote is reachable)")
+        )  # fmt: skip
+        # Commit on a detached HEAD and name the branch only once everything succeeded.
+        _git("add", ARTIFACTS, cwd=checkout, what="git add")
+        names = "\n".join(a.name for a in artifacts)
+        _git("commit", "-q", "-m", f"Run {run_id}: {len(artifacts)} artifacts\n\n{names}\n",
+             cwd=checkout, what="git commit")  # fmt: skip
+        commit = _head(checkout)
+        git_pushed = bool(git_remote and _has_remote(checkout, git_remote))
+        if git_pushed:
+            _git("push", "-q", str(git_remote), f"{commit}:refs/heads/{branch}", cwd=checkout,
+                 what=f"git push {git_remote} {branch}")  # fmt: skip
+        if not git_url:  # a worktree: name the branch in the caller's repository
+            _git("branch", branch, commit, cwd=owner, what=f"git branch {branch}")
+    return Published(run_id, branch, commit, remote, artifacts, pushed, git_pushed)
+
+
+def _record(run_id: str, artifacts: Sequence[Artifact], remote: str, source: str) -> dict:
+    dataset = next((a.manifest for a in artifacts if a.kind == "dataset"), {})
+    return {
+        "run_id": run_id,
+        "source_commit": source,
+        "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "dvc_remote": remote,
+        "profile": dataset.get("profile"),
+        "seed": dataset.get("seed"),
+        "artifacts": {
+            a.name: {"kind": a.kind, "digest": a.manifest["digest"], "from": str(a.source)}
+            for a in artifacts
+        },
+    }
+
+
+def _refuse_existing(branch: str, owner: Path, git_remote: str | None) -> None:
+    exists = _run(["git", "branch", "--list", branch], owner, "git branch").strip()
+    if not exists and git_remote and _has_remote(owner, git_remote):
+        exists = _run(["git", "ls-remote", "--heads", git_remote, branch], owner,
+                      f"git ls-remote {git_remote}").strip()  # fmt: skip
+    if exists:
+        raise PublishError(
+            f"branch {branch} already exists: a run is published once; choose another "
+            "--run-id (or delete the branch)"
+        )
+
+
+def _toplevel(path: Path) -> Path:
+    if not path.is_dir():
+        raise PublishError(f"{path}: no such folder (expected the project's git checkout)")
+    out = _run(["git", "rev-parse", "--show-toplevel"], path, f"finding the git repo of {path}")
+    return Path(out.strip())
+
+
+def _head(checkout: Path) -> str:
+    return _run(["git", "rev-parse", "HEAD"], checkout, "git rev-parse").strip()
+
+
+def _has_remote(checkout: Path, name: str) -> bool:
+    return name in _run(["git", "remote"], checkout, "git remote").split()
+
+
+def _default_remote(checkout: Path) -> str:
+    out = subprocess.run(["dvc", "remote", "default"], cwd=checkout, capture_output=True,
+                         text=True)  # fmt: skip
+    name = out.stdout.strip()
+    if out.returncode != 0 or not name:
+        raise PublishError("the project has no default DVC remote; pass --remote NAME")
+    return name
+
+
+def _pushed_count(output: str) -> int:
+    if m := re.search(r"(\d+) files? pushed", output):
+        return int(m[1])
+    return 0
+
+
+def summary(published: Published) -> str:
+    lines = [
+        f"published run {published.run_id}: {len(published.artifacts)} artifacts, "
+        f"{published.pushed} files pushed to DVC remote {published.remote!r}",
+        f"  git: branch {published.branch} at {published.commit[:12]}"
+        + ("" if published.git_pushed else " (local only: no git remote)"),
+    ]
+    for a in published.artifacts:
+        lines.append(f"  {a.name:<40} {a.kind:<8} {a.manifest['digest'][:12]}")
+    lines.append(f"restore anywhere: {published.restore_command()}")
+    return "\n".join(lines)
+
+
+def write_record(path: str | Path, published: Published) -> None:
+    Path(path).write_text(
+        json.dumps({"run_id": published.run_id, "branch": published.branch,
+                    "commit": published.commit, "remote": published.remote,
+                    "pushed": published.pushed}, indent=2) + "\n", encoding="utf-8")  # fmt: skip
