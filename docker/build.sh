@@ -59,7 +59,15 @@ if ! podman build --file docker/Dockerfile --target "$target" \
     exit 1
 fi
 seconds=$((SECONDS - start))
-# Intermediate images (the wheel stage, replaced builds) are removed, not left to pile up.
+# Storage stays tidy: images of earlier revisions (both targets of this revision are kept)
+# and intermediate images (the wheel stage, replaced layers) are removed.
+repository=${image%:*}
+keep=("$("$python" -m salmubench_components --repository "$repository" --target cpu)"
+      "$("$python" -m salmubench_components --repository "$repository" --target cuda)")
+podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' "$repository" |
+    while read -r old; do
+        [[ $old == "${keep[0]}" || $old == "${keep[1]}" ]] || podman rmi "$old" >/dev/null
+    done
 podman image prune --force >/dev/null
 printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"
 echo "built $image in $seconds s; size $(podman image ls --noheading --format '{{.Size}}' "$image")"

@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", nargs="+", type=Path, help="plain manifest files")
     args = parser.parse_args(argv)
     repo = not (args.overlay or args.dockerfile or args.yaml or args.manifest)
-    overlays = args.overlay or (sorted(p for p in (K8S / "overlays").iterdir()) if repo else [])
+    overlays = args.overlay or (
+        sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml")) if repo else []
+    )
     dockerfiles = args.dockerfile or (sorted(REPO.glob("docker/**/Dockerfile*")) if repo else [])
     yamls = args.yaml or ([K8S, YAMLLINT_CONFIG] if repo else [])
     manifests = args.manifest or (sorted((K8S / "secrets").glob("*.yaml")) if repo else [])
@@ -203,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def do_hadolint() -> str:
             for dockerfile in dockerfiles:
-                run([tool("hadolint"), "--failure-threshold", "info", str(dockerfile)])
+                run(
+                    [tool("hadolint"), "--no-color", "--failure-threshold", "info", str(dockerfile)]
+                )
             return f"{len(dockerfiles)} Dockerfile(s)"
 
         def do_yamllint() -> str:

@@ -1,0 +1,110 @@
+"""The static checks of `make lint` (k8s/lint.py) can fail: each real checker, run from the
+checkers' venv, rejects a deliberately broken fixture (tests/fixtures/static/) for the
+reason it was broken, and the repository's manifests pass the checks these tests cover.
+
+The checkers live in their own venv (`make lint-venv`, which `make test` creates first);
+`$SALMUBENCH_LINT_PYTHON` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests/fixtures/static"
+LINT_PYTHON = Path(os.environ.get("SALMUBENCH_LINT_PYTHON", REPO / ".venv-lint/bin/python"))
+
+
+def lint(*args: str) -> subprocess.CompletedProcess:
+    if not LINT_PYTHON.exists():
+        pytest.fail(f"{LINT_PYTHON} missing: create the checkers' venv with `make lint-venv`")
+    return subprocess.run(
+        [str(LINT_PYTHON), str(REPO / "k8s/lint.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def failed(proc: subprocess.CompletedProcess, check: str) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"FAIL {check}" in out, out
+    return out
+
+
+def test_kustomize_render_fails_on_a_broken_overlay():
+    out = failed(lint("--only", "render", "--overlay", str(FIXTURES / "broken-overlay")), "render")
+    assert "deployment-that-is-not-there.yaml" in out
+
+
+def test_kubernetes_validate_strict_rejects_an_unknown_field():
+    out = failed(
+        lint("--only", "validate", "--manifest", str(FIXTURES / "invalid-core.yaml")), "validate"
+    )
+    assert "'replica' was unexpected" in out
+
+
+def test_a_resource_of_an_unknown_kind_is_not_valid():
+    out = failed(
+        lint("--only", "validate", "--manifest", str(FIXTURES / "invalid-custom.yaml")),
+        "validate",
+    )
+    assert "kind Unknown" in out
+
+
+def test_custom_resource_schemas_reject_what_the_operators_would():
+    out = failed(
+        lint("--only", "schemas", "--manifest", str(FIXTURES / "invalid-custom.yaml")), "schemas"
+    )
+    assert "PodMonitor/no-selector: spec: 'selector' is a required property" in out
+    assert "PyTorchJob/two-masters: spec/pytorchReplicaSpecs/Master/replicas" in out
+    assert "PyTorchJob/two-masters: spec/pytorchReplicaSpecs/Master/template/spec/containers" in out
+    assert "TrainJob/reserved-env: spec: 'runtimeRef' is a required property" in out
+    assert "'PET_NNODES'" in out
+
+
+def test_checkov_rejects_an_insecure_deployment():
+    out = failed(
+        lint("--only", "checkov", "--manifest", str(FIXTURES / "insecure.yaml")), "checkov"
+    )
+    for check in ("CKV_K8S_16", "CKV_K8S_19", "CKV_K8S_20", "CKV_K8S_14", "CKV_K8S_9"):
+        assert check in out, check  # privileged, host network, escalation, :latest, probes
+
+
+def test_checkov_rejects_a_broken_dockerfile():
+    out = failed(
+        lint("--only", "checkov", "--dockerfile", str(FIXTURES / "Dockerfile.broken")), "checkov"
+    )
+    assert "CKV_DOCKER_3" in out  # no non-root user
+    assert "CKV_DOCKER_4" in out  # ADD of a URL
+
+
+def test_hadolint_rejects_a_broken_dockerfile():
+    out = failed(
+        lint("--only", "hadolint", "--dockerfile", str(FIXTURES / "Dockerfile.broken")),
+        "hadolint",
+    )
+    for rule in ("DL3007", "DL3008", "DL3013", "DL3003", "DL3025"):
+        assert rule in out, rule
+
+
+def test_yamllint_rejects_duplicate_keys_and_bad_style():
+    out = failed(lint("--only", "yamllint", "--yaml", str(FIXTURES / "bad-style.yaml")), "yamllint")
+    assert "key-duplicates" in out
+    assert "trailing-spaces" in out
+    assert "indentation" in out
+
+
+def test_the_repository_renders_validates_and_matches_the_schemas():
+    """Every overlay renders; the launcher's TrainJob/PyTorchJob match the schemas too."""
+    proc = lint("--only", "validate", "schemas", "yamllint")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "ok   render" in out and "2 overlay(s)" in out
+    assert "ok   schemas" in out and "6 custom resources" in out  # 2 PodMonitors + 4 jobs
