@@ -52,3 +52,21 @@ def micro_models(tmp_path_factory, micro_dataset) -> dict[str, Path]:
         models[variant] = root / variant
         train(micro_dataset, variant, cfg, models[variant], profile="micro")
     return models
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """moto's S3 server on 127.0.0.1 with authentication, for the whole session."""
+    from s3server import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """This process talks to the test server (endpoint and credentials from the env)."""
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    return s3.env()

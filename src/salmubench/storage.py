@@ -85,6 +85,13 @@ class Url(str):
     def name(self) -> str:
         return PurePosixPath(split_url(self)[1] or split_url(self)[0]).name
 
+    def read_bytes(self) -> bytes:
+        """The object's bytes, checked against its recorded sha256."""
+        return Store().get_bytes(self)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return self.read_bytes().decode(encoding)
+
     @property
     def bucket(self) -> str:
         return split_url(self)[0]
