@@ -13,7 +13,11 @@ source docker/podman-env.sh
 target=${1:-cpu}
 python=${PYTHON:-.venv/bin/python}
 base=${BASE_IMAGE:-localhost/debian-py:bookworm}
-image=$("$python" -m salmubench_components --target "$target")
+# Both targets' references, computed once: a commit made during the build changes nothing.
+cpu_image=$("$python" -m salmubench_components --target cpu)
+cuda_image=$("$python" -m salmubench_components --target cuda)
+if [[ $target == cuda ]]; then image=$cuda_image; else image=$cpu_image; fi
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 version=$("$python" -c 'from salmubench import __version__; print(__version__)')
 
 if [[ $base == localhost/debian-py:* ]]; then
@@ -52,7 +56,7 @@ log="$PODMAN_DIR/build-$target.log"
 if ! podman build --file docker/Dockerfile --target "$target" \
     --build-arg BASE_IMAGE="$base" \
     --build-arg VERSION="$version" \
-    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --build-arg REVISION="$revision" \
     "${volumes[@]}" --tag "$image" . >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "docker/build.sh: building $image FAILED (full log: $log)" >&2
@@ -62,13 +66,11 @@ seconds=$((SECONDS - start))
 # Storage stays tidy: images of earlier revisions (both targets of this revision are kept)
 # and intermediate images (the wheel stage, replaced layers) are removed.
 repository=${image%:*}
-keep=("$("$python" -m salmubench_components --repository "$repository" --target cpu)"
-      "$("$python" -m salmubench_components --repository "$repository" --target cuda)")
-podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' "$repository" |
+podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' --filter "reference=$repository" |
     while read -r old; do
-        [[ $old == "${keep[0]}" || $old == "${keep[1]}" ]] || podman rmi "$old" >/dev/null
+        [[ $old == "$cpu_image" || $old == "$cuda_image" ]] || podman rmi "$old" >/dev/null
     done
 podman image prune --force >/dev/null
 printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"
-echo "built $image in $seconds s; size $(podman image ls --noheading --format '{{.Size}}' "$image")"
-
+size=$(podman image ls --noheading --format '{{.Size}}' --filter "reference=$image")
+echo "built $image in $seconds s; size $size"
