@@ -63,12 +63,15 @@ if ! podman build --file docker/Dockerfile --target "$target" \
     exit 1
 fi
 seconds=$((SECONDS - start))
-# Storage stays tidy: images of earlier revisions (both targets of this revision are kept)
-# and intermediate images (the wheel stage, replaced layers) are removed.
+# Storage stays tidy: this target's images of earlier revisions, and intermediate images
+# (the wheel stage, replaced layers), are removed; the other target's image is kept.
 repository=${image%:*}
 podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' --filter "reference=$repository" |
     while read -r old; do
-        [[ $old == "$cpu_image" || $old == "$cuda_image" ]] || podman rmi "$old" >/dev/null
+        [[ $old == "$image" ]] && continue
+        old_target=cpu
+        [[ $old == *-cuda ]] && old_target=cuda
+        [[ $old_target != "$target" ]] || podman rmi "$old" >/dev/null
     done
 podman image prune --force >/dev/null
 printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"

@@ -10,9 +10,10 @@ Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the p
             the skips of k8s/checkov.yaml (each one justified there)
   hadolint  every Dockerfile
   yamllint  every YAML file under k8s/ (config: .yamllint)
+  shellcheck  the container scripts (docker/*.sh) and .ci/run
 
 Usage: python k8s/lint.py [--only CHECK ...] [--overlay DIR ...] [--dockerfile FILE ...]
-       [--yaml PATH ...] [--manifest FILE ...]
+       [--yaml PATH ...] [--manifest FILE ...] [--script FILE ...]
 Without path options it checks the repository; with them (the tests' broken fixtures) only
 the given paths. Exit status 1 when any check fails, with the checkers' own messages.
 """
@@ -40,7 +41,7 @@ YAMLLINT_CONFIG = REPO / ".yamllint"
 BIN = Path(sys.executable).parent  # the checkers' venv
 # API groups of custom resources: checked against our schemas, not kubernetes-validate's.
 CUSTOM_GROUPS = {"monitoring.coreos.com", "kubeflow.org", "trainer.kubeflow.org"}
-CHECKS = ("render", "validate", "schemas", "checkov", "hadolint", "yamllint")
+CHECKS = ("render", "validate", "schemas", "checkov", "hadolint", "yamllint", "shellcheck")
 
 
 class Failed(Exception):
@@ -141,13 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dockerfile", nargs="+", type=Path)
     parser.add_argument("--yaml", nargs="+", type=Path, help="files/dirs for yamllint")
     parser.add_argument("--manifest", nargs="+", type=Path, help="plain manifest files")
+    parser.add_argument("--script", nargs="+", type=Path, help="shell scripts")
     args = parser.parse_args(argv)
-    repo = not (args.overlay or args.dockerfile or args.yaml or args.manifest)
+    repo = not (args.overlay or args.dockerfile or args.yaml or args.manifest or args.script)
     overlays = args.overlay or (
         sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml")) if repo else []
     )
     dockerfiles = args.dockerfile or (sorted(REPO.glob("docker/**/Dockerfile*")) if repo else [])
     yamls = args.yaml or ([K8S, YAMLLINT_CONFIG] if repo else [])
+    scripts = args.script or ([*sorted(REPO.glob("docker/*.sh")), REPO / ".ci/run"] if repo else [])
     manifests = args.manifest or (sorted((K8S / "secrets").glob("*.yaml")) if repo else [])
 
     failures = 0
@@ -218,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                 str(p.relative_to(REPO) if p.is_relative_to(REPO) else p) for p in yamls
             )
 
+        def do_shellcheck() -> str:
+            if not scripts:
+                return "nothing to check"
+            run([tool("shellcheck"), "--external-sources", *map(str, scripts)])
+            return f"{len(scripts)} script(s)"
+
         steps: dict[str, Callable[[], str]] = {
             "render": do_render,
             "validate": do_validate,
@@ -225,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "checkov": do_checkov,
             "hadolint": do_hadolint,
             "yamllint": do_yamllint,
+            "shellcheck": do_shellcheck,
         }
         needs_render = {"validate", "schemas", "checkov"} & set(args.only)
         for name in CHECKS:

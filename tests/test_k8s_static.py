@@ -108,3 +108,11 @@ def test_the_repository_renders_validates_and_matches_the_schemas():
     assert proc.returncode == 0, out
     assert "ok   render" in out and "2 overlay(s)" in out
     assert "ok   schemas" in out and "6 custom resources" in out  # 2 PodMonitors + 4 jobs
+
+
+def test_shellcheck_rejects_a_broken_script():
+    out = failed(
+        lint("--only", "shellcheck", "--script", str(FIXTURES / "broken.sh")), "shellcheck"
+    )
+    for code in ("SC2086", "SC2164", "SC2045"):
+        assert code in out, code  # unquoted, cd unchecked, ls in a for loop
