@@ -1,0 +1,69 @@
+"""benchmarks/perf.py runs on micro, writes its JSON and renders the benchmark document."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PERF = REPO / "benchmarks" / "perf.py"
+
+
+def _perf():
+    spec = importlib.util.spec_from_file_location("perf", PERF)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interleave_rotates_the_order_and_ratios_pair_rounds():
+    perf = _perf()
+    calls = []
+    variants = {n: (lambda n=n: calls.append(n) or {"x": len(calls)}) for n in "abc"}
+    rows = perf.interleave(3, variants)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [r["round"] for r in rows["a"]] == [0, 1, 2]
+    ratio = perf.paired([{"v": 2.0}, {"v": 3.0}, {"v": 9.0}], [{"v": 1.0}] * 3, "v")
+    assert ratio == {"median": 3.0, "all": [2.0, 3.0, 9.0]}
+
+
+def test_perf_suites_run_on_micro_write_json_and_render_the_doc(
+    tmp_path, micro_dataset, micro_models
+):
+    results, doc = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    cmd = [sys.executable, str(PERF), "train", "eval", "unlearn", "doc", "--profile", "micro",
+           "--repeat", "1", "--train-steps", "2", "--budget", "0.2", "--methods", "delete",
+           "neg_grad", "--data", str(micro_dataset), "--model", str(micro_models["compromised"]),
+           "--work", str(tmp_path / "work"), "--results", str(results), "--doc", str(doc)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    train = json.loads((results / "perf-train-micro.json").read_text())
+    assert train["settings"]["steps"] == 2 and train["settings"]["global_batch"] == 80
+    assert len(train["runs"]) == 6 and all(len(r) == 1 for r in train["runs"].values())
+    for rows in train["runs"].values():
+        assert rows[0]["samples_per_second"] > 0 and rows[0]["peak_rss_mib"] > 50
+        assert len(rows[0]["load_before"]) == 3
+    assert train["ratios"]["command_vs_bare"]["median"] > 0
+    assert train["machine"]["cpus"] >= 1 and "torch" in train["machine"]
+    # The orchestrator never imports torch: a child's peak RSS is its own, not inherited.
+    assert train["machine"]["orchestrator_peak_rss_mib"] < 200
+
+    ev = json.loads((results / "perf-eval-micro.json").read_text())
+    assert ev["naive_gives_the_same_metrics"] is True
+    ours = ev["summary"]["salmubench eval"]
+    assert ev["summary"]["naive evaluator"]["images_embedded"] > ours["images_embedded"]
+    assert ours["seconds_metrics"]["median"] > 0 and ours["seconds_embedding"]["median"] > 0
+
+    un = json.loads((results / "perf-unlearn-micro.json").read_text())
+    assert set(un["summary"]) == {"delete", "neg_grad", "delete (original embeds forget too)"}
+    assert un["before_after"] == {"delete": "delete (original embeds forget too)"}
+    assert un["summary"]["neg_grad"]["steps_per_second"]["median"] > 0
+
+    text = doc.read_text()
+    assert "{{" not in text and "no GPU" in text
+    assert "python benchmarks/perf.py train eval unlearn doc --profile micro" in text
+    assert "not measured yet: `python benchmarks/perf.py e2e`" in text
