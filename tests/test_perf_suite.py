@@ -34,10 +34,11 @@ def test_perf_suites_run_on_micro_write_json_and_render_the_doc(
     tmp_path, micro_dataset, micro_models
 ):
     results, doc = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    model = micro_models["compromised"]
     cmd = [sys.executable, str(PERF), "train", "eval", "unlearn", "doc", "--profile", "micro",
            "--repeat", "1", "--train-steps", "2", "--budget", "0.2", "--methods", "delete",
-           "neg_grad", "--data", str(micro_dataset), "--model", str(micro_models["compromised"]),
-           "--work", str(tmp_path / "work"), "--results", str(results), "--doc", str(doc)]  # fmt: skip
+           "neg_grad", "--data", str(micro_dataset), "--model", str(model), "--work",
+           str(tmp_path / "work"), "--results", str(results), "--doc", str(doc)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
