@@ -49,9 +49,10 @@ container-test: venv
 test: lint
 	$(BIN)/pytest
 
+## The performance suite (docs/BENCHMARKS.md): every stage side by side, medians of 3 rounds,
+## then docs/BENCHMARKS.md re-rendered from benchmarks/results/perf-*.json (~35-40 min).
 bench: venv
-	$(BIN)/python benchmarks/bench_synth.py
-	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/perf.py all --repeat 3
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
