@@ -1,53 +1,217 @@
-"""dvc.yaml runs the real stages with real DVC; a re-run with nothing changed is a no-op."""
+"""dvc.yaml, DVC remotes in S3 and published runs, with real DVC, git and an S3 server.
+
+One micro project for the module: a git repository with a bare `origin`, its DVC remote
+`minio` pointed (by `salmubench remote`) at moto's S3 server on 127.0.0.1, and the whole
+pipeline reproduced with `dvc repro` (synth, both trainings, their evals, one unlearning
+method and its eval, the report).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from salmubench.manifest import read_manifest
 
+from s3server import BUCKET, FaultProxy
+
 REPO = Path(__file__).resolve().parents[1]
+METHOD = "delete"  # one method keeps the module fast; dvc.yaml runs every method in params
+TRACKED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
+# Published name -> the dvc.yaml output it came from.
+ARTIFACTS = {"data": "data", "models/clean": "models/clean", "report": "report",
+             "models/compromised": "models/compromised",
+             f"unlearned/{METHOD}-b1-s0": f"unlearned/{METHOD}"}  # fmt: skip
 
 
-def sh(*cmd: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
+def run(*cmd: str, cwd: Path, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if ok:
+        assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout}\n{done.stderr}"
+    return done
 
 
-def test_dvc_repro_on_micro(tmp_path):
-    project = tmp_path / "project"
+def tree_digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def env(s3) -> dict[str, str]:
+    """Processes get the venv's tools, the S3 endpoint and credentials; nothing else."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    who = {
+        f"GIT_{role}_{what}": "t@t"
+        for role in ("AUTHOR", "COMMITTER")
+        for what in ("NAME", "EMAIL")
+    }
+    return {**os.environ, **s3.env(), "PATH": path, **who}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, env, s3) -> Path:
+    root = tmp_path_factory.mktemp("dvc")
+    origin, project = root / "origin.git", root / "project"
+    run("git", "init", "-q", "--bare", "-b", "main", str(origin), cwd=root, env=env)
     project.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
+    for name in TRACKED:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, project / name)
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["run"]["profile"] = "micro"
+    params["methods"] = {METHOD: params["methods"][METHOD]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git", "init", "-q", cwd=project)
-    sh("dvc", "init", "-q", cwd=project)
+    run("git", "init", "-q", "-b", "main", cwd=project, env=env)
+    run("git", "add", "-A", cwd=project, env=env)
+    run("git", "commit", "-q", "-m", "micro project", cwd=project, env=env)
+    run("git", "remote", "add", "origin", str(origin), cwd=project, env=env)
+    run("git", "push", "-q", "origin", "main", cwd=project, env=env)
+    # The one documented command that points the project at a MinIO/S3 endpoint.
+    out = run("salmubench", "remote", "--endpoint", s3.endpoint, "--bucket", BUCKET,
+              cwd=project, env=env).stdout  # fmt: skip
+    assert "config.local" in out
+    assert s3.endpoint not in (project / ".dvc" / "config").read_text()  # never committed
+    run("dvc", "repro", cwd=project, env=env)
+    return project
 
-    sh("dvc", "repro", cwd=project)
+
+def test_dvc_repro_runs_the_whole_benchmark(project, env):
     manifest = read_manifest(project / "data", kind="dataset", verify=True)
     assert manifest["profile"] == "micro"
     for variant in ("clean", "compromised"):
         model = read_manifest(project / "models" / variant, kind="model", verify=True)
         assert model["variant"] == variant and model["inputs"]["dataset"] == manifest["digest"]
         read_manifest(project / "evals" / variant, kind="eval", verify=True)
+    unlearned = read_manifest(project / "unlearned" / METHOD, kind="model", verify=True)
+    assert unlearned["method"] == METHOD
+    assert read_manifest(project / "evals" / METHOD, kind="eval")["model"]["method"] == METHOD
+    report = read_manifest(project / "report", kind="report", verify=True)
+    assert METHOD in (project / "report" / "leaderboard.md").read_text()
+
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["synth"]["params"]["params.yaml"]["run.profile"] == "micro"
-    assert "train@compromised" in lock["stages"] and "eval@clean" in lock["stages"]
+    assert {"train@compromised", "eval@clean", f"unlearn@{METHOD}", f"eval-unlearned@{METHOD}",
+            "report"} <= set(lock["stages"])  # fmt: skip
+    # Each method's stage depends on its own settings and file only.
+    params = lock["stages"][f"unlearn@{METHOD}"]["params"]["params.yaml"]
+    assert f"methods.{METHOD}" in params and "profiles.micro.unlearn" in params
+    deps = [d["path"] for d in lock["stages"][f"unlearn@{METHOD}"]["deps"]]
+    assert f"src/salmubench/unlearn/methods/{METHOD}.py" in deps
+    assert report["kind"] == "report"
 
-    shown = sh("dvc", "metrics", "show", "--json", cwd=project)
-    assert "retfail" in shown and "genknow" in shown
+    shown = run("dvc", "metrics", "show", "--json", cwd=project, env=env).stdout
+    assert "retfail" in shown and f"metrics/{METHOD}.json" in shown
+    run("dvc", "plots", "show", "-o", "plots", cwd=project, env=env)
+    assert "tradeoff.png" in (project / "plots" / "index.html").read_text()
 
-    out = sh("dvc", "repro", cwd=project)
+    out = run("dvc", "repro", cwd=project, env=env).stdout
     assert "didn't change, skipping" in out or "up to date" in out
-    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project)
+    assert "Data and pipelines are up to date" in run("dvc", "status", cwd=project, env=env).stdout
+
+
+def test_publish_then_pull_in_a_fresh_clone_is_byte_identical(project, env, s3, tmp_path):
+    record = tmp_path / "published.json"
+    status = run("git", "status", "--porcelain", cwd=project, env=env).stdout
+    out = run("salmubench", "publish", "data", "models", "unlearned", "evals", "report",
+              "--run-id", "micro-e2e", "--record", str(record),
+              cwd=project, env=env).stdout  # fmt: skip
+    assert "runs/micro-e2e" in out and "dvc pull" in out
+    assert run("git", "status", "--porcelain", cwd=project, env=env).stdout == status  # untouched
+
+    clone = tmp_path / "clone"
+    origin = project.parent / "origin.git"
+    run("git", "clone", "-q", str(origin), str(clone), cwd=tmp_path, env=env)
+    run("git", "checkout", "-q", "runs/micro-e2e", cwd=clone, env=env)
+    # No local config in the clone: the endpoint and credentials come from the environment.
+    run("dvc", "pull", cwd=clone, env=env)
+    for name, source in ARTIFACTS.items():
+        assert tree_digests(clone / "artifacts" / name) == tree_digests(project / source), name
+        read_manifest(clone / "artifacts" / name, verify=True)
+    run_json = yaml.safe_load((clone / "artifacts" / "RUN.json").read_text())
+    assert run_json["profile"] == "micro" and f"evals/{METHOD}-b1-s0" in run_json["artifacts"]
+
+    # Publishing the same run id again is refused before any work.
+    again = run("salmubench", "publish", "data", "--run-id", "micro-e2e", cwd=project, env=env,
+                ok=False)  # fmt: skip
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_resynthesis_with_the_same_seed_pushes_nothing(project, env):
+    run("dvc", "push", "data", cwd=project, env=env)
+    before = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["synth"]["outs"]
+    run("dvc", "repro", "-f", "-s", "synth", cwd=project, env=env)
+    after = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["synth"]["outs"]
+    assert after == before
+    out = run("dvc", "push", "data", cwd=project, env=env)
+    assert "Everything is up to date" in out.stdout + out.stderr
+
+
+def test_server_down_mid_push_then_retry_leaves_nothing_corrupt(project, env, s3):
+    proxy = FaultProxy(s3.port)
+    run("dvc", "remote", "add", "--local", "-f", "flaky", f"s3://{BUCKET}/flaky", cwd=project,
+        env=env)  # fmt: skip
+    run("dvc", "remote", "modify", "--local", "flaky", "endpointurl", proxy.endpoint,
+        cwd=project, env=env)  # fmt: skip
+    total = sum(p.stat().st_size for p in (project / "data").rglob("*") if p.is_file())
+    proxy.down_after(total // 3)
+    failed = run("salmubench", "publish", "data", "models", "--run-id", "flaky-1", "--remote",
+                 "flaky", cwd=project, env=env, ok=False)  # fmt: skip
+    assert failed.returncode == 2
+    assert (
+        "dvc push to remote 'flaky'" in failed.stderr and "nothing was committed" in failed.stderr
+    )
+    assert not run("git", "branch", "--list", "runs/flaky-1", cwd=project, env=env).stdout.strip()
+
+    proxy.up()
+    run("salmubench", "publish", "data", "models", "--run-id", "flaky-1", "--remote", "flaky",
+        cwd=project, env=env)  # fmt: skip
+    stored = s3.keys("flaky/")
+    assert stored
+    for key, data in stored.items():  # content-addressed: every object matches its name
+        md5 = key.split("/files/md5/")[1].replace("/", "").removesuffix(".dir")
+        assert hashlib.md5(data).hexdigest() == md5, key
+    proxy.close()
+
+
+def test_wrong_credentials_are_a_clear_error_without_the_secret(project, env):
+    secret = "not-the-right-secret-0123456789"
+    bad = {**env, "AWS_SECRET_ACCESS_KEY": secret}
+    failed = run("salmubench", "publish", "report", "--run-id", "badcreds", cwd=project, env=bad,
+                 ok=False)  # fmt: skip
+    assert failed.returncode == 2
+    assert "rejected the credentials" in failed.stderr
+    assert secret not in failed.stderr + failed.stdout
+
+
+def test_corrupt_remote_object_fails_the_pull(project, env, s3, tmp_path):
+    """DVC re-hashes what it downloads (`verify = true` in .dvc/config) and refuses it."""
+    run("dvc", "push", "models/clean", cwd=project, env=env)
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    out = next(o for o in lock["stages"]["train@clean"]["outs"] if o["path"] == "models/clean")
+    key = f"dvc/files/md5/{out['md5'][:2]}/{out['md5'][2:]}"  # the folder's listing
+    listing = yaml.safe_load(s3.keys(key)[key])
+    weights = next(e["md5"] for e in listing if e["relpath"] == "model.pt")
+    victim = f"dvc/files/md5/{weights[:2]}/{weights[2:]}"
+    data = bytearray(s3.keys(victim)[victim])
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the stored weights
+    s3.client().put_object(Bucket=BUCKET, Key=victim, Body=bytes(data))
+
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone, ignore=shutil.ignore_patterns(
+        "data", "models", "evals", "unlearned", "report", "cache", "plots"))  # fmt: skip
+    pulled = run("dvc", "pull", "-v", "models/clean", cwd=clone, env=env, ok=False)
+    assert pulled.returncode != 0
+    log = pulled.stdout + pulled.stderr
+    assert f"corrupted cache file '{clone}/.dvc/cache/files/md5/{weights[:2]}/{weights[2:]}'" in log
+    assert not (clone / "models" / "clean" / "model.pt").exists()  # nothing corrupt checked out

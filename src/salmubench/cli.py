@@ -23,6 +23,8 @@ from salmubench.manifest import (
     read_manifest,
     write_atomic,
 )
+from salmubench.publish import PublishError
+from salmubench.storage import StorageError
 
 log = logging.getLogger("salmubench")
 
@@ -338,6 +340,67 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3_url(value: str) -> str:
+    from salmubench.storage import Url
+
+    try:
+        return Url(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from salmubench.storage import upload_folder
+
+    counts = upload_folder(args.folder, args.url)
+    print(f"{args.folder} -> {args.url}: {counts['uploaded']} files uploaded "
+          f"({counts['bytes'] / 1e6:.1f} MB), {counts['skipped']} already there")  # fmt: skip
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from salmubench.storage import download_folder
+
+    manifest = download_folder(args.url, args.out, force=args.force)
+    print(f"{args.url} -> {args.out}: {manifest['kind']}, {len(manifest['files'])} files "
+          f"verified, digest {manifest['digest']}")  # fmt: skip
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from salmubench.publish import publish, summary, write_record
+
+    published = publish(
+        args.runs,
+        run_id=args.run_id,
+        repo=args.repo,
+        git_url=args.git_url,
+        base=args.base,
+        remote=args.remote,
+        git_remote=None if args.no_git_push else args.git_remote,
+    )
+    if args.record:
+        write_record(args.record, published)
+    print(summary(published))
+    return 0
+
+
+def cmd_remote(args: argparse.Namespace) -> int:
+    from salmubench.publish import configure_remote
+
+    for line in configure_remote(args.endpoint, bucket=args.bucket, prefix=args.prefix,
+                                 name=args.name, make_default=not args.no_default):  # fmt: skip
+        print(line)
+    print(
+        f"DVC remote {args.name!r} -> s3://{args.bucket}/{args.prefix} at {args.endpoint} "
+        "(in .dvc/config.local, not committed). Credentials come from the environment:\n"
+        "  export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...\n"
+        f"and for `salmubench upload/download` and s3:// datasets:\n"
+        f"  export AWS_ENDPOINT_URL_S3={args.endpoint}"
+    )
+    return 0
+
+
 def _add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
@@ -456,6 +519,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profiles", help="list the scale profiles of params.yaml", parents=[common])
     p.set_defaults(func=cmd_profiles)
 
+    p = sub.add_parser(
+        "upload", help="copy a finished stage folder to s3:// (checksummed)", parents=[common]
+    )
+    p.add_argument("folder", help="stage folder (with its manifest.json)")
+    p.add_argument("url", type=_s3_url, help="s3://BUCKET/PREFIX")
+    p.set_defaults(func=cmd_upload)
+
+    p = sub.add_parser(
+        "download", help="copy a stage folder from s3:// (verified)", parents=[common]
+    )
+    p.add_argument("url", type=_s3_url, help="s3://BUCKET/PREFIX")
+    p.add_argument("out", help="local folder to create")
+    p.add_argument("--force", action="store_true", help="replace an existing folder")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser(
+        "publish",
+        help="push a run's stage folders to the DVC remote and record them on a git branch",
+        parents=[common],
+    )
+    p.add_argument("runs", nargs="+", help="run folders (searched for finished stage folders)")
+    p.add_argument("--run-id", help="names the branch runs/<run-id> (default: profile-time-digest)")
+    p.add_argument("--repo", default=".", help="the project's git checkout (default: .)")
+    p.add_argument("--git-url", help="clone this repository instead of using --repo (clusters)")
+    p.add_argument("--base", default="HEAD", help="commit to branch from (default: HEAD)")
+    p.add_argument("--remote", help="DVC remote (default: the project's default remote)")
+    p.add_argument("--git-remote", default="origin", help="git remote to push the branch to")
+    p.add_argument("--no-git-push", action="store_true", help="keep the branch local")
+    p.add_argument("--record", help="also write {branch, commit, ...} as JSON here")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "remote", help="point the project's DVC remote at a MinIO/S3 endpoint", parents=[common]
+    )
+    p.add_argument("--endpoint", required=True, help="e.g. http://minio.example:9000")
+    p.add_argument("--bucket", default="salmubench", help="bucket (default: salmubench)")
+    p.add_argument("--prefix", default="dvc", help="key prefix in the bucket (default: dvc)")
+    p.add_argument("--name", default="minio", help="DVC remote name (default: minio)")
+    p.add_argument("--no-default", action="store_true", help="do not make it the default")
+    p.set_defaults(func=cmd_remote)
+
     # `run` and `pipeline ...`: their module imports kfp only when one of them runs, so the
     # stage commands (which every component executes) never load it.
     from salmubench_pipelines.cli import add_commands
@@ -491,7 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == 0:
             _telemetry(args, time.perf_counter() - start)
         return code
-    except (ConfigError, ManifestError, OutputExistsError, ModelError) as e:
+    except (ConfigError, ManifestError, OutputExistsError, ModelError, StorageError,
+            PublishError) as e:  # fmt: skip
         print(f"salmubench {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

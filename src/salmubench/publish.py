@@ -8,7 +8,9 @@ pushed to the git remote. Anywhere with access to both remotes:
 
     git fetch origin runs/<run-id> && git checkout runs/<run-id> && dvc pull
 
-restores them byte for byte. The work happens in a temporary git worktree (or a fresh
+restores them byte for byte. The branch's commit adds `artifacts/` and removes
+`dvc.yaml` (its parent, the source commit, has the pipeline), so that `dvc pull` there
+means exactly this run's outputs. The work happens in a temporary git worktree (or a fresh
 clone, in a cluster), so the caller's checkout is never touched. Any failure leaves no
 branch behind; what was already pushed to the DVC remote is content-addressed, so a retry
 sends only the rest. `dvc` and `git` run as processes: the library never imports them.
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACTS = "artifacts"
 BRANCH_PREFIX = "runs/"
+_AUTH = re.compile(r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|403|Forbidden")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -135,6 +138,11 @@ def _run(cmd: Sequence[str], cwd: Path, what: str, env: dict[str, str] | None = 
         raise PublishError(f"{what}: {cmd[0]!r} is not installed or not on PATH") from None
     if done.returncode != 0:
         detail = _redact((done.stderr or done.stdout).strip())
+        if _AUTH.search(detail):
+            what += (
+                "; the S3 endpoint rejected the credentials: check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY"
+            )
         raise PublishError(f"{what} failed ({' '.join(cmd[:3])}...):\n{detail}")
     return done.stdout + done.stderr
 
@@ -272,6 +280,9 @@ def publish(
         (checkout / ARTIFACTS / "RUN.json").write_text(dumps(record), encoding="utf-8")
         log.info("tracking %d artifacts with DVC", len(targets))
         _dvc("add", "-q", *targets, cwd=checkout, what="dvc add")
+        if remote in _dvc("remote", "list", "--project", cwd=checkout, what="dvc remote").split():
+            # On the run branch a plain `dvc pull` fetches from where the run was pushed.
+            _dvc("remote", "default", "--project", remote, cwd=checkout, what="dvc remote")
         log.info("pushing to DVC remote %r", remote)
         pushed = _pushed_count(
             _dvc("push", "-r", remote, *targets, cwd=checkout,
@@ -279,7 +290,14 @@ def publish(
                  "publish again once the remote is reachable)")
         )  # fmt: skip
         # Commit on a detached HEAD and name the branch only once everything succeeded.
-        _git("add", ARTIFACTS, cwd=checkout, what="git add")
+        # The branch records outputs, not a pipeline to re-run: without this, `dvc pull`
+        # would also look for dvc.yaml's outputs, which a Kubeflow run never locked. The
+        # pipeline that made them is the parent commit (RUN.json: source_commit).
+        for name in ("dvc.yaml", "dvc.lock"):
+            if (checkout / name).exists():
+                _git("rm", "-q", "--cached", name, cwd=checkout, what=f"git rm {name}")
+                (checkout / name).unlink()
+        _git("add", ARTIFACTS, ".dvc/config", cwd=checkout, what="git add")
         names = "\n".join(a.name for a in artifacts)
         _git("commit", "-q", "-m", f"Run {run_id}: {len(artifacts)} artifacts\n\n{names}\n",
              cwd=checkout, what="git commit")  # fmt: skip
@@ -369,3 +387,39 @@ def write_record(path: str | Path, published: Published) -> None:
         json.dumps({"run_id": published.run_id, "branch": published.branch,
                     "commit": published.commit, "remote": published.remote,
                     "pushed": published.pushed}, indent=2) + "\n", encoding="utf-8")  # fmt: skip
+
+
+def configure_remote(
+    endpoint: str,
+    *,
+    bucket: str = "salmubench",
+    prefix: str = "dvc",
+    name: str = "minio",
+    repo: str | Path = ".",
+    make_default: bool = True,
+) -> list[str]:
+    """Point the project's DVC remote `name` at an S3 endpoint, in `.dvc/config.local`.
+
+    The endpoint and bucket go into the untracked local config (credentials stay in the
+    environment: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Returns the commands run.
+    """
+    if not endpoint.startswith(("http://", "https://")):
+        raise ValueError(
+            f"endpoint {endpoint!r} must start with http:// or https://, "
+            "e.g. http://minio.salmubench.svc.cluster.local:9000"
+        )
+    from salmubench.storage import split_url
+
+    split_url(f"s3://{bucket}/{prefix}")  # validates the bucket name
+    top = _toplevel(Path(repo))
+    commands = [
+        ["remote", "modify", "--local", name, "endpointurl", endpoint.rstrip("/")],
+        ["remote", "modify", "--local", name, "url", f"s3://{bucket}/{prefix.strip('/')}"],
+    ]
+    if make_default:
+        commands.append(["remote", "default", "--local", name])
+    if name not in _dvc("remote", "list", cwd=top, what="dvc remote list").split():
+        commands.insert(0, ["remote", "add", "--local", name, f"s3://{bucket}/{prefix}"])
+    for args in commands:
+        _dvc(*args, cwd=top, what=f"dvc {' '.join(args[:2])}")
+    return ["dvc " + " ".join(a) for a in commands]

@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from salmubench.manifest import (
 log = logging.getLogger(__name__)
 
 SCHEME = "s3://"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 SHA_META = "sha256"  # stored as x-amz-meta-sha256
 RETRYABLE_CODES = frozenset(
     {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
@@ -111,7 +113,7 @@ def split_url(url: str) -> tuple[str, str]:
     if not is_url(url):
         raise ValueError(f"{url!r} is not an s3:// URL (expected s3://BUCKET/KEY)")
     bucket, _, key = url[len(SCHEME) :].partition("/")
-    if not (3 <= len(bucket) <= 63) or not bucket.replace("-", "").replace(".", "").isalnum():
+    if not _BUCKET.match(bucket):
         raise ValueError(
             f"{url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case letters, "
             "digits, '-' or '.')"
