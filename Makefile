@@ -32,7 +32,7 @@ lint-venv: $(LINT_VENV)/.installed
 
 $(LINT_VENV)/.installed: requirements/lint.txt
 	$(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/pip install --quiet -r requirements/lint.txt
+	$(LINT_VENV)/bin/pip install --quiet --quiet -r requirements/lint.txt
 	touch $@
 
 lint: venv lint-venv
