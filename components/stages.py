@@ -223,3 +223,35 @@ def report(
     run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
     shutil.copyfile(Path(folder.path) / "report.html", html.path)
     shutil.copyfile(Path(folder.path) / "leaderboard.md", leaderboard.path)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def publish(
+    data: Input[Dataset],
+    clean: Input[Model],
+    compromised: Input[Model],
+    clean_eval: Input[Artifact],
+    compromised_eval: Input[Artifact],
+    unlearned: Input[list[Model]],
+    evals: Input[list[Artifact]],
+    report: Input[Artifact],
+    record: Output[Artifact],
+    git_url: str,
+    run_id: str,
+    dvc_remote: str = "minio",
+    git_base: str = "main",
+):
+    """`salmubench publish`: the run's artifacts to the DVC remote, their versions to git.
+
+    Clones `git_url` (credentials: GIT_USERNAME/GIT_PASSWORD from a Secret), pushes every
+    artifact with DVC (S3 credentials from a Secret) and pushes branch `runs/<run_id>`;
+    `git checkout runs/<run_id> && dvc pull` then restores them anywhere.
+    """
+    from salmubench_components.shell import run_stage
+
+    folders = [data.path, clean.path, compromised.path, clean_eval.path, compromised_eval.path]
+    folders += [m.path for m in unlearned] + [e.path for e in evals] + [report.path]
+    run_stage(
+        ["publish", *folders, "--git-url", git_url, "--run-id", run_id,
+         "--remote", dvc_remote, "--base", git_base, "--record", record.path]
+    )  # fmt: skip

@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from salmubench.config import ConfigError
 
     try:
-        run_local(
+        report = run_local(
             args.profile,
             args.out or f"runs/{args.profile}-kfp",
             methods=args.methods,
@@ -43,6 +43,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except (ConfigError, ValueError) as e:
         return _fail("run", e)
+    if args.publish:
+        from salmubench_pipelines.local import run_folder
+
+        from salmubench.manifest import ManifestError
+        from salmubench.publish import PublishError, publish, summary
+        from salmubench.storage import StorageError
+
+        try:
+            published = publish([run_folder(report)], run_id=args.run_id,
+                                repo=args.publish_repo, remote=args.publish_remote)  # fmt: skip
+        except (PublishError, ManifestError, StorageError, ValueError) as e:
+            return _fail("run --publish", e)
+        print(summary(published))
     return 0
 
 
@@ -58,6 +71,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         accelerator=args.accelerator,
         s3_secret=args.s3_secret,
         shared_pvc=args.shared_pvc,
+        s3_endpoint=args.s3_endpoint,
+        publish=args.publish,
+        git_secret=args.git_secret,
     )
     try:
         for path in compile_all(args.out, opts, tuple(args.only or PIPELINE_NAMES)):
@@ -140,6 +156,15 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         "--pushgateway",
         help="Prometheus Pushgateway URL (default: $SALMUBENCH_PUSHGATEWAY; none = no telemetry)",
     )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="then push every artifact to the DVC remote and record them on git branch "
+        "runs/<run-id> (see `salmubench publish`)",
+    )
+    p.add_argument("--run-id", help="with --publish: the branch name runs/<run-id>")
+    p.add_argument("--publish-repo", default=".", help="with --publish: the project checkout")
+    p.add_argument("--publish-remote", help="with --publish: DVC remote (default: the default)")
     p.set_defaults(func=cmd_run)
 
     pipe = sub.add_parser("pipeline", help="compile, upload, submit or schedule the pipelines")
@@ -165,6 +190,22 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image", help="container image (default: $SALMUBENCH_IMAGE or the version-tagged image)"
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        default="",
+        help="S3 endpoint for every task, e.g. http://salmubench-minio.salmubench:9000",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="end the benchmark with a publish task (DVC remote + runs/<run id> git branch; "
+        "set the publish_git_url parameter when submitting)",
+    )
+    p.add_argument(
+        "--git-secret",
+        default="salmubench-git",
+        help="Secret with GIT_USERNAME / GIT_PASSWORD for the publish task",
     )
     p.set_defaults(func=cmd_compile, command="pipeline compile")
 

@@ -44,6 +44,13 @@ class Options:
     # Unlearning runs at once: 0 = all (a cluster schedules them); the local runner on a
     # laptop uses 1, since each run already uses every core.
     parallelism: int = 0
+    # In-cluster S3 endpoint for every task (AWS_ENDPOINT_URL_S3): s3:// datasets and the
+    # DVC remote. "" = the SDK default (AWS) or what the image sets.
+    s3_endpoint: str = ""
+    # Add a final `publish` task (cluster runs): artifacts to the DVC remote, versions to a
+    # runs/<run id> branch of the `publish_git_url` parameter's repository.
+    publish: bool = False
+    git_secret: str = "salmubench-git"  # Secret with GIT_USERNAME / GIT_PASSWORD (a token)
 
     def validate(self) -> None:
         if self.gpus < 0:
@@ -71,6 +78,8 @@ def _k8s(
     """The Kubernetes settings every task gets (ignored by the local runner)."""
     if opts.s3_secret:
         kubernetes.use_secret_as_env(task, secret_name=opts.s3_secret, secret_key_to_env=S3_KEYS)
+    if opts.s3_endpoint:
+        task.set_env_variable("AWS_ENDPOINT_URL_S3", opts.s3_endpoint)
     kubernetes.use_field_path_as_env(task, "SALMUBENCH_RUN_ID", RUN_ID_FIELD)
     if launcher and opts.shared_pvc:  # only the launcher hands data to other pods
         kubernetes.mount_pvc(task, pvc_name=opts.shared_pvc, mount_path=SHARED_MOUNT)
@@ -107,6 +116,8 @@ def benchmark(opts: Options = Options()) -> Callable:
         job_image: str = "",
         namespace: str = "",
         pushgateway: str = "",
+        publish_git_url: str = "",
+        publish_dvc_remote: str = "minio",
     ) -> Artifact:
         common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": pushgateway}
         runs = _k8s(stages.plan(methods=methods, seeds=seeds).set_display_name("plan runs"), opts)
@@ -181,6 +192,30 @@ def benchmark(opts: Options = Options()) -> Callable:
             **common,
         )
         _k8s(rep.set_display_name("report"), opts)
+        if opts.publish:
+            pub = stages.publish(
+                data=data.outputs["dataset"],
+                clean=models["clean"].outputs["model"],
+                compromised=models["compromised"].outputs["model"],
+                clean_eval=ev_clean.outputs["evaluation"],
+                compromised_eval=ev_comp.outputs["evaluation"],
+                unlearned=dsl.Collected(u.outputs["unlearned"]),
+                evals=dsl.Collected(ev.outputs["evaluation"]),
+                report=rep.outputs["folder"],
+                git_url=publish_git_url,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                dvc_remote=publish_dvc_remote,
+            )
+            _k8s(pub.set_display_name("publish"), opts)
+            if opts.git_secret:
+                kubernetes.use_secret_as_env(
+                    pub,
+                    secret_name=opts.git_secret,
+                    secret_key_to_env={
+                        "GIT_USERNAME": "GIT_USERNAME",
+                        "GIT_PASSWORD": "GIT_PASSWORD",
+                    },
+                )
         return rep.outputs["folder"]
 
     return pipeline

@@ -122,3 +122,11 @@ def run_local(
         print(f"  {png}")
     print(f"Task outputs (artifacts, logs): {root}")
     return report
+
+
+def run_folder(report: Path) -> Path:
+    """The kfp run folder (every task's outputs) of the run whose report is `report`."""
+    runs = [p for p in (report.parent / "kfp").iterdir() if p.is_dir()]
+    if not runs:
+        raise ValueError(f"{report.parent / 'kfp'}: no kfp run folder")
+    return max(runs, key=lambda p: p.stat().st_mtime)  # kfp names them by start time

@@ -165,8 +165,9 @@ def test_server_down_mid_push_then_retry_leaves_nothing_corrupt(project, env, s3
         cwd=project, env=env)  # fmt: skip
     total = sum(p.stat().st_size for p in (project / "data").rglob("*") if p.is_file())
     proxy.down_after(total // 3)
+    impatient = {**env, "AWS_MAX_ATTEMPTS": "1"}  # botocore: fail fast while it is down
     failed = run("salmubench", "publish", "data", "models", "--run-id", "flaky-1", "--remote",
-                 "flaky", cwd=project, env=env, ok=False)  # fmt: skip
+                 "flaky", cwd=project, env=impatient, ok=False)  # fmt: skip
     assert failed.returncode == 2
     assert (
         "dvc push to remote 'flaky'" in failed.stderr and "nothing was committed" in failed.stderr

@@ -134,3 +134,23 @@ def test_caching_is_off_for_reevaluation_only(compiled):
 def test_bad_options_name_the_bad_value():
     with pytest.raises(ValueError, match="gpus=-1"):
         PIPELINES["benchmark"](Options(gpus=-1))
+
+
+def test_publish_task_gets_git_and_s3_secrets_and_the_endpoint(tmp_path):
+    endpoint = "http://salmubench-minio.salmubench.svc.cluster.local:9000"
+    [path] = compile_all(tmp_path, Options(publish=True, s3_endpoint=endpoint), ("benchmark",))
+    spec, k8s = _docs(path)
+    executors = spec["deploymentSpec"]["executors"]
+    args = executors["exec-publish"]["container"]["args"]
+    assert "publish" in args and "--git-url" not in args  # the body builds the command
+    secrets = {s["secretName"]: s for s in k8s["exec-publish"]["secretAsEnv"]}
+    assert set(secrets) == {"salmubench-s3", "salmubench-git"}
+    assert {e["envVar"] for e in secrets["salmubench-git"]["keyToEnv"]} == {
+        "GIT_USERNAME",
+        "GIT_PASSWORD",
+    }
+    for key, executor in executors.items():  # every task reaches the same S3 endpoint
+        env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+        assert env.get("AWS_ENDPOINT_URL_S3") == endpoint, key
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert {"publish_git_url", "publish_dvc_remote"} <= set(inputs)

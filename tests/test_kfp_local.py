@@ -9,13 +9,20 @@ stage to a Pushgateway-compatible endpoint.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_telemetry import Pushgateway
 
 from salmubench.cli import main
 from salmubench.eval.metrics import METRICS
+from salmubench.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
 
 METHODS = ("direct_sim_min", "finetune")
 
@@ -25,6 +32,7 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SALMUBENCH_PUSHGATEWAY", raising=False)
     gateway = Pushgateway()
     out = tmp_path / "run"
+    project = _project(tmp_path)
     start = time.perf_counter()
     try:
         code = main(
@@ -38,6 +46,11 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
                 str(out),
                 "--pushgateway",
                 gateway.url,
+                "--publish",
+                "--publish-repo",
+                str(project),
+                "--run-id",
+                "micro-kfp",
             ]
         )
     finally:
@@ -84,6 +97,46 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
         (("method", ""), ("variant", "compromised")),
         *((("method", m), ("variant", "unlearned")) for m in METHODS),
     }
+
+    # --publish: every artifact in the project's embedded local DVC remote, their versions
+    # on branch runs/micro-kfp, pushed to origin; a clone restores them byte for byte.
+    assert "published run micro-kfp" in printed
+    clone = tmp_path / "clone"
+    _git("clone", "-q", str(tmp_path / "origin.git"), str(clone), cwd=tmp_path)
+    _git("checkout", "-q", "runs/micro-kfp", cwd=clone)
+    _dvc("remote", "modify", "--local", "local", "url", str(project / ".dvcstore"), cwd=clone)
+    _dvc("pull", cwd=clone)
+    run = json.loads((clone / "artifacts" / "RUN.json").read_text())
+    assert {"data", "models/clean", "models/compromised", "report"} <= set(run["artifacts"])
+    assert {f"unlearned/{m}-b1-s0" for m in METHODS} <= set(run["artifacts"])
+    for name, info in run["artifacts"].items():
+        assert read_manifest(clone / "artifacts" / name, verify=True)["digest"] == info["digest"]
+    assert (clone / "artifacts" / "report" / "leaderboard.md").read_text() == leaderboard
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _dvc(*args: str, cwd: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _project(tmp_path: Path) -> Path:
+    """A git + DVC project like this repository (its .dvc/config), with a bare origin."""
+    project = tmp_path / "project"
+    for name in (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, project / name)
+    _git("init", "-q", "-b", "main", cwd=project)
+    _git("add", "-A", cwd=project)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init", cwd=project)
+    _git("init", "-q", "--bare", "-b", "main", str(tmp_path / "origin.git"), cwd=tmp_path)
+    _git("remote", "add", "origin", str(tmp_path / "origin.git"), cwd=project)
+    _git("push", "-q", "origin", "main", cwd=project)
+    return project
 
 
 def _rows(board) -> list[dict]:

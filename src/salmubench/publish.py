@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -143,7 +144,8 @@ def _run(cmd: Sequence[str], cwd: Path, what: str, env: dict[str, str] | None = 
                 "; the S3 endpoint rejected the credentials: check AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY"
             )
-        raise PublishError(f"{what} failed ({' '.join(cmd[:3])}...):\n{detail}")
+        shown = " ".join(["dvc", *cmd[3:5]] if cmd[0] == sys.executable else cmd[:3])
+        raise PublishError(f"{what} failed ({shown}...):\n{detail}")
     return done.stdout + done.stderr
 
 
@@ -155,16 +157,38 @@ def _redact(text: str) -> str:
     return text
 
 
+_ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "$GIT_USERNAME" ;;
+  *) printf '%s\\n' "$GIT_PASSWORD" ;;
+esac
+"""
+
+
 def _git(*args: str, cwd: Path, what: str) -> str:
+    """git with a fallback identity and, for HTTPS remotes, credentials from the env.
+
+    GIT_USERNAME / GIT_PASSWORD (a token; in Kubernetes from a Secret) reach git through
+    an askpass script that reads them from the environment: never on a command line,
+    in a URL or in a file.
+    """
     identity = ["-c", "user.name=salmubench", "-c", "user.email=salmubench@localhost"]
     has_identity = subprocess.run(
         ["git", "config", "user.email"], cwd=cwd, capture_output=True
     ).returncode == 0  # fmt: skip
-    return _run(["git", *([] if has_identity else identity), *args], cwd, what)
+    env = {"GIT_TERMINAL_PROMPT": "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        if os.environ.get("GIT_PASSWORD"):
+            askpass = Path(tmp) / "askpass.sh"
+            askpass.write_text(_ASKPASS, encoding="utf-8")
+            askpass.chmod(0o700)
+            env["GIT_ASKPASS"] = str(askpass)
+        return _run(["git", *([] if has_identity else identity), *args], cwd, what, env)
 
 
 def _dvc(*args: str, cwd: Path, what: str) -> str:
-    return _run(["dvc", *args], cwd, what)
+    # DVC of this environment (a dependency), whatever PATH says.
+    return _run([sys.executable, "-m", "dvc", *args], cwd, what)
 
 
 @contextlib.contextmanager
@@ -176,8 +200,8 @@ def _checkout(repo: Path | None, git_url: str | None, base: str) -> Iterator[tup
     scratch = Path(tempfile.mkdtemp(prefix="salmubench-publish-"))
     try:
         if git_url:
-            _run(["git", "clone", "-q", "--branch", base, git_url, str(scratch / "repo")],
-                 scratch, f"cloning {git_url}")  # fmt: skip
+            _git("clone", "-q", "--branch", base, git_url, str(scratch / "repo"), cwd=scratch,
+                 what=f"cloning {git_url}")  # fmt: skip
             yield scratch / "repo", scratch / "repo"
         else:
             assert repo is not None
@@ -212,13 +236,18 @@ def _local_config(checkout: Path, repo: Path) -> None:
         shutil.copy2(dvc_dir / "config.local", checkout / ".dvc" / "config.local")
     _dvc("cache", "dir", "--local", str(dvc_dir / "cache"), cwd=checkout, what="dvc cache")
     # Relative local-remote URLs resolve against .dvc/: make them the caller's.
-    remotes = _dvc("remote", "list", cwd=repo, what="dvc remote list")
-    for line in remotes.splitlines():
-        name, _, url = line.partition("\t")
-        url = url.strip()
-        if url and "://" not in url and not os.path.isabs(url):
+    urls = {}
+    for level in ("--project", "--local"):  # later levels win, as in DVC
+        listed = subprocess.run([sys.executable, "-m", "dvc", "config", "--list", level],
+                                cwd=repo, capture_output=True, text=True).stdout  # fmt: skip
+        for line in listed.splitlines():  # remote.NAME.url=URL
+            key, _, value = line.partition("=")
+            if key.startswith("remote.") and key.endswith(".url"):
+                urls[key[len("remote.") : -len(".url")]] = value.strip()
+    for name, url in urls.items():
+        if "://" not in url:  # a local remote: relative to the caller's .dvc/
             absolute = os.path.normpath(dvc_dir / url)
-            _dvc("remote", "modify", "--local", name.strip(), "url", absolute, cwd=checkout,
+            _dvc("remote", "modify", "--local", name, "url", absolute, cwd=checkout,
                  what="dvc remote modify")  # fmt: skip
 
 
@@ -355,8 +384,8 @@ def _has_remote(checkout: Path, name: str) -> bool:
 
 
 def _default_remote(checkout: Path) -> str:
-    out = subprocess.run(["dvc", "remote", "default"], cwd=checkout, capture_output=True,
-                         text=True)  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=checkout,
+                         capture_output=True, text=True)  # fmt: skip
     name = out.stdout.strip()
     if out.returncode != 0 or not name:
         raise PublishError("the project has no default DVC remote; pass --remote NAME")
