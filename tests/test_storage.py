@@ -74,6 +74,17 @@ def test_s3_dataset_reads_like_the_local_folder(s3_env, micro_dataset, remote_da
         assert a == b and a
 
 
+def test_webdataset_reads_s3_shards(s3_env, micro_dataset, remote_dataset):
+    import webdataset as wds
+
+    manifest = read_manifest(micro_dataset, kind="dataset")
+    names = manifest["shards"]["retain_real"]
+    keys = [s["__key__"] for s in iter_split(micro_dataset, "retain_real", manifest)]
+    urls = [f"{remote_dataset}/{n}" for n in names]
+    read = [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)]
+    assert read == keys and keys
+
+
 def test_training_and_evaluation_read_s3_shards(
     s3, remote_dataset, micro_dataset, micro_models, tmp_path, monkeypatch
 ):

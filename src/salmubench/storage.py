@@ -457,3 +457,22 @@ def verify_remote(url: Url, manifest: dict[str, Any], names: Iterable[str] | Non
                 f"{url}: {name} is corrupt or was modified: recorded sha256 "
                 f"{info['sha256']} does not match the manifest's {expected}"
             )
+
+
+def register_webdataset() -> None:
+    """Let `webdataset.WebDataset("s3://bucket/shard-{000..009}.tar")` read through `Store`.
+
+    Same endpoint, credentials and retries as everything else here (webdataset has no
+    built-in s3:// opener). Called when `salmubench.data.shards` is imported.
+    """
+    import importlib
+
+    # The module: the package re-exports a function under the same name.
+    gopen = importlib.import_module("webdataset.gopen")
+
+    def gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: Any) -> IO[bytes]:
+        if not mode.startswith("r"):
+            raise ValueError(f"{url}: s3:// is read-only here; write with `salmubench upload`")
+        return io.BufferedReader(Store().open(url), buffer_size=max(bufsize, 1 << 16))
+
+    gopen.gopen_schemes["s3"] = gopen_s3

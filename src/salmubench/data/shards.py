@@ -20,7 +20,9 @@ import webdataset as wds
 from PIL import Image
 
 from salmubench.manifest import ManifestError, is_url, read_manifest
-from salmubench.storage import Store, Url, location
+from salmubench.storage import Store, Url, location, register_webdataset
+
+register_webdataset()  # webdataset.WebDataset("s3://...") reads like our own readers
 
 # Primitive splits, each written as its own shards (SPEC.md §2).
 SPLITS = (
