@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -58,8 +57,7 @@ _MACHINE: dict[str, Any] = {}
 
 
 def machine() -> dict[str, Any]:
-    """The machine, and torch's view of it (asked of a child: this process never imports
-    torch, so that the peak RSS a child inherits at exec stays small)."""
+    """The machine, and torch's view of it (asked of a child: this process stays small)."""
     if not _MACHINE:
         probe = (
             "import json, torch; print(json.dumps({'torch': torch.__version__, "
@@ -80,39 +78,58 @@ def machine() -> dict[str, Any]:
             python=platform.python_version(),
             **info,
         )
-    return {
-        **_MACHINE,
-        "orchestrator_peak_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-        ),
-    }
+    return dict(_MACHINE)
 
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+# Started by `run` in a lean interpreter: fork()s and exec()s the command, waits for it and
+# writes its peak RSS (KiB) to argv[1]. Linux carries the exec()ing process's old memory
+# high-water mark into ru_maxrss, and subprocess's vfork shares the caller's memory: a
+# command started directly by a process holding torch (pytest, a notebook) would report
+# the caller's peak, not its own. Through this small process it reports its own.
+TRAMPOLINE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run `cmd` to completion: wall seconds, peak RSS (MiB) of its largest process, the
-    load average before and after, and its stdout (stderr shown only on failure)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `cmd` to completion: wall seconds, peak RSS (MiB) of its largest process (as
+    wait4 reports it for the command's process tree), the load average before and after,
+    and its stdout (stderr shown only on failure)."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss,
+    ):
         before = load()
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=ROOT)
-        # wait4: this child's own rusage (ru_maxrss = the largest process of its tree that
-        # it waited for), not the cumulative RUSAGE_CHILDREN of every earlier run.
-        _, status, usage = os.wait4(proc.pid, 0)
+        code = subprocess.call(
+            [PY, "-S", "-c", TRAMPOLINE, rss.name, *cmd], stdout=out, stderr=err, env=env, cwd=ROOT
+        )
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_kib = int(rss.read() or 0)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0:
+    if code != 0:
         sys.stderr.write(stderr[-4000:])
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+        raise SystemExit(f"failed ({code}): {' '.join(cmd)}")
     return {
         "seconds": round(seconds, 3),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
         "load_before": before,
         "load_after": load(),
         "stdout": stdout,
