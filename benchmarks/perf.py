@@ -825,13 +825,12 @@ def suite_unlearn(args, argv) -> None:
 
         return go
 
-    variants = {m: method_run(m) for m in methods}
-    before = {}
+    # Each "before" variant runs right after its method (pairs stay adjacent in every round).
+    variants, before = {}, {}
     for m in methods:
-        if "original" in declared[m]["uses"] and declared[m]["original_reads"] != [
-            "forget",
-            "retain",
-        ]:
+        variants[m] = method_run(m)
+        reads = declared[m]["original_reads"]
+        if "original" in declared[m]["uses"] and reads != ["forget", "retain"]:
             before[m] = f"{m} (original embeds forget too)"
             variants[before[m]] = method_run(m, "forget,retain")
     try:
@@ -1129,9 +1128,10 @@ def doc_breakdown(r: dict) -> str:
     if not b:
         return ""
     ms = b["ms_per_step"]
+    source = f"`{b['command']}`" if "command" in b else "`_breakdown` worker of the same run"
     return (
-        f"Where a step of the command goes (`_breakdown` worker of the same run: the loop's "
-        f"own pieces on the real in-memory pools, {b['steps']} steps, timed in turn; load "
+        f"Where a step of the command goes ({source}: the loop's own pieces on the real "
+        f"in-memory pools, {b['steps']} steps, timed in turn; load "
         f"{b['load_before'][0]:.2f}): "
         + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items())
         + f" — data (plan + gather + normalise) is **{b['data_share']:.1%}** of a step."
