@@ -43,6 +43,11 @@ echo "smoke run of $image (uid $uid), data in $data"
 total=$SECONDS
 who=$(podman run --rm --entrypoint id "$image" -u)
 [[ $who == "$uid" ]] || { echo "docker/smoke.sh: runs as uid $who, expected $uid" >&2; exit 1; }
+# The tools the publish task runs as processes are in the image.
+for tool in git dvc; do
+    podman run --rm --entrypoint "$tool" "$image" --version >/dev/null ||
+        { echo "docker/smoke.sh: '$tool --version' fails in $image" >&2; exit 1; }
+done
 common=(--profile micro --seed 0)
 stage synth synth "${common[@]}" --out /data/dataset
 stage train-clean train --data /data/dataset --variant clean "${common[@]}" --out /data/clean
