@@ -73,6 +73,9 @@ podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' --filter "refere
         [[ $old == *-cuda ]] && old_target=cuda
         [[ $old_target != "$target" ]] || podman rmi "$old" >/dev/null
     done
+# Working containers of an interrupted build (status "Storage") pin whole layers.
+podman ps --all --external --format '{{.ID}} {{.Status}}' | awk '$2 == "Storage" { print $1 }' |
+    while read -r id; do podman rm --force "$id" >/dev/null; done
 podman image prune --force >/dev/null
 printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"
 size=$(podman image ls --noheading --format '{{.Size}}' --filter "reference=$image")
