@@ -24,7 +24,8 @@ run: venv
 	$(BIN)/salmubench run --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
 ## Static checks: ruff on the Python; then k8s/lint.py (kustomize render of every overlay,
-## kubernetes-validate --strict, custom-resource schemas, checkov, hadolint, yamllint), run
+## kubernetes-validate --strict, custom-resource schemas, checkov, hadolint, yamllint,
+## shellcheck), run
 ## from the checkers' own venv so that they never touch the project's dependencies.
 LINT_VENV ?= .venv-lint
 
