@@ -25,8 +25,8 @@ run: venv
 
 ## Static checks: ruff on the Python; then k8s/lint.py (kustomize render of every overlay,
 ## kubernetes-validate --strict, custom-resource schemas, checkov, hadolint, yamllint,
-## shellcheck), run
-## from the checkers' own venv so that they never touch the project's dependencies.
+## shellcheck), run from the checkers' own venv so that they never touch the project's
+## dependencies.
 LINT_VENV ?= .venv-lint
 
 lint-venv: $(LINT_VENV)/.installed
