@@ -810,10 +810,16 @@ def suite_unlearn(args, argv) -> None:
                 "--force",
                 "-q",
             ]
-            if reads is None:
+            if args.cpu_clock:
+                # One thread, and the loop's clock is this process's CPU time: the work
+                # of a step, whatever the neighbours do to the wall clock.
+                row = run(
+                    worker("_unlearn_reads", reads or "declared", "cpu", *cmd, "--set", "threads=1")
+                )
+            elif reads is None:
                 row = run(salmubench(*cmd))
             else:
-                row = run(worker("_unlearn_reads", reads, *cmd))
+                row = run(worker("_unlearn_reads", reads, "wall", *cmd))
             u = read_manifest(out, kind="model")["unlearning"]
             row.update(
                 steps=read_manifest(out)["steps"],
@@ -842,11 +848,13 @@ def suite_unlearn(args, argv) -> None:
         for n, r in rows.items()
     }
     ratios = {m: paired(rows[m], rows[b], "steps_per_second") for m, b in before.items()}
+    suite = "unlearn-cpu" if args.cpu_clock else "unlearn"
     write(
-        "unlearn",
+        suite,
         args.profile,
         argv,
         {
+            "clock": "cpu, 1 thread" if args.cpu_clock else "wall",
             "repeat": args.repeat,
             "budget": args.budget,
             "model": model_info(model),
@@ -858,17 +866,21 @@ def suite_unlearn(args, argv) -> None:
             "ratios": {"declared_vs_original_embeds_all": ratios},
         },
     )
-    print(doc_unlearn(load_result("unlearn", args.profile)))
+    print(doc_unlearn(load_result(suite, args.profile)))
 
 
-def unlearn_with_reads(reads: str, argv: list[str]) -> int:
-    """The real `salmubench unlearn` with every method's original_reads overridden."""
+def unlearn_with_reads(reads: str, clock: str, argv: list[str]) -> int:
+    """The real `salmubench unlearn`, with every method's original_reads overridden (unless
+    `reads` is "declared") and, for clock "cpu", its timings in CPU seconds."""
     from salmubench.cli import main
     from salmubench.unlearn import METHODS, method_names
 
     method_names()
-    for cls in METHODS.values():
-        cls.original_reads = frozenset(reads.split(","))
+    if reads != "declared":
+        for cls in METHODS.values():
+            cls.original_reads = frozenset(reads.split(","))
+    if clock == "cpu":
+        time.perf_counter = time.process_time
     return main(argv)
 
 
@@ -1201,12 +1213,14 @@ def doc_unlearn(r: dict | None) -> str:
         for n, v in r["summary"].items()
     ]
     ratios = r["ratios"]["declared_vs_original_embeds_all"]
+    clock = r.get("clock", "wall")
+    unit = "steps per CPU second, 1 thread" if clock.startswith("cpu") else "steps/s"
     return "\n\n".join(
         [
             _header(r),
-            f"Budget {r['budget']:g}× = {r['steps']} steps from `{m['path']}`; steps/s from the "
-            "command's manifest (the step loop); seconds = the whole process.",
-            table(("method", "steps/s", "seconds (process)", "peak RSS MiB"), rows),
+            f"Budget {r['budget']:g}× = {r['steps']} steps from `{m['path']}`; {unit} from the "
+            "command's manifest (the step loop); seconds = the whole process (wall clock).",
+            table(("method", unit, "seconds (process)", "peak RSS MiB"), rows),
             table(
                 (
                     "original embeds only what the method reads, vs forget too",
@@ -1323,6 +1337,9 @@ def render_doc(profile: str) -> str:
         "train": doc_train(load_result("train", profile)),
         "eval": doc_eval(load_result("eval", profile)),
         "unlearn": doc_unlearn(load_result("unlearn", profile)),
+        "unlearn_cpu": doc_unlearn(load_result("unlearn-cpu", profile)).replace(
+            "perf.py unlearn`", "perf.py unlearn --cpu-clock`"
+        ),
         "e2e": doc_e2e(load_result("e2e", profile)),
     }
     for name, text in parts.items():
@@ -1377,7 +1394,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if argv and argv[0] == "_unlearn_reads":
-        return unlearn_with_reads(argv[1], argv[2:])
+        return unlearn_with_reads(argv[1], argv[2], argv[3:])
 
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -1399,6 +1416,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-steps", type=int, default=100)
     parser.add_argument("--train-steps", type=int, default=30, help="steps per training run")
     parser.add_argument("--budget", type=float, default=1.0, help="unlearning budget per run")
+    parser.add_argument(
+        "--cpu-clock",
+        action="store_true",
+        help="unlearn: 1 thread, steps per "
+        "CPU second (robust to a busy machine); writes perf-unlearn-cpu-*.json",
+    )
     parser.add_argument("--methods", nargs="*", help="default: every registered method")
     parser.add_argument(
         "--sample", type=int, default=20, help="images per kind rendered to extrapolate synth"
