@@ -1065,7 +1065,7 @@ def doc_synth(r: dict | None) -> str:
             table(
                 (
                     "profile",
-                    "images",
+                    "image",
                     "sample per kind",
                     "ms/portrait",
                     "ms/scene",
