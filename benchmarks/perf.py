@@ -1098,36 +1098,21 @@ def doc_train(r: dict | None) -> str:
             table(
                 ("ratio (per-round, median)", "value", "all rounds"),
                 [
-                    (
-                        "salmubench train / bare loop (our loss)",
-                        q["command_vs_bare"]["median"],
-                        q["command_vs_bare"]["all"],
-                    ),
-                    (
-                        "salmubench train / bare loop (OpenCLIP ClipLoss)",
-                        q["command_vs_openclip_loop"]["median"],
-                        q["command_vs_openclip_loop"]["all"],
-                    ),
-                    (
-                        "2 processes / 1 process (2 threads)",
-                        q["two_processes_vs_one"]["median"],
-                        q["two_processes_vs_one"]["all"],
-                    ),
-                    (
-                        "2 processes / 1 process at 1 thread",
-                        q["two_processes_vs_one_thread"]["median"],
-                        q["two_processes_vs_one_thread"]["all"],
-                    ),
-                    (
-                        "1 thread / 2 threads (1 process)",
-                        q["one_thread_vs_two"]["median"],
-                        q["one_thread_vs_two"]["all"],
-                    ),
-                    (
-                        "OMP_WAIT_POLICY=PASSIVE / default (1 process, 2 threads)",
-                        q["passive_vs_default"]["median"],
-                        q["passive_vs_default"]["all"],
-                    ),
+                    (label, q[key]["median"], q[key]["all"])
+                    for label, key in (
+                        ("salmubench train / bare loop (our loss)", "command_vs_bare"),
+                        (
+                            "salmubench train / bare loop (OpenCLIP ClipLoss)",
+                            "command_vs_openclip_loop",
+                        ),
+                        ("2 processes / 1 process (2 threads)", "two_processes_vs_one"),
+                        ("2 processes / 1 process at 1 thread", "two_processes_vs_one_thread"),
+                        ("1 thread / 2 threads (1 process)", "one_thread_vs_two"),
+                        (
+                            "OMP_WAIT_POLICY=PASSIVE / default (1 process, 2 threads)",
+                            "passive_vs_default",
+                        ),
+                    )
                 ],
             ),
             doc_breakdown(r),
