@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypeVar
@@ -413,7 +413,7 @@ def download_folder(url: str, out: str | Path, force: bool = False, store: Store
 
     store = store or Store()
     source = Url(url)
-    manifest = read_remote_manifest(source, store)
+    raw, manifest = _fetch_manifest(source, store)
     with staged_output(out, force) as tmp:
         files = sorted(manifest.get("files", {}).items())
         for i, (name, sha) in enumerate(files, 1):
@@ -421,12 +421,15 @@ def download_folder(url: str, out: str | Path, force: bool = False, store: Store
             if ".." in PurePosixPath(name).parts or name.startswith("/"):
                 raise ManifestError(f"{source}: refusing unsafe file name {name!r}")
             store.get_file(source / name, tmp / name, sha)
-        write_atomic(tmp / MANIFEST, json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+        write_atomic(tmp / MANIFEST, raw)  # the stored bytes: the folder stays byte-identical
     return manifest
 
 
 def read_remote_manifest(url: Url, store: Store | None = None) -> dict[str, Any]:
+    return _fetch_manifest(url, store)[1]
 
+
+def _fetch_manifest(url: Url, store: Store | None = None) -> tuple[bytes, dict[str, Any]]:
     store = store or Store()
     try:
         raw = store.get_bytes(url / MANIFEST)
@@ -438,17 +441,15 @@ def read_remote_manifest(url: Url, store: Store | None = None) -> dict[str, Any]
             ) from None
         raise
     try:
-        return json.loads(raw)
+        return raw, json.loads(raw)
     except json.JSONDecodeError as e:
         raise ManifestError(f"{url / MANIFEST}: not valid JSON ({e})") from e
 
 
-def verify_remote(url: Url, manifest: dict[str, Any], names: Iterable[str] | None = None) -> None:
+def verify_remote(url: Url, manifest: dict[str, Any]) -> None:
     """Check that every listed object exists with the recorded sha256 (no download)."""
-
     store = Store()
-    for name in names if names is not None else manifest.get("files", {}):
-        expected = manifest["files"][name]
+    for name, expected in manifest.get("files", {}).items():
         info = store.stat(url / name)
         if info is None:
             raise ManifestError(f"{url}: {name} is listed in the manifest but missing")
