@@ -11,6 +11,7 @@ which torchrun reads, and the library reads rank and world size from the environ
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -90,10 +91,28 @@ def torchrun_command(args: Sequence[str], *, standalone_nproc: int | None = None
     return [*cmd, "-m", "salmubench", *args]
 
 
+# The longest names the operators derive from a job name, for up to 1000 nodes:
+# PyTorchJob Services/pods `<name>-worker-<i>` (Training Operator v1 checks each is a DNS-1035
+# label); TrainJob -> JobSet `<name>`, Jobs `<name>-<replicated job>-<j>`, pods
+# `<name>-node-<j>-<i>-<5 random>` (the JobSet webhook validates these lengths on create),
+# and Trainer runtimes may add replicated jobs named `dataset-initializer`/`model-initializer`.
+DERIVED_SUFFIXES = ("-worker-998", "-node-0-999-abcde", "-dataset-initializer-0-0-abcde")
+NAME_MAX = 63 - max(map(len, DERIVED_SUFFIXES))  # 33: every derived name stays <= 63
+HASH_CHARS = 10
+
+
 def job_name(prefix: str, unique: str) -> str:
-    """A DNS-1123 name (<= 63 chars, as the operators create Services from it)."""
-    name = _NAME.sub("-", f"{prefix}-{unique}".lower()).strip("-")
-    return name[:63].rstrip("-")
+    """`<prefix>-<hash>`: a DNS-1035 label of <= NAME_MAX characters for any `unique`.
+
+    `unique` (a KFP run id, a 36-character UUID) goes in whole through a sha256 suffix, so
+    two runs never share a name; the readable prefix is cut to fit, never the hash.
+    """
+    digest = hashlib.sha256(f"{prefix}/{unique}".encode()).hexdigest()[:HASH_CHARS]
+    head = _NAME.sub("-", prefix.lower()).strip("-")
+    head = head[: NAME_MAX - HASH_CHARS - 1].strip("-")
+    if not head or not head[0].isalpha():  # DNS-1035: a letter first
+        head = "j" + head[: NAME_MAX - HASH_CHARS - 2]
+    return f"{head}-{digest}"
 
 
 @dataclass(frozen=True)

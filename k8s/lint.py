@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def launcher_jobs() -> list[dict]:
     jobs = []
     for nodes, gpus, pvc in ((1, 0, ""), (3, 2, "salmubench-shared")):
         job = launcher.JobSpec(
-            name=launcher.job_name("salmubench-clean", "3f2a9c1e"),
+            name=launcher.job_name("salmubench-compromised", str(uuid.uuid4())),
             namespace="salmubench",
             image="ghcr.io/salmubench/salmubench:0.1.0",
             command=launcher.torchrun_command(args),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import pytest
 from salmubench_components.launcher import (
+    NAME_MAX,
     JobFailed,
     JobSpec,
     build_job,
@@ -106,10 +110,34 @@ def test_local_command_is_a_standalone_torchrun_of_the_same_stage():
     ]
 
 
-def test_job_names_are_dns_labels():
-    name = job_name("salmubench-Compromised", "Run_ID/" + "x" * 80)
-    assert len(name) <= 63 and name == name.lower() and not name.endswith("-")
-    assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_derived_names_fit_for_any_run_id():
+    """Every name the operators derive from the job name is a DNS-1035 label of <= 63
+    characters, for KFP's 36-character run ids (UUIDs), both variants, up to 1000 nodes."""
+    names = set()
+    for _ in range(200):
+        run_id = str(uuid.uuid4())
+        assert len(run_id) == 36
+        for variant in ("clean", "compromised"):
+            name = job_name(f"salmubench-{variant}", run_id)
+            names.add(name)
+            derived = [
+                name,  # the job, the TrainJob's JobSet
+                f"{name}-master-0",  # PyTorchJob Service and pod
+                f"{name}-worker-998",  # the last Worker of 1000 nodes
+                f"{name}-node-0",  # TrainJob: the JobSet's Job
+                f"{name}-node-0-999-x7k2q",  # its last pod (generateName adds 5 chars)
+                f"{name}-dataset-initializer-0-0-x7k2q",  # runtimes with initializers
+            ]
+            for d in derived:
+                assert len(d) <= 63 and DNS1035.match(d), d
+            assert name.startswith(f"salmubench-{variant}"[: NAME_MAX - 11])
+    assert len(names) == 400  # the whole run id counts: no two runs share a name
+    # Odd input still gives a valid label (a letter first), the hash kept whole.
+    odd = job_name("9_Weird/Prefix" + "x" * 80, "Run_ID")
+    assert DNS1035.match(odd) and len(odd) <= NAME_MAX and odd[-11] == "-"
 
 
 CREATED = {"type": "Created", "status": "True", "reason": "PyTorchJobCreated"}
