@@ -179,3 +179,41 @@ def embedding_drift(model: Features, original: Features) -> torch.Tensor:
     image = 1 - pair_similarity(model.image, original.image)
     text = 1 - pair_similarity(model.text, original.text)
     return (image.mean() + text.mean()) / 2
+
+
+# The forms of the retention terms of DELETE, CLIPErase and VLUnlearn (each method's
+# `retention` setting): the authors' MSEs, or our earlier KL and (1 - cos) adaptation.
+RETENTIONS = ("authors", "kl")
+
+
+def check_retention(value: str) -> None:
+    if value not in RETENTIONS:
+        raise ConfigError(f"retention={value!r}; valid: {', '.join(map(repr, RETENTIONS))}")
+
+
+def mse_to_original(model: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference over every entry (nn.MSELoss, as in the authors' code) of a
+    similarity matrix or an [n, D] embedding and the original model's. Of L2-normalised
+    D-dim rows it is mean(2 (1 - cos)) / D: `embedding_drift` weighs about D/2 times more."""
+    return F.mse_loss(model, original)
+
+
+def two_way_mse(sims: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The authors' image→text + text→image MSE of a similarity matrix against a target.
+
+    Their text→image matrix is the image→text one transposed, and so is its target (VLUnlearn's
+    too: the original's text→image matrix of the same shuffled pairs), so both directions give
+    the same value and the sum is twice one MSE; it stays a sum so that the balance between a
+    similarity term and an embedding term is the authors'."""
+    return mse_to_original(sims, target) + mse_to_original(sims.T, target.T)
+
+
+def fused_embedding(features: Features) -> torch.Tensor:
+    """[n, D] normalize((image + text) / 2): the authors' multimodal embedding of a pair, the
+    dual-encoder stand-in for MultiDelete's fusion encoder."""
+    return F.normalize((features.image + features.text) / 2, dim=1)
+
+
+def unimodal_mse(model: Features, original: Features) -> torch.Tensor:
+    """The authors' unimodal retention: the image embeddings' MSE plus the text embeddings'."""
+    return mse_to_original(model.image, original.image) + mse_to_original(model.text, original.text)
