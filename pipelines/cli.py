@@ -74,6 +74,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         s3_endpoint=args.s3_endpoint,
         publish=args.publish,
         git_secret=args.git_secret,
+        caching=not args.no_cache,
     )
     try:
         for path in compile_all(args.out, opts, tuple(args.only or PIPELINE_NAMES)):
@@ -83,10 +84,36 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def connection(args: argparse.Namespace):
+    """The KFP connection of --host/--namespace/credentials; secrets from files or env."""
+    from salmubench_pipelines.client import Connection
+
+    token = os.environ.get("KFP_TOKEN", "")
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    return Connection(
+        host=args.host,
+        namespace=args.namespace or os.environ.get("KFP_NAMESPACE", ""),
+        token=token,
+        sa_token=args.sa_token,
+        cookies=os.environ.get("KFP_COOKIES", ""),
+        check_version=not args.skip_version_check,
+    )
+
+
+def _kfp_errors():
+    from salmubench_pipelines.client import KFPError
+
+    return (KFPError, ValueError, FileNotFoundError)
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     from salmubench_pipelines.client import upload
 
-    upload(args.host, tuple(args.only or PIPELINE_NAMES), args.compiled, args.version)
+    try:
+        upload(connection(args), tuple(args.only or PIPELINE_NAMES), args.compiled, args.version)
+    except _kfp_errors() as e:
+        return _fail("pipeline upload", e)
     return 0
 
 
@@ -95,17 +122,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     try:
         params = parse_params(args.param, args.pipeline, args.compiled)
-    except (ValueError, FileNotFoundError) as e:
+        submit(
+            connection(args),
+            args.pipeline,
+            params,
+            experiment=args.experiment,
+            run_name=args.name,
+            version=args.version,
+            folder=args.compiled,
+        )
+    except _kfp_errors() as e:
         return _fail("pipeline submit", e)
-    submit(
-        args.host,
-        args.pipeline,
-        params,
-        experiment=args.experiment,
-        run_name=args.name,
-        enable_caching=False if args.no_cache else None,
-        folder=args.compiled,
-    )
     return 0
 
 
@@ -115,17 +142,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     try:
         check_cron(args.cron)
         params = parse_params(args.param, args.pipeline, args.compiled)
-    except (ValueError, FileNotFoundError) as e:
+        schedule(
+            connection(args),
+            args.cron,
+            params,
+            name=args.pipeline,
+            experiment=args.experiment,
+            job_name=args.name,
+            version=args.version,
+            folder=args.compiled,
+        )
+    except _kfp_errors() as e:
         return _fail("pipeline schedule", e)
-    schedule(
-        args.host,
-        args.cron,
-        params,
-        name=args.pipeline,
-        experiment=args.experiment,
-        job_name=args.name,
-        folder=args.compiled,
-    )
     return 0
 
 
@@ -172,6 +200,27 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://HOST:8888")
     host.add_argument("--compiled", default=str(COMPILED), help="folder of compiled YAML")
+    host.add_argument(
+        "--namespace",
+        help="profile namespace, required by multi-user Kubeflow (default: $KFP_NAMESPACE)",
+    )
+    host.add_argument(
+        "--token-file",
+        help="file holding a bearer token, e.g. from `kubectl create token` (or $KFP_TOKEN); "
+        "a dashboard session cookie goes in $KFP_COOKIES",
+    )
+    host.add_argument(
+        "--sa-token",
+        action="store_true",
+        help="in a pod: the projected ServiceAccount token (audience pipelines.kubeflow.org) "
+        "at $KF_PIPELINES_SA_TOKEN_PATH or kfp's default path",
+    )
+    host.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help="do not refuse a backend whose healthz tag_name is not a version >= 2.14",
+    )
+    host.add_argument("--version", help="pipeline version name (default: v<package>-g<git rev>)")
 
     p = psub.add_parser("compile", help="write the IR YAML of every pipeline", parents=[common])
     p.add_argument("--out", default=str(COMPILED), help="output folder")
@@ -207,13 +256,18 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         default="salmubench-git",
         help="Secret with GIT_USERNAME / GIT_PASSWORD for the publish task",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compile every task with caching off (runs of an uploaded version cannot "
+        "override caching; reevaluate is never cached)",
+    )
     p.set_defaults(func=cmd_compile, command="pipeline compile")
 
     p = psub.add_parser(
         "upload", help="upload as a new version (package version + git rev)", parents=[common, host]
     )
     p.add_argument("--only", nargs="+", choices=PIPELINE_NAMES, help="just these pipelines")
-    p.add_argument("--version", help="version name (default: v<package>-g<git rev>)")
     p.set_defaults(func=cmd_upload, command="pipeline upload")
 
     for action, helptext, default in (
@@ -232,7 +286,6 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         p.add_argument("--experiment", default="salmubench", help="KFP experiment name")
         p.add_argument("--name", help="run / recurring run name")
         if action == "submit":
-            p.add_argument("--no-cache", action="store_true", help="disable caching")
             p.set_defaults(func=cmd_submit, command="pipeline submit")
         else:
             p.add_argument(

@@ -51,6 +51,10 @@ class Options:
     # runs/<run id> branch of the `publish_git_url` parameter's repository.
     publish: bool = False
     git_secret: str = "salmubench-git"  # Secret with GIT_USERNAME / GIT_PASSWORD (a token)
+    # False: every task of every pipeline compiled with caching off. A run of an uploaded
+    # version cannot override caching (KFP applies that only to inline specs), so this is
+    # where a never-cached version is made; `reevaluate` is never cached regardless.
+    caching: bool = True
 
     def validate(self) -> None:
         if self.gpus < 0:
@@ -85,6 +89,8 @@ def _k8s(
         kubernetes.mount_pvc(task, pvc_name=opts.shared_pvc, mount_path=SHARED_MOUNT)
     if train and opts.gpus:
         task.set_accelerator_type(opts.accelerator).set_accelerator_limit(opts.gpus)
+    if not opts.caching:
+        task.set_caching_options(False)
     return task
 
 

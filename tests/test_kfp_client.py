@@ -1,198 +1,212 @@
-"""upload / submit / schedule against an HTTP server speaking just enough KFP v2beta1 REST.
+"""upload / submit / schedule against a KFP server that holds to upstream's rules.
 
-No KFP API server can run here, so this server answers the calls kfp 2.17's Client makes
-(healthz, pipeline lookup by name, upload, upload_version, experiments, runs, recurring
-runs) and records every request; the tests check what the client sent.
+tests/kfp_server.py answers the calls kfp 2.17's Client makes with the rules of
+kubeflow/pipelines' API server, multi-user mode included (namespaces, identity from a
+token or the gateway's session cookie, authorization per namespace, unique names).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
+from kfp_server import KFPServer
 from salmubench_pipelines.client import check_cron, git_revision, version_name
 
 from salmubench import __version__
 from salmubench.cli import main
 
-API = "/apis/v2beta1"
-
-
-class FakeKFP:
-    """Records (method, path, query, body) and answers like a KFP 2.x API server."""
-
-    def __init__(self, existing: set[str] = frozenset()) -> None:
-        self.requests: list[tuple[str, str, dict, bytes]] = []
-        self.pipelines = {name: f"id-{name}" for name in existing}
-        kfp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                kfp.requests.append((self.command, url.path, query, body))
-                reply = kfp.reply(self.command, url.path, query, body)
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = _answer
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def reply(self, method: str, path: str, query: dict, body: bytes) -> dict:
-        if path == f"{API}/healthz":
-            return {"multi_user": False}
-        if method == "GET" and path == f"{API}/pipelines":
-            [predicate] = json.loads(query["filter"])["predicates"]
-            name = (
-                predicate["string_value"]
-                if "string_value" in predicate
-                else predicate["stringValue"]
-            )
-            found = self.pipelines.get(name)
-            return {"pipelines": [{"pipeline_id": found, "display_name": name}]} if found else {}
-        if path == f"{API}/pipelines/upload":
-            self.pipelines[query["name"]] = f"id-{query['name']}"
-            return {"pipeline_id": self.pipelines[query["name"]], "display_name": query["name"]}
-        if path == f"{API}/pipelines/upload_version":
-            return {
-                "pipeline_id": query["pipelineid"],
-                "pipeline_version_id": "v-1",
-                "display_name": query["name"],
-            }
-        if method == "GET" and path == f"{API}/experiments":
-            return {}
-        if method == "POST" and path == f"{API}/experiments":
-            return {"experiment_id": "exp-1", **json.loads(body)}
-        if method == "POST" and path == f"{API}/runs":
-            return {"run_id": "run-1"}
-        if method == "POST" and path == f"{API}/recurringruns":
-            return {"recurring_run_id": "rr-1"}
-        raise AssertionError(f"unexpected {method} {path}")
-
-    def calls(self, method: str, path: str) -> list[tuple[dict, bytes]]:
-        return [(q, b) for m, p, q, b in self.requests if m == method and p == f"{API}{path}"]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+VERSION = "v0.0.0-gtest"  # the tree may be dirty while tests run: name the version
+NS = "team-a"
+TOKEN = "sa-token-of-team-a"
+USER = "system:serviceaccount:team-a:default-editor"
+REEVAL = [
+    "--param",
+    "dataset_uri=minio://b/dataset",
+    "--param",
+    "clean_uri=minio://b/clean",
+    "--param",
+    "compromised_uri=minio://b/comp",
+    "--param",
+    'unlearned_uris=["minio://b/unlearned/neg_grad","minio://b/unlearned/finetune"]',
+]
 
 
 @pytest.fixture
 def kfp_home(tmp_path, monkeypatch):
     # kfp.Client reads ~/.config/kfp/context.json: keep a developer's own settings out.
     monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("KFP_TOKEN", "KFP_COOKIES", "KFP_NAMESPACE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def multi_user(kfp_home, tmp_path):
+    server = KFPServer(multi_user=True, tokens={TOKEN: USER}, access={USER: {NS}})
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    yield server, ["--host", server.url, "--namespace", NS, "--token-file", str(token)]
+    server.close()
+
+
+def pipeline(action: str, *args: str) -> int:
+    return main(["pipeline", action, *args, "--version", VERSION])
 
 
 def test_upload_creates_or_versions_each_pipeline(kfp_home, capsys):
-    server = FakeKFP(existing={"salmubench-benchmark"})
+    server = KFPServer()
     try:
-        assert main(["pipeline", "upload", "--host", server.url]) == 0
+        assert pipeline("upload", "--host", server.url) == 0
+        # Again: the pipelines exist, so only versions are looked up (and reused).
+        assert pipeline("upload", "--host", server.url) == 0
     finally:
         server.close()
     uploads = server.calls("POST", "/pipelines/upload")
     versions = server.calls("POST", "/pipelines/upload_version")
-    # New pipelines are created first; every pipeline then gets a new named version.
-    assert sorted(q["name"] for q, _ in uploads) == [
+    assert sorted(q["name"] for q, _, _ in uploads) == [
+        "salmubench-benchmark",
         "salmubench-reevaluate",
         "salmubench-unlearn-eval",
     ]
-    assert len(versions) == 3
-    revision = git_revision()
-    for query, body in versions:
-        assert query["name"] == f"v{__version__}-{revision}"
-        assert __version__ in query["name"] and revision in query["name"]
-        assert query["pipelineid"].startswith("id-salmubench-")
+    assert len(versions) == 3  # the second upload created nothing
+    for query, _, body in versions:
+        assert query["name"] == VERSION
         assert b"PIPELINE DEFINITION" in body  # the compiled YAML itself, multipart
-    assert dict(versions[0][0])["pipelineid"] == "id-salmubench-benchmark"
+    assert "is already uploaded" in capsys.readouterr().out
+    assert version_name() == f"v{__version__}-{git_revision()}"
 
 
-def test_schedule_sends_cron_concurrency_catchup_and_no_cache(kfp_home):
-    server = FakeKFP()
-    uris = '["minio://b/unlearned/neg_grad","minio://b/unlearned/finetune"]'
-    try:
-        code = main(
-            [
-                "pipeline",
-                "schedule",
-                "--host",
-                server.url,
-                "--cron",
-                "0 0 3 * * *",
-                "--param",
-                "dataset_uri=minio://b/dataset",
-                "--param",
-                "clean_uri=minio://b/clean",
-                "--param",
-                "compromised_uri=minio://b/comp",
-                "--param",
-                f"unlearned_uris={uris}",
-            ]
-        )
-    finally:
-        server.close()
-    assert code == 0
-    [(_, body)] = server.calls("POST", "/recurringruns")
-    job = json.loads(body)
+def test_multi_user_upload_submit_schedule_with_namespace_and_token(multi_user):
+    server, conn = multi_user
+    assert pipeline("upload", *conn) == 0
+    # The pipelines are the namespace's own.
+    assert {p["namespace"] for p in server.pipelines.values()} == {NS}
+    for _, headers, _ in server.calls("POST", "/pipelines/upload_version"):
+        assert headers["authorization"] == f"Bearer {TOKEN}"
+    params = ["--param", "profile=micro", "--param", "seeds=[0,1]"]
+    assert pipeline("submit", *conn, *params) == 0
+    assert pipeline("schedule", *conn, "--cron", "0 0 3 * * *", *REEVAL) == 0
+
+    [run] = server.runs.values()
+    benchmark = _version_of(server, "salmubench-benchmark")
+    # The run references the uploaded version; nothing is sent inline.
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == benchmark
+    assert "pipeline_spec" not in run
+    assert run["runtime_config"]["parameters"] == {"profile": "micro", "seeds": [0, 1]}
+    assert server.experiments[run["experiment_id"]] == {
+        "display_name": "salmubench",
+        "namespace": NS,
+    }
+    [job] = server.recurring.values()
+    reevaluate = _version_of(server, "salmubench-reevaluate")
+    assert job["pipeline_version_reference"]["pipeline_version_id"] == reevaluate
     assert job["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
     assert int(job["max_concurrency"]) == 1  # int64: JSON string in the REST API
-    assert job["no_catchup"] is True
-    assert job["mode"] == "ENABLE"
-    assert job["runtime_config"]["parameters"]["unlearned_uris"] == json.loads(uris)
-    # With Kubernetes settings the client sends {pipeline_spec, platform_spec}.
-    spec = job["pipeline_spec"]["pipeline_spec"]
-    assert "secretAsEnv" in json.dumps(job["pipeline_spec"]["platform_spec"])
+    assert job["no_catchup"] is True and job["mode"] == "ENABLE"
+    assert job["runtime_config"]["parameters"]["unlearned_uris"] == [
+        "minio://b/unlearned/neg_grad",
+        "minio://b/unlearned/finetune",
+    ]
+    # The version scheduled is compiled with caching off in every task.
+    [version] = [v for v in server.versions.values() if v["name"] == VERSION and
+                 server.pipelines[v["pipeline_id"]]["name"] == "salmubench-reevaluate"]  # fmt: skip
+    spec = _spec_of(version["spec"])
     tasks = _all_tasks(spec)
     assert tasks and not any(t.get("cachingOptions", {}).get("enableCache") for t in tasks)
-    assert spec["pipelineInfo"]["name"] == "salmubench-reevaluate"
 
 
-def test_submit_starts_a_run_with_parameters(kfp_home):
-    server = FakeKFP()
+def _version_of(server: KFPServer, display: str) -> str:
+    [vid] = [
+        vid
+        for vid, v in server.versions.items()
+        if v["name"] == VERSION and server.pipelines[v["pipeline_id"]]["name"] == display
+    ]
+    return vid
+
+
+def _spec_of(multipart: bytes) -> dict:
+    text = multipart.decode()
+    start = text.index("# PIPELINE DEFINITION")
+    end = text.index("\r\n--", start)
+    return next(yaml.safe_load_all(text[start:end]))
+
+
+def test_multi_user_refuses_clearly_without_namespace_or_credentials(multi_user, capsys):
+    server, conn = multi_user
+    host = conn[:2]
+    # No namespace: refused before anything is sent but healthz.
+    assert pipeline("upload", *host, "--token-file", conn[-1]) == 2
+    err = capsys.readouterr().err
+    assert "multi-user: pass --namespace" in err
+    assert not server.calls("POST", "/pipelines/upload")
+    # A namespace but no credentials: upstream's own answer, named.
+    assert pipeline("upload", *host, "--namespace", NS) == 2
+    err = capsys.readouterr().err
+    assert "upload salmubench-benchmark" in err or "find salmubench-benchmark" in err
+    assert "there is no user identity header" in err
+    # Credentials of a user without access to the namespace: 403 with upstream's reason.
+    other = KFPServer(
+        multi_user=True, tokens={TOKEN: "bob@example.com"}, access={"bob@example.com": {"b"}}
+    )
     try:
-        code = main(
-            [
-                "pipeline",
-                "submit",
-                "--host",
-                server.url,
-                "--param",
-                "profile=micro",
-                "--param",
-                "methods=neg_grad,finetune",
-                "--param",
-                "seeds=[0,1]",
-            ]
-        )
+        assert pipeline("submit", "--host", other.url, *conn[2:]) == 2
+    finally:
+        other.close()
+    err = capsys.readouterr().err
+    assert re.search(r"HTTP 403: User 'bob@example.com' is not authorized", err), err
+    # Submitting a version that was never uploaded says how to fix it.
+    assert pipeline("submit", *conn) == 2
+    assert "'salmubench-benchmark' is not uploaded" in capsys.readouterr().err
+    assert pipeline("upload", *conn, "--only", "benchmark") == 0
+    code = main(["pipeline", "submit", *conn, "--version", "v9.9.9-gnothere"])
+    assert code == 2
+    assert "has no version 'v9.9.9-gnothere'" in capsys.readouterr().err
+
+
+def test_session_cookie_and_in_cluster_token(kfp_home, tmp_path, monkeypatch):
+    cookie = "oauth2_proxy_kubeflow=abc123"
+    projected = tmp_path / "sa-token"
+    projected.write_text("projected-token")
+    server = KFPServer(
+        multi_user=True,
+        tokens={"projected-token": USER},
+        cookies={cookie: "alice@example.com"},
+        access={USER: {NS}, "alice@example.com": {NS}},
+    )
+    try:
+        monkeypatch.setenv("KFP_COOKIES", cookie)
+        assert pipeline("upload", "--host", server.url, "--namespace", NS) == 0
+        monkeypatch.delenv("KFP_COOKIES")
+        monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(projected))
+        code = pipeline("submit", "--host", server.url, "--namespace", NS, "--sa-token")
+        assert code == 0
     finally:
         server.close()
-    assert code == 0
-    [(_, body)] = server.calls("POST", "/runs")
-    run = json.loads(body)
-    assert run["runtime_config"]["parameters"] == {
-        "profile": "micro",
-        "methods": "neg_grad,finetune",
-        "seeds": [0, 1],
-    }
-    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "salmubench-benchmark"
-    assert run["display_name"].endswith(version_name())
-    [(_, exp)] = server.calls("POST", "/experiments")
-    assert json.loads(exp)["display_name"] == "salmubench"
+    [(_, headers, _)] = server.calls("POST", "/runs")
+    assert headers["authorization"] == "Bearer projected-token"
+    assert "cookie" not in headers
+    assert all(h["cookie"] == cookie for _, h, _ in server.calls("POST", "/pipelines/upload"))
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        ("2.13.1", r"KFP backend 2.13.1 at .* is older than 2.14.0: dsl.Collected"),
+        ("2.2.0", r"older than 2.14.0.*non-root image needs >= 2.3"),
+        ("unknown", r"reports version 'unknown', not X.Y.Z.*--skip-version-check"),
+    ],
+)
+def test_backend_below_the_floor_is_refused(kfp_home, capsys, tag, message):
+    server = KFPServer(tag_name=tag)
+    try:
+        assert pipeline("upload", "--host", server.url) == 2
+        assert re.search(message, capsys.readouterr().err)
+        assert not server.calls("POST", "/pipelines/upload")
+        if tag == "unknown":
+            assert pipeline("upload", "--host", server.url, "--skip-version-check") == 0
+    finally:
+        server.close()
 
 
 def _all_tasks(spec: dict) -> list[dict]:
