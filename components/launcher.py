@@ -2,7 +2,10 @@
 
 Everything that decides what runs is a pure function over plain values (the command, the
 custom resource, the reading of `status.conditions`), so tests check them without a
-cluster. `launch` is the only part that talks to Kubernetes or spawns processes.
+cluster. The custom resources are built from the operators' own published models
+(`kubeflow-training` for PyTorchJob, `kubeflow-trainer-api` for TrainJob), created with
+fieldValidation=Strict and deleted when they end. `launch` is the only part that talks to
+Kubernetes or spawns processes.
 
 Both kinds run the same command, `torchrun -m salmubench train ...`: the operators inject
 the rendezvous settings as `PET_*` variables (plus MASTER_ADDR/RANK/... for PyTorchJob),
@@ -16,8 +19,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -115,6 +120,34 @@ def job_name(prefix: str, unique: str) -> str:
     return f"{head}-{digest}"
 
 
+# The TrainJob field that carries per-job pod settings differs between Trainer releases
+# (kubeflow-trainer-api X.Y models): podSpecOverrides in 2.0, podTemplateOverrides in 2.1,
+# runtimePatches from 2.2. Under the API server's default field validation an unknown field
+# is dropped silently (the volume mount would vanish), hence a version, and Strict creates.
+TRAINER_VERSIONS = ("2.0", "2.1", "2.2", "2.3")
+OVERRIDE_FIELD = {
+    "2.0": "podSpecOverrides",
+    "2.1": "podTemplateOverrides",
+    "2.2": "runtimePatches",
+    "2.3": "runtimePatches",
+}
+PATCH_MANAGER = "salmubench.io/launcher"  # who owns our runtimePatches entry (2.2+)
+TRAINER_NODE = "node"  # the replicated job and container of Trainer's torch runtimes
+# In Kubeflow profile namespaces Istio injects a sidecar into every pod; the job's pods
+# must opt out or the rendezvous hangs (kubeflow/trainer#2794).
+ISTIO_OPT_OUT = {"sidecar.istio.io/inject": "false"}
+JOB_TTL_SECONDS = 3600  # PyTorchJob: removed an hour after it ends, if the delete missed
+
+
+def check_trainer_version(version: str) -> str:
+    if version not in TRAINER_VERSIONS:
+        raise ValueError(
+            f"unknown Trainer version {version!r}; valid: {', '.join(TRAINER_VERSIONS)} "
+            "(or 'auto' in a cluster: read from the TrainJob CRD)"
+        )
+    return version
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What one training job needs, independent of the custom resource that carries it."""
@@ -128,8 +161,12 @@ class JobSpec:
     gpus_per_node: int = 0
     pvc: str = ""  # claim holding the dataset and receiving the model
     mount: str = "/shared"
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # plain values (endpoints, run id)
+    # (env var, Secret, key): credentials by reference, never copied into the job
+    secret_env: tuple[tuple[str, str, str], ...] = ()
     runtime: str = DEFAULT_RUNTIME
+    trainer_version: str = TRAINER_VERSIONS[-1]
+    istio_opt_out: bool = True
 
     def validate(self) -> None:
         if self.nodes < 1 or self.procs_per_node < 1 or self.gpus_per_node < 0:
@@ -137,102 +174,229 @@ class JobSpec:
                 f"nodes={self.nodes}, procs_per_node={self.procs_per_node}, "
                 f"gpus_per_node={self.gpus_per_node}: need nodes >= 1, procs >= 1, gpus >= 0"
             )
+        if self.nodes > 1000:
+            raise ValueError(f"nodes={self.nodes}: at most 1000 (derived names must fit)")
         if self.image.endswith(":latest"):
             raise ValueError(f"image {self.image!r}: use an immutable tag, not :latest")
+        if len(self.name) > NAME_MAX:
+            raise ValueError(
+                f"job name {self.name!r} has {len(self.name)} characters: at most {NAME_MAX}, "
+                "so that the names the operators derive stay <= 63 (use job_name())"
+            )
+        check_trainer_version(self.trainer_version)
 
 
-def _resources(gpus: int) -> dict[str, Any]:
-    return {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
+def _k8s_pod_parts(spec: JobSpec):
+    """(env, volumes, mounts, resources) as kubernetes client models (PyTorchJob)."""
+    from kubernetes import client as k8s
 
-
-def _volumes(spec: JobSpec) -> tuple[list[dict], list[dict]]:
-    if not spec.pvc:
-        return [], []
-    return (
-        [{"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": spec.pvc}}],
-        [{"name": SHARED_VOLUME, "mountPath": spec.mount}],
-    )
+    env = [k8s.V1EnvVar(name=k, value=v) for k, v in spec.env]
+    env += [
+        k8s.V1EnvVar(
+            name=var,
+            value_from=k8s.V1EnvVarSource(
+                secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key)
+            ),
+        )
+        for var, secret, key in spec.secret_env
+    ]
+    volumes = mounts = None
+    if spec.pvc:
+        volumes = [
+            k8s.V1Volume(
+                name=SHARED_VOLUME,
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=spec.pvc
+                ),
+            )
+        ]
+        mounts = [k8s.V1VolumeMount(name=SHARED_VOLUME, mount_path=spec.mount)]
+    limits = {"nvidia.com/gpu": str(spec.gpus_per_node)} if spec.gpus_per_node else None
+    return env or None, volumes, mounts, k8s.V1ResourceRequirements(limits=limits)
 
 
 def build_pytorchjob(spec: JobSpec) -> dict[str, Any]:
-    """A Training Operator v1 PyTorchJob: container `pytorch`, one Master, nodes-1 Workers."""
-    spec.validate()
-    volumes, mounts = _volumes(spec)
+    """A Training Operator v1 PyTorchJob from its published models (kubeflow-training).
 
-    def replica(count: int) -> dict[str, Any]:
-        container: dict[str, Any] = {
-            "name": "pytorch",  # the operator finds the training container by this name
-            "image": spec.image,
-            "command": list(spec.command),
-            "env": [{"name": k, "value": v} for k, v in spec.env],
-            "resources": _resources(spec.gpus_per_node),
-        }
-        if mounts:
-            container["volumeMounts"] = mounts
-        pod: dict[str, Any] = {"containers": [container]}
-        if volumes:
-            pod["volumes"] = volumes
-        return {"replicas": count, "restartPolicy": "Never", "template": {"spec": pod}}
+    Container `pytorch` (the operator's name for it), one Master and nodes-1 Workers; the
+    job's pods opt out of Istio; the job is removed JOB_TTL_SECONDS after it ends.
+    """
+    from kubeflow.training import models as kt
+    from kubeflow.training.constants import constants
+    from kubernetes import client as k8s
+
+    spec.validate()
+    env, volumes, mounts, resources = _k8s_pod_parts(spec)
+    labels = dict(ISTIO_OPT_OUT) if spec.istio_opt_out else None
+
+    def replica(count: int):
+        container = k8s.V1Container(
+            name=constants.PYTORCHJOB_CONTAINER,
+            image=spec.image,
+            command=list(spec.command),
+            env=env,
+            resources=resources,
+            volume_mounts=mounts,
+        )
+        return kt.KubeflowOrgV1ReplicaSpec(
+            replicas=count,
+            restart_policy="Never",
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(labels=labels, annotations=labels),
+                spec=k8s.V1PodSpec(containers=[container], volumes=volumes),
+            ),
+        )
 
     replicas = {"Master": replica(1)}
     if spec.nodes > 1:
         replicas["Worker"] = replica(spec.nodes - 1)
     group, version, _, kind = PYTORCHJOB
-    return {
-        "apiVersion": f"{group}/{version}",
-        "kind": kind,
-        "metadata": {"name": spec.name, "namespace": spec.namespace},
-        "spec": {
+    job = kt.KubeflowOrgV1PyTorchJob(
+        api_version=f"{group}/{version}",
+        kind=kind,
+        metadata=k8s.V1ObjectMeta(name=spec.name, namespace=spec.namespace),
+        spec=kt.KubeflowOrgV1PyTorchJobSpec(
             # nprocPerNode makes the operator set PET_NPROC_PER_NODE for torchrun.
-            "nprocPerNode": str(spec.procs_per_node),
-            "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"},
-            "pytorchReplicaSpecs": replicas,
-        },
-    }
+            nproc_per_node=str(spec.procs_per_node),
+            run_policy=kt.KubeflowOrgV1RunPolicy(
+                backoff_limit=0,
+                clean_pod_policy="None",
+                ttl_seconds_after_finished=JOB_TTL_SECONDS,
+            ),
+            pytorch_replica_specs=replicas,
+        ),
+    )
+    return k8s.ApiClient().sanitize_for_serialization(job)
 
 
 def build_trainjob(spec: JobSpec) -> dict[str, Any]:
-    """A Kubeflow Trainer v2 TrainJob on the torch runtime; never sets reserved PET_* env."""
+    """A Kubeflow Trainer v2 TrainJob from its published models (kubeflow-trainer-api).
+
+    The fields common to 2.0-2.3 (runtimeRef, trainer) and the 2.2+ runtimePatches are
+    built from the models; for 2.0/2.1 the same pod settings are carried in that release's
+    own override field. `make lint` checks the result against each release's models.
+    Never sets the PET_* variables Trainer injects itself.
+    """
+    from kubeflow_trainer_api import models as ta
+
     spec.validate()
     reserved = [k for k, _ in spec.env if k.startswith("PET_")]
+    reserved += [k for k, _, _ in spec.secret_env if k.startswith("PET_")]
     if reserved:
         raise ValueError(f"env {reserved} is reserved: Trainer injects PET_* itself")
-    trainer: dict[str, Any] = {
-        "image": spec.image,
-        "command": list(spec.command),
-        "numNodes": spec.nodes,
-        "numProcPerNode": spec.procs_per_node,
-    }
-    if spec.env:
-        trainer["env"] = [{"name": k, "value": v} for k, v in spec.env]
-    if spec.gpus_per_node:
-        trainer["resourcesPerNode"] = _resources(spec.gpus_per_node)
-    body: dict[str, Any] = {
-        "runtimeRef": {
-            "name": spec.runtime,
-            "apiGroup": TRAINJOB[0],
-            "kind": "ClusterTrainingRuntime",
-        },
-        "trainer": trainer,
-    }
-    volumes, mounts = _volumes(spec)
-    if volumes:
-        body["podTemplateOverrides"] = [
-            {
-                "targetJobs": [{"name": "node"}],
-                "spec": {
-                    "volumes": volumes,
-                    "containers": [{"name": "node", "volumeMounts": mounts}],
-                },
-            }
-        ]
-    group, version, _, kind = TRAINJOB
-    return {
-        "apiVersion": f"{group}/{version}",
-        "kind": kind,
-        "metadata": {"name": spec.name, "namespace": spec.namespace},
-        "spec": body,
-    }
+    version = spec.trainer_version
+    if version == "2.0" and spec.istio_opt_out:
+        raise ValueError(
+            "Trainer 2.0 cannot label a TrainJob's pods (podSpecOverrides has no pod "
+            "metadata), so the Istio sidecar opt-out is impossible per job: use Trainer "
+            ">= 2.1, launcher 'pytorchjob', or a runtime whose pod template sets "
+            "sidecar.istio.io/inject=false and istio_opt_out=False"
+        )
+    env = [ta.IoK8sApiCoreV1EnvVar(name=k, value=v) for k, v in spec.env]
+    env += [
+        ta.IoK8sApiCoreV1EnvVar(
+            name=var,
+            value_from=ta.IoK8sApiCoreV1EnvVarSource(
+                secret_key_ref=ta.IoK8sApiCoreV1SecretKeySelector(name=secret, key=key)
+            ),
+        )
+        for var, secret, key in spec.secret_env
+    ]
+    trainer = ta.TrainerV1alpha1Trainer(
+        image=spec.image,
+        command=list(spec.command),
+        num_nodes=spec.nodes,
+        num_proc_per_node=spec.procs_per_node,
+        env=env or None,
+        resources_per_node=_trainer_resources(spec.gpus_per_node),
+    )
+    pod = _trainjob_pod_patch(spec)
+    body = ta.TrainerV1alpha1TrainJobSpec(
+        runtime_ref=ta.TrainerV1alpha1RuntimeRef(
+            name=spec.runtime, api_group=TRAINJOB[0], kind="ClusterTrainingRuntime"
+        ),
+        trainer=trainer,
+        runtime_patches=[_runtime_patch(pod)] if pod and version in ("2.2", "2.3") else None,
+    ).to_dict()
+    if pod and version == "2.1":
+        body["podTemplateOverrides"] = [{"targetJobs": [{"name": TRAINER_NODE}], **pod.to_dict()}]
+    elif pod and version == "2.0":
+        body["podSpecOverrides"] = [{"targetJobs": [{"name": TRAINER_NODE}], **pod.spec.to_dict()}]
+    group, api_version, _, kind = TRAINJOB
+    job = ta.TrainerV1alpha1TrainJob(
+        api_version=f"{group}/{api_version}",
+        kind=kind,
+        metadata=ta.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+            name=spec.name, namespace=spec.namespace
+        ),
+    ).to_dict()
+    return {**job, "spec": body}
+
+
+def _trainer_resources(gpus: int):
+    from kubeflow_trainer_api import models as ta
+
+    if not gpus:
+        return None
+    quantity = ta.IoK8sApimachineryPkgApiResourceQuantity(str(gpus))
+    return ta.IoK8sApiCoreV1ResourceRequirements(limits={"nvidia.com/gpu": quantity})
+
+
+def _trainjob_pod_patch(spec: JobSpec):
+    """The node pods' labels, volume and mount (a PodTemplatePatch), or None if none."""
+    from kubeflow_trainer_api import models as ta
+
+    if not spec.pvc and not spec.istio_opt_out:
+        return None
+    pod_spec = None
+    if spec.pvc:
+        pod_spec = ta.TrainerV1alpha1PodSpecPatch(
+            volumes=[
+                ta.IoK8sApiCoreV1Volume(
+                    name=SHARED_VOLUME,
+                    persistent_volume_claim=ta.IoK8sApiCoreV1PersistentVolumeClaimVolumeSource(
+                        claim_name=spec.pvc
+                    ),
+                )
+            ],
+            containers=[
+                ta.TrainerV1alpha1ContainerPatch(
+                    name=TRAINER_NODE,
+                    volume_mounts=[
+                        ta.IoK8sApiCoreV1VolumeMount(name=SHARED_VOLUME, mount_path=spec.mount)
+                    ],
+                )
+            ],
+        )
+    labels = dict(ISTIO_OPT_OUT) if spec.istio_opt_out else None
+    return ta.TrainerV1alpha1PodTemplatePatch(
+        metadata=ta.IoK8sApimachineryPkgApisMetaV1ObjectMeta(labels=labels, annotations=labels)
+        if labels
+        else None,
+        spec=pod_spec,
+    )
+
+
+def _runtime_patch(pod):
+    from kubeflow_trainer_api import models as ta
+
+    return ta.TrainerV1alpha1RuntimePatch(
+        manager=PATCH_MANAGER,
+        training_runtime_spec=ta.TrainerV1alpha1TrainingRuntimeSpecPatch(
+            template=ta.TrainerV1alpha1JobSetTemplatePatch(
+                spec=ta.TrainerV1alpha1JobSetSpecPatch(
+                    replicated_jobs=[
+                        ta.TrainerV1alpha1ReplicatedJobPatch(
+                            name=TRAINER_NODE,
+                            template=ta.TrainerV1alpha1JobTemplatePatch(
+                                spec=ta.TrainerV1alpha1JobSpecPatch(template=pod)
+                            ),
+                        )
+                    ]
+                )
+            )
+        ),
+    )
 
 
 def build_job(launcher: str, spec: JobSpec) -> dict[str, Any]:
@@ -300,14 +464,145 @@ def run_local(args: Sequence[str], nproc: int) -> None:
         raise RuntimeError(f"torchrun exited with status {code}: {' '.join(cmd)}")
 
 
-def _custom_objects_api():
+def _kubernetes():
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.CustomObjectsApi()
+    return client.CustomObjectsApi(), client.ApiextensionsV1Api()
+
+
+def trainer_version_from_crd(crd: dict[str, Any]) -> str:
+    """The Trainer field set a TrainJob CRD (its served v1alpha1 schema) accepts."""
+    for version in crd.get("spec", {}).get("versions", []):
+        if version.get("name") != TRAINJOB[1]:
+            continue
+        schema = version.get("schema", {}).get("openAPIV3Schema", {})
+        fields = schema.get("properties", {}).get("spec", {}).get("properties", {})
+        for release in reversed(TRAINER_VERSIONS):
+            if OVERRIDE_FIELD[release] in fields:
+                return release
+        raise ValueError(
+            f"TrainJob CRD has none of {sorted(set(OVERRIDE_FIELD.values()))} in spec "
+            f"(fields: {sorted(fields)}): a Trainer release this launcher does not know; "
+            f"set trainer_version to one of {', '.join(TRAINER_VERSIONS)}"
+        )
+    raise ValueError(f"TrainJob CRD serves no {TRAINJOB[1]} version")
+
+
+def detect_trainer_version(extensions) -> str:
+    """Read the installed TrainJob CRD; needs `get` on that CRD (k8s/base/rbac)."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = f"{TRAINJOB[2]}.{TRAINJOB[0]}"
+    try:
+        crd = extensions.read_custom_resource_definition(name)
+    except ApiException as e:
+        raise ValueError(
+            f"cannot read CRD {name} to pick the TrainJob fields (HTTP {e.status} "
+            f"{e.reason}): grant the launcher `get` on it, or set trainer_version to one of "
+            f"{', '.join(TRAINER_VERSIONS)}"
+        ) from e
+    data = crd if isinstance(crd, dict) else extensions.api_client.sanitize_for_serialization(crd)
+    return trainer_version_from_crd(data)
+
+
+class _Cancelled(Exception):
+    """SIGTERM (KFP cancelled the run or deleted the pod): delete the job, then stop."""
+
+
+def submit_and_follow(
+    api,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    poll_seconds: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Create the job (fieldValidation=Strict), follow it, and delete it however it ends.
+
+    A job of the same name left by an earlier attempt of this task (a KFP retry) is
+    deleted first: it belongs to the same run and variant, and a 409 would fail the retry.
+    Strict validation makes the API server reject a field this operator version lacks,
+    instead of silently dropping it.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    group, version, plural, _ = TRAINJOB if kind == "TrainJob" else PYTORCHJOB
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    args = (group, version, namespace, plural)
+
+    def create():
+        api.create_namespaced_custom_object(*args, body, field_validation="Strict")
+
+    try:
+        create()
+    except ApiException as e:
+        if e.status != 409:
+            raise JobFailed(f"{kind} {namespace}/{name} rejected: {e.status} {e.body}") from e
+        log.info("%s %s/%s exists (an earlier attempt): replacing it", kind, namespace, name)
+        _delete(api, args, name, wait=True, sleep=sleep)
+        create()
+    log.info("created %s %s/%s", kind, namespace, name)
+
+    def get_status():
+        return api.get_namespaced_custom_object(*args, name).get("status")
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        raise _Cancelled()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        return follow(get_status, kind, poll_seconds=poll_seconds, sleep=sleep)
+    except _Cancelled:
+        raise JobFailed(f"{kind} {namespace}/{name}: cancelled, job deleted") from None
+    finally:
+        _delete(api, args, name, wait=False, sleep=sleep)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _delete(api, args, name: str, *, wait: bool, sleep, timeout_seconds: float = 120) -> None:
+    """Delete a job with its pods (foreground); with `wait`, until it is gone."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.delete_namespaced_custom_object(*args, name, propagation_policy="Foreground")
+    except ApiException as e:
+        if e.status != 404:
+            log.warning("could not delete %s: %s %s", name, e.status, e.reason)
+        return
+    waited = 0.0
+    while wait:
+        try:
+            api.get_namespaced_custom_object(*args, name)
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+        if waited >= timeout_seconds:
+            raise JobFailed(f"{name} still exists {timeout_seconds:.0f} s after its deletion")
+        sleep(2.0)
+        waited += 2.0
+
+
+# What the job's pods get from the launcher pod: telemetry and storage endpoints, the run
+# id; the S3 credentials by reference to the same Secret.
+PASSED_ENV = ("SALMUBENCH_PUSHGATEWAY", "SALMUBENCH_RUN_ID", "AWS_ENDPOINT_URL_S3")
+S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def job_env(environ: dict[str, str], s3_secret: str):
+    """(env, secret_env) for the job's pods, from the launcher pod's environment."""
+    env = tuple((k, environ[k]) for k in PASSED_ENV if environ.get(k))
+    secret_env = tuple((k, s3_secret, k) for k in S3_SECRET_KEYS) if s3_secret else ()
+    return env, secret_env
 
 
 def run_cluster(
@@ -328,6 +623,9 @@ def run_cluster(
     pvc: str,
     mount: str,
     unique: str,
+    trainer_version: str = "auto",
+    s3_secret: str = "",
+    istio_opt_out: bool = True,
     poll_seconds: float = 10.0,
 ) -> dict[str, Any]:
     """Stage inputs on the shared claim, create the job, follow it, copy the model back."""
@@ -336,7 +634,13 @@ def run_cluster(
             f"launcher {launcher!r} needs a shared PersistentVolumeClaim (pvc) mounted at "
             f"{mount!r} in this pod and the job's pods, to hand over the dataset and model"
         )
+    if trainer_version != "auto":
+        check_trainer_version(trainer_version)
     name = job_name(f"salmubench-{variant}", unique)
+    api, extensions = _kubernetes()
+    if launcher == "trainjob" and trainer_version == "auto":
+        trainer_version = detect_trainer_version(extensions)
+        log.info("Trainer field set %s (from the TrainJob CRD)", trainer_version)
     work = Path(mount) / name
     shutil.copytree(data, work / "dataset", dirs_exist_ok=True)
     params = None
@@ -346,6 +650,7 @@ def run_cluster(
     args = train_args(
         str(work / "dataset"), str(work / "model"), variant, profile, seed, overrides, params
     )
+    env, secret_env = job_env(dict(os.environ), s3_secret)
     spec = JobSpec(
         name=name,
         namespace=namespace or _namespace(),
@@ -356,19 +661,16 @@ def run_cluster(
         gpus_per_node=gpus_per_node,
         pvc=pvc,
         mount=mount,
+        env=env,
+        secret_env=secret_env,
+        trainer_version=trainer_version if launcher == "trainjob" else TRAINER_VERSIONS[-1],
+        istio_opt_out=istio_opt_out,
     )
     body = build_job(launcher, spec)
-    group, version, plural, kind = TRAINJOB if launcher == "trainjob" else PYTORCHJOB
-    api = _custom_objects_api()
-    api.create_namespaced_custom_object(group, version, spec.namespace, plural, body)
-    log.info("created %s %s/%s", kind, spec.namespace, name)
-
-    def get_status():
-        obj = api.get_namespaced_custom_object(group, version, spec.namespace, plural, name)
-        return obj.get("status")
-
-    follow(get_status, kind, poll_seconds=poll_seconds)
+    kind = body["kind"]
+    submit_and_follow(api, kind, body, poll_seconds=poll_seconds)
     shutil.copytree(work / "model", out, dirs_exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # the claim is shared: leave nothing behind
     return body
 
 
@@ -389,6 +691,9 @@ def launch(
     namespace: str = "",
     pvc: str = "",
     mount: str = "/shared",
+    trainer_version: str = "auto",
+    s3_secret: str = "",
+    istio_opt_out: bool = True,
 ) -> None:
     """The train component's body: `salmubench train` via torchrun, here or as a job."""
     from salmubench_components import IMAGE
@@ -400,6 +705,8 @@ def launch(
             f"nodes={nodes} with launcher 'local': one machine only; use launcher "
             "'trainjob' or 'pytorchjob' for several nodes"
         )
+    if trainer_version != "auto":
+        check_trainer_version(trainer_version)  # before any work, even when local
     print(f"[salmubench] train {variant} started ({launcher})", flush=True)
     start = time.perf_counter()
     if launcher == "local":
@@ -427,8 +734,12 @@ def launch(
             gpus_per_node=gpus_per_node,
             pvc=pvc,
             mount=mount,
-            # Unique per run (the pod's run label) so two runs never collide on a name.
-            unique=os.environ.get("SALMUBENCH_RUN_ID") or uuid.uuid4().hex[:8],
+            # The run id (the pod's run label): two runs never share a name, a retried
+            # task of the same run does (and replaces its earlier job).
+            unique=os.environ.get("SALMUBENCH_RUN_ID") or uuid.uuid4().hex,
+            trainer_version=trainer_version,
+            s3_secret=s3_secret,
+            istio_opt_out=istio_opt_out,
         )
     seconds = time.perf_counter() - start
     print(f"[salmubench] train {variant} finished in {seconds:.1f} s", flush=True)

@@ -70,13 +70,18 @@ def train(
     pvc: str = "",
     mount: str = "/shared",
     pushgateway: str = "",
+    trainer_version: str = "auto",
+    s3_secret: str = "",
+    istio_opt_out: bool = True,
 ):
     """`salmubench train` under torchrun: here (launcher 'local') or as a TrainJob/PyTorchJob.
 
     'local' runs `torchrun --standalone --nproc_per_node=procs_per_node` in this container;
     'trainjob'/'pytorchjob' create that custom resource (nodes x procs_per_node processes,
     gpus_per_node GPUs each) sharing the claim `pvc` mounted at `mount`, follow it to the
-    end and fail with the job's own reason.
+    end and fail with the job's own reason. The job's pods get the Pushgateway, S3 endpoint
+    and run id of this pod, the S3 credentials from Secret `s3_secret`, and opt out of Istio.
+    `trainer_version` ('auto' = read from the TrainJob CRD) picks TrainJob's field set.
     """
     from salmubench_components.launcher import launch
     from salmubench_components.shell import telemetry_env
@@ -98,6 +103,9 @@ def train(
         namespace=namespace,
         pvc=pvc,
         mount=mount,
+        trainer_version=trainer_version,
+        s3_secret=s3_secret,
+        istio_opt_out=istio_opt_out,
     )
     model.metadata.update({"variant": variant, "profile": profile, "seed": seed})
 

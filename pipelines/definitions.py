@@ -55,6 +55,9 @@ class Options:
     # version cannot override caching (KFP applies that only to inline specs), so this is
     # where a never-cached version is made; `reevaluate` is never cached regardless.
     caching: bool = True
+    # Label the TrainJob/PyTorchJob pods sidecar.istio.io/inject=false (Kubeflow profile
+    # namespaces inject Istio; a sidecar hangs the rendezvous, kubeflow/trainer#2794).
+    istio_opt_out: bool = True
 
     def validate(self) -> None:
         if self.gpus < 0:
@@ -121,6 +124,7 @@ def benchmark(opts: Options = Options()) -> Callable:
         train_gpus_per_node: int = 0,
         job_image: str = "",
         namespace: str = "",
+        trainer_version: str = "auto",
         pushgateway: str = "",
         publish_git_url: str = "",
         publish_dvc_remote: str = "minio",
@@ -144,6 +148,9 @@ def benchmark(opts: Options = Options()) -> Callable:
                 namespace=namespace,
                 pvc=opts.shared_pvc,
                 mount=SHARED_MOUNT,
+                trainer_version=trainer_version,
+                s3_secret=opts.s3_secret,
+                istio_opt_out=opts.istio_opt_out,
                 **common,
             )
             models[variant] = _k8s(

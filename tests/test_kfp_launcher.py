@@ -6,8 +6,12 @@ import re
 import uuid
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from salmubench_components.launcher import (
     NAME_MAX,
+    OVERRIDE_FIELD,
+    PASSED_ENV,
+    TRAINER_VERSIONS,
     JobFailed,
     JobSpec,
     build_job,
@@ -15,10 +19,14 @@ from salmubench_components.launcher import (
     build_trainjob,
     check_launcher,
     follow,
+    job_env,
     job_name,
     job_state,
+    launch,
+    submit_and_follow,
     torchrun_command,
     train_args,
+    trainer_version_from_crd,
 )
 
 
@@ -64,7 +72,7 @@ def test_pytorchjob_has_one_master_and_pytorch_containers():
         pod = replica["template"]["spec"]
         [container] = pod["containers"]
         assert container["name"] == "pytorch"
-        assert container["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+        assert container["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
         _runs_salmubench_train(container["command"])
         assert container["volumeMounts"][0]["mountPath"] == "/shared"
         assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "salmubench-shared"
@@ -77,14 +85,153 @@ def test_trainjob_runs_torchrun_and_sets_no_reserved_env():
     assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
     trainer = job["spec"]["trainer"]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 2)
-    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 1}}
+    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": "1"}}
     assert not [e for e in trainer.get("env", []) if e["name"].startswith("PET_")]
     _runs_salmubench_train(trainer["command"])
     assert job["spec"]["runtimeRef"]["name"] == "torch-distributed"
-    [override] = job["spec"]["podTemplateOverrides"]
-    assert override["targetJobs"] == [{"name": "node"}]
     with pytest.raises(ValueError, match=r"PET_NNODES.*reserved"):
         build_trainjob(_spec(env=(("PET_NNODES", "2"),)))
+
+
+def _pod_patch(job: dict, version: str) -> tuple[dict | None, dict]:
+    """(pod metadata, pod spec patch) wherever this Trainer version carries them."""
+    spec = job["spec"]
+    if version == "2.0":
+        [o] = spec["podSpecOverrides"]
+        assert o["targetJobs"] == [{"name": "node"}]
+        return None, o
+    if version == "2.1":
+        [o] = spec["podTemplateOverrides"]
+        assert o["targetJobs"] == [{"name": "node"}]
+        return o.get("metadata"), o["spec"]
+    [patch] = spec["runtimePatches"]
+    assert patch["manager"] == "salmubench.io/launcher"
+    [rjob] = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert rjob["name"] == "node"
+    pod = rjob["template"]["spec"]["template"]
+    return pod.get("metadata"), pod["spec"]
+
+
+@pytest.mark.parametrize("version", TRAINER_VERSIONS)
+def test_trainjob_field_set_follows_the_trainer_version(version):
+    env = (("SALMUBENCH_PUSHGATEWAY", "http://pg:9091"),)
+    secret_env = (("AWS_ACCESS_KEY_ID", "salmubench-s3", "AWS_ACCESS_KEY_ID"),)
+    spec = _spec(
+        trainer_version=version, env=env, secret_env=secret_env, istio_opt_out=version != "2.0"
+    )
+    job = build_trainjob(spec)
+    fields = {"podSpecOverrides", "podTemplateOverrides", "runtimePatches"} & set(job["spec"])
+    assert fields == {OVERRIDE_FIELD[version]}  # exactly this release's field, no other
+    metadata, pod = _pod_patch(job, version)
+    assert pod["volumes"] == [
+        {"name": "shared", "persistentVolumeClaim": {"claimName": "salmubench-shared"}}
+    ]
+    assert pod["containers"] == [
+        {"name": "node", "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}
+    ]
+    if version != "2.0":
+        assert metadata["labels"] == {"sidecar.istio.io/inject": "false"}
+    env_out = {e["name"]: e for e in job["spec"]["trainer"]["env"]}
+    assert env_out["SALMUBENCH_PUSHGATEWAY"]["value"] == "http://pg:9091"
+    # Credentials by reference to the Secret, never their values in the job.
+    assert env_out["AWS_ACCESS_KEY_ID"]["valueFrom"] == {
+        "secretKeyRef": {"name": "salmubench-s3", "key": "AWS_ACCESS_KEY_ID"}
+    }
+
+
+def test_trainer_versions_and_istio_limits_are_named():
+    with pytest.raises(
+        ValueError, match=r"unknown Trainer version '2.9'; valid: 2.0, 2.1, 2.2, 2.3"
+    ):
+        build_trainjob(_spec(trainer_version="2.9"))
+    with pytest.raises(ValueError, match=r"Trainer 2.0 cannot label a TrainJob's pods"):
+        build_trainjob(_spec(trainer_version="2.0"))
+    with pytest.raises(ValueError, match=r"unknown Trainer version 'v2'"):
+        launch("trainjob", data="d", out="m", variant="clean", profile="micro", seed=0,
+               trainer_version="v2")  # fmt: skip
+    with pytest.raises(ValueError, match=r"at most 33"):
+        build_pytorchjob(_spec(name="salmubench-compromised-" + "0" * 36))
+
+
+def _crd(*fields: str) -> dict:
+    props = {f: {"type": "array"} for f in ("runtimeRef", "trainer", *fields)}
+    version = {"name": "v1alpha1", "schema": {"openAPIV3Schema": {"properties": {
+        "spec": {"properties": props}}}}}  # fmt: skip
+    return {"spec": {"versions": [version]}}
+
+
+def test_trainer_version_is_read_from_the_crd_schema():
+    assert trainer_version_from_crd(_crd("podSpecOverrides")) == "2.0"
+    assert trainer_version_from_crd(_crd("podTemplateOverrides")) == "2.1"
+    assert trainer_version_from_crd(_crd("runtimePatches", "activeDeadlineSeconds")) == "2.3"
+    with pytest.raises(ValueError, match=r"none of .*podSpecOverrides.*set trainer_version"):
+        trainer_version_from_crd(_crd("somethingNew"))
+
+
+class FakeCustomObjects:
+    """The four CustomObjectsApi calls the launcher makes, with API-server answers."""
+
+    def __init__(self, existing: bool = False, statuses=()) -> None:
+        self.objects = {"salmubench-clean-0123456789": {"status": None}} if existing else {}
+        self.statuses = list(statuses)
+        self.calls: list[tuple] = []
+
+    def create_namespaced_custom_object(self, group, version, ns, plural, body, **kw):
+        self.calls.append(("create", plural, body["metadata"]["name"], kw))
+        if body["metadata"]["name"] in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.objects[body["metadata"]["name"]] = body
+
+    def get_namespaced_custom_object(self, group, version, ns, plural, name):
+        if name not in self.objects:
+            raise ApiException(status=404, reason="NotFound")
+        status = self.statuses.pop(0) if self.statuses else None
+        return {"status": status}
+
+    def delete_namespaced_custom_object(self, group, version, ns, plural, name, **kw):
+        self.calls.append(("delete", plural, name, kw))
+        if self.objects.pop(name, None) is None:
+            raise ApiException(status=404, reason="NotFound")
+
+
+def test_jobs_are_created_strict_and_deleted_however_they_end():
+    body = build_trainjob(_spec(name="salmubench-clean-0123456789"))
+    done = {"conditions": [{"type": "Complete", "status": "True", "message": "ok"}]}
+    api = FakeCustomObjects(statuses=[None, done])
+    assert submit_and_follow(api, "TrainJob", body, sleep=lambda s: None) == "ok"
+    assert api.calls[0] == ("create", "trainjobs", body["metadata"]["name"],
+                            {"field_validation": "Strict"})  # fmt: skip
+    assert api.calls[-1][0] == "delete" and not api.objects
+    # A retried task finds its earlier job: replaced, not a 409 failure.
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "OOM"}]}
+    api = FakeCustomObjects(existing=True, statuses=[failed])
+    with pytest.raises(JobFailed, match="OOM"):
+        submit_and_follow(api, "TrainJob", body, sleep=lambda s: None)
+    kinds = [c[0] for c in api.calls]
+    assert kinds == ["create", "delete", "create", "delete"]
+    assert api.calls[1][3] == {"propagation_policy": "Foreground"} and not api.objects
+
+
+def test_job_pods_get_endpoints_run_id_and_secret_references():
+    environ = {
+        "SALMUBENCH_PUSHGATEWAY": "http://pg:9091",
+        "SALMUBENCH_RUN_ID": "0b9e4c1a-6f1d-4d5e-9a3b-2c7f8e1d0a55",
+        "AWS_ENDPOINT_URL_S3": "http://minio.ns.svc.cluster.local:9000",
+        "AWS_SECRET_ACCESS_KEY": "never-copied",
+        "HOME": "/home/x",
+    }
+    env, secret_env = job_env(environ, "salmubench-s3")
+    assert dict(env) == {k: environ[k] for k in PASSED_ENV}
+    assert secret_env == (
+        ("AWS_ACCESS_KEY_ID", "salmubench-s3", "AWS_ACCESS_KEY_ID"),
+        ("AWS_SECRET_ACCESS_KEY", "salmubench-s3", "AWS_SECRET_ACCESS_KEY"),
+    )
+    job = build_pytorchjob(_spec(env=env, secret_env=secret_env))
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        assert replica["template"]["metadata"]["labels"] == {"sidecar.istio.io/inject": "false"}
+        [container] = replica["template"]["spec"]["containers"]
+        assert "never-copied" not in str(container["env"])
+    assert job["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 3600
 
 
 def test_bad_launcher_and_sizes_name_the_valid_values():
@@ -211,7 +358,5 @@ def test_follow_returns_on_success_and_times_out():
 
 
 def test_local_launcher_refuses_several_nodes():
-    from salmubench_components.launcher import launch
-
     with pytest.raises(ValueError, match=r"nodes=2 with launcher 'local'.*'trainjob'"):
         launch("local", data="d", out="m", variant="clean", profile="micro", seed=0, nodes=2)
