@@ -208,9 +208,9 @@ def test_zero_gaps_give_no_score_and_say_why():
 
 
 def test_thresholds_are_strict_and_configurable():
-    at = {"forgetting": 0.5, "holdout_kept": 0.0, "genknow_drop": 0.1}
+    at = {"forgetting": 0.5, "holdout_kept": 0.0, "genknow_drop": 0.025}
     assert judge(at, ReportConfig()) == []
-    strict = ReportConfig(min_forgetting=0.6, min_holdout_kept=0.1, max_genknow_drop=0.05)
+    strict = ReportConfig(min_forgetting=0.6, min_holdout_kept=0.1, max_genknow_drop=0.02)
     assert judge(at, strict) == ["ineffective", "over-generalised", "collapse"]
 
 
@@ -303,8 +303,8 @@ def test_paper_rows_are_judged_by_the_same_rules():
         "VLUnlearn": [],
         "Finetuning": [],
         "NegGrad": ["over-generalised"],
-        "Shuffled": ["collapse"],  # (.638 - .548) / .638 = 0.141 > 0.1
-        "DirectSimMin": ["over-generalised"],
+        "Shuffled": ["collapse"],  # (.638 - .548) / .638 = 0.141 > 0.025
+        "DirectSimMin": ["over-generalised", "collapse"],  # (.638 - .615) / .638 = 0.036
     }
     dsm = next(r for r in paper_rows(ReportConfig()) if r["name"] == "DirectSimMin")
     assert dsm["scores"]["holdout_kept"] == pytest.approx(
@@ -363,21 +363,16 @@ def test_two_different_compromised_models_are_an_error_listing_them(tmp_path):
     assert "eval-compromised-2" in str(e.value) and "aaaaaaaaaaaa" in str(e.value)
 
 
-def test_evals_on_different_datasets_are_an_error_naming_both(tmp_path):
+def test_a_world_without_its_references_is_an_error_naming_what_it_has(tmp_path):
+    # Evals on another dataset form another world, which needs its own Clean model.
     references(tmp_path)
-    unlearned_dir = make_eval(
-        tmp_path / "eval-other",
-        "unlearned",
-        {},
-        method="neg_grad",
-        budget=5.0,
-        seed=0,
-        dataset=OTHER_D,
-    )
-    with pytest.raises(ManifestError, match="same dataset") as e:
+    make_eval(tmp_path / "other-compromised", "compromised", COMPROMISED, dataset=OTHER_D,
+              model="c" * 64)  # fmt: skip
+    make_eval(tmp_path / "eval-other", "unlearned", {}, method="neg_grad", budget=5.0, seed=0,
+              dataset=OTHER_D)  # fmt: skip
+    with pytest.raises(ManifestError, match="no eval of a Clean model") as e:
         build_leaderboard(load_evals([tmp_path]), ReportConfig())
-    message = str(e.value)
-    assert D[:12] in message and OTHER_D[:12] in message and str(unlearned_dir) in message
+    assert "1 compromised" in str(e.value) and "1 unlearned" in str(e.value)
 
 
 def test_two_models_claiming_one_seed_are_an_error(tmp_path):
@@ -423,7 +418,8 @@ def test_report_folder_holds_every_output_under_a_verified_manifest(report):
     assert manifest["config"] == {
         "min_forgetting": 0.5,
         "min_holdout_kept": 0.0,
-        "max_genknow_drop": 0.1,
+        "max_genknow_drop": 0.025,
+        "confidence": 0.95,
     }
     assert len(manifest["inputs"]) == 9
     assert all(k.startswith("eval:") for k in manifest["inputs"])
@@ -447,7 +443,7 @@ def test_leaderboard_json_carries_thresholds_rows_paper_and_inputs(report):
     assert board["thresholds"] == {
         "min_forgetting": 0.5,
         "min_holdout_kept": 0.0,
-        "max_genknow_drop": 0.1,
+        "max_genknow_drop": 0.025,
     }
     assert board["dataset"] == D
     assert len(board["evals"]) == 9 and all(len(e["digest"]) == 64 for e in board["evals"])
@@ -462,7 +458,7 @@ def test_markdown_and_html_state_the_thresholds_and_show_every_method(report):
     for text in (md, page):
         assert "closes less than 50% of the RetFail gap" in text
         assert "below the Clean model" in text
-        assert "more than 10% of the Compromised" in text
+        assert "more than 2.5% of the Compromised" in text
         for method in (
             "vlunlearn",
             "finetune",
@@ -475,7 +471,10 @@ def test_markdown_and_html_state_the_thresholds_and_show_every_method(report):
         ):
             assert method in text
     assert "| 2 | finetune | 5× | 0, 1 | 0.0400 ± 0.0141 |" in md
-    assert "ineffective, collapse" in md
+    # two seeds: t(1) intervals; forgetting .9, .8 -> .85 ± 12.706 * .05
+    assert "0.850 [0.215, 1.485]" in md
+    assert "borderline ineffective [0.215, 1.485]; borderline collapse" in md
+    assert "collapse (+ ineffective) (1 run: no interval)" in md
     assert page.count("data:image/png;base64,") == 3
     assert "How to read this" in page and "over-generalised" in page
     assert 'src="tradeoff.png"' not in page  # self-contained: nothing to fetch

@@ -65,6 +65,7 @@ class _Stages:
     force: bool
     done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    tag_worlds: bool = False  # prefix stage names with their world
 
     def run(self, name: str, fn: Callable[..., Any], current: dict | None = None) -> Any:
         """`fn(progress)` unless `current` (a reusable finished manifest) says it is done."""
@@ -90,6 +91,132 @@ class _Stages:
         return result
 
 
+@dataclass
+class World:
+    """One world's folders: a dataset, its Clean and Compromised models and their evals."""
+
+    seed: int
+    folder: Path
+    digest: str = ""
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "dataset"
+
+    def model(self, variant: str) -> Path:
+        return self.folder / variant
+
+    def eval(self, variant: str) -> Path:
+        return self.folder / f"eval-{variant}"
+
+
+def world_folder(out: str | os.PathLike, seed: int) -> Path:
+    """Where world `seed` lives in a multi-world run folder."""
+    return Path(out) / f"world-{seed}"
+
+
+def stage_configs(
+    profile: str, params_path: str | os.PathLike | None, budget: float | None
+) -> dict[str, Any]:
+    from salmubench.unlearn.loop import with_budget
+
+    cfg = {s: stage_config(s, profile, (), params_path) for s in STAGE_CONFIGS}
+    if budget is not None:
+        cfg["unlearn"] = with_budget(cfg["unlearn"], budget)
+    return cfg
+
+
+def build_world(world: World, profile: str, cfg: dict[str, Any], stages: _Stages) -> World:
+    """Synthesise the dataset, train Clean and Compromised, evaluate both (5 stages);
+    finished folders with the same config and inputs are reused."""
+    from salmubench.data.synth import synth
+    from salmubench.train.loop import train
+
+    tag = f"world {world.seed}: " if stages.tag_worlds else ""
+    stages.run(
+        f"{tag}synth",
+        lambda _: synth(cfg["synth"], world.seed, world.data, profile=profile, force=True),
+        _reusable(world.data, "dataset", config=to_dict(cfg["synth"]), seed=world.seed),
+    )
+    world.digest = read_manifest(world.data, kind="dataset")["digest"]
+    for variant in ("clean", "compromised"):
+        folder = world.model(variant)
+        stages.run(
+            f"{tag}train {variant}",
+            lambda bar, v=variant, f=folder: train(
+                world.data, v, cfg["train"], f, seed=world.seed, profile=profile, force=True,
+                progress=bar),
+            _reusable(folder, "model", config=to_dict(cfg["train"]), variant=variant,
+                      seed=world.seed, inputs={"dataset": world.digest}),
+        )  # fmt: skip
+    evaluate_model(world, f"{tag}eval clean", world.model("clean"), world.eval("clean"), cfg,
+                   stages, reference=False)  # fmt: skip
+    # The Compromised model is its own reference: recognised by digest, embedded once.
+    evaluate_model(world, f"{tag}eval compromised", world.model("compromised"),
+                   world.eval("compromised"), cfg, stages)  # fmt: skip
+    return world
+
+
+def evaluate_model(
+    world: World,
+    name: str,
+    model: Path,
+    target: Path,
+    cfg: dict[str, Any],
+    stages: _Stages,
+    reference: bool = True,
+) -> Path:
+    """Evaluate `model` in `world` into `target` (with the references' targets when
+    `reference`), unless a finished eval of the same model and settings is there."""
+    from salmubench.eval.stage import evaluate
+
+    refs = (
+        {"clean": world.eval("clean"), "compromised": world.model("compromised")}
+        if reference
+        else {}
+    )
+    stages.run(
+        name,
+        lambda _: evaluate(world.data, model, target, cfg=cfg["eval"], seed=world.seed,
+                           force=True, **refs),
+        _reusable(target, "eval", config=to_dict(cfg["eval"]), seed=world.seed,
+                  inputs={"dataset": world.digest,
+                          "model": read_manifest(model, kind="model")["digest"]}),
+    )  # fmt: skip
+    return target
+
+
+def unlearn_and_evaluate(
+    world: World,
+    method: str,
+    seed: int,
+    ucfg: Any,
+    target: Path,
+    eval_target: Path,
+    cfg: dict[str, Any],
+    stages: _Stages,
+    profile: str,
+) -> Path:
+    """Unlearn `method` from the world's Compromised model into `target`, then evaluate
+    it into `eval_target` (2 stages; reused when finished with the same settings)."""
+    from salmubench.unlearn import build_method
+    from salmubench.unlearn.loop import run_config, unlearn
+
+    params = dataclasses.asdict(build_method(method, ucfg.methods.get(method)).params)
+    source = read_manifest(world.model("compromised"), kind="model")["digest"]
+    tag = f"world {world.seed}: " if stages.tag_worlds else ""
+    label = f"{tag}{target.name}"
+    stages.run(
+        f"unlearn {label}",
+        lambda bar: unlearn(world.data, world.model("compromised"), method, ucfg, target,
+                            seed=seed, profile=profile, force=True, progress=bar),
+        _reusable(target, "model", config=to_dict(run_config(ucfg, method)), method=method,
+                  method_params=params, seed=seed,
+                  inputs={"dataset": world.digest, "model": source}),
+    )  # fmt: skip
+    return evaluate_model(world, f"eval {label}", target, eval_target, cfg, stages)
+
+
 def bench(
     profile: str,
     out: str | os.PathLike,
@@ -98,6 +225,8 @@ def bench(
     budget: float | None = None,
     seeds: Sequence[int] = (0,),
     data_seed: int = 0,
+    worlds: Sequence[int] | None = None,
+    tuning: str | os.PathLike | None = None,
     params_path: str | os.PathLike | None = None,
     force: bool = False,
     show: bool = True,
@@ -106,92 +235,64 @@ def bench(
 ) -> dict[str, Any]:
     """Run (or complete) the comparison of `methods` under `profile` in run folder `out`.
 
+    One world (`data_seed`) lives in `out` itself. With `worlds` (a list of dataset and
+    model seeds), each world lives in `out/world-<seed>/` and one report over all of them
+    goes to `out/report`: scores per world, means, spreads and intervals over worlds.
+    `tuning` is the validation world's tuning.json: its sweep is shown in the report, and
+    a leaderboard on that world is refused. Validation-world seeds are refused here.
+
     `say` prints a line per stage; `step_bar(label)` -> (update, close) shows the steps of
     trainings and unlearning runs. Returns the report's manifest.
     """
-    from salmubench.data.synth import synth
-    from salmubench.eval.stage import evaluate
     from salmubench.report import build_report
-    from salmubench.train.loop import train
+    from salmubench.tune import check_leaderboard_world, load_tuning
     from salmubench.unlearn import build_method
-    from salmubench.unlearn.loop import run_config, unlearn, with_budget
 
-    cfg = {s: stage_config(s, profile, (), params_path) for s in STAGE_CONFIGS}
-    ucfg = cfg["unlearn"]
-    if budget is not None:
-        ucfg = with_budget(ucfg, budget)
-    params = {m: dataclasses.asdict(build_method(m, ucfg.methods.get(m)).params) for m in methods}
     if not seeds:
         raise ConfigError("seeds: give at least one unlearning seed")
+    multi = worlds is not None
+    world_seeds = list(dict.fromkeys(worlds)) if multi else [data_seed]
+    if not world_seeds:
+        raise ConfigError("worlds: give at least one world seed")
+    for seed in world_seeds:
+        check_leaderboard_world(seed)
+    if tuning is not None:
+        load_tuning(tuning)  # a bad file fails before hours of work, not after
+    cfg = stage_configs(profile, params_path, budget)
+    ucfg = cfg["unlearn"]
+    for m in methods:  # every method's settings are validated before any work
+        build_method(m, ucfg.methods.get(m))
     out = Path(out)
-    data, eval_clean, eval_compromised = (
-        out / "dataset",
-        out / "eval-clean",
-        out / "eval-compromised",
-    )
-    models = {v: out / v for v in ("clean", "compromised")}
-    stages = _Stages(6 + 2 * len(methods) * len(seeds), show, say, step_bar, force)
+    per_world = 5 + 2 * len(methods) * len(seeds)
+    stages = _Stages(len(world_seeds) * per_world + 1, show, say, step_bar, force)
+    stages.tag_worlds = multi
     start = time.perf_counter()
-
-    stages.run(
-        "synth",
-        lambda _: synth(cfg["synth"], data_seed, data, profile=profile, force=True),
-        _reusable(data, "dataset", config=to_dict(cfg["synth"]), seed=data_seed),
-    )
-    digest = read_manifest(data, kind="dataset")["digest"]
-    for variant, folder in models.items():
-        stages.run(
-            f"train {variant}",
-            lambda bar, v=variant, f=folder: train(
-                data, v, cfg["train"], f, seed=data_seed, profile=profile, force=True, progress=bar
-            ),
-            _reusable(folder, "model", config=to_dict(cfg["train"]), variant=variant,
-                      seed=data_seed, inputs={"dataset": digest}),
-        )  # fmt: skip
-
-    def evaluation(name: str, model: Path, target: Path, compromised: Path | None) -> None:
-        refs = {"clean": eval_clean, "compromised": compromised} if compromised else {}
-        stages.run(
-            name,
-            lambda _: evaluate(data, model, target, cfg=cfg["eval"], seed=data_seed, force=True,
-                               **refs),
-            _reusable(target, "eval", config=to_dict(cfg["eval"]), seed=data_seed,
-                      inputs={"dataset": digest,
-                              "model": read_manifest(model, kind="model")["digest"]}),
-        )  # fmt: skip
-
-    evaluation("eval clean", models["clean"], eval_clean, None)
-    # The Compromised model is its own reference: recognised by digest, embedded once.
-    evaluation("eval compromised", models["compromised"], eval_compromised, models["compromised"])
-    source = read_manifest(models["compromised"], kind="model")["digest"]
-    evals = [eval_clean, eval_compromised]
-    for method in methods:
-        for seed in seeds:
-            name = f"{method}-b{ucfg.budget:g}-s{seed}"
-            target = out / "unlearned" / name
-            stages.run(
-                f"unlearn {name}",
-                lambda bar, m=method, s=seed, t=target: unlearn(
-                    data, models["compromised"], m, ucfg, t, seed=s, profile=profile,
-                    force=True, progress=bar),
-                _reusable(target, "model", config=to_dict(run_config(ucfg, method)),
-                          method=method, method_params=params[method], seed=seed,
-                          inputs={"dataset": digest, "model": source}),
-            )  # fmt: skip
-            evals.append(out / "evals" / name)
-            evaluation(f"eval {name}", target, evals[-1], eval_compromised)
+    evals: list[Path] = []
+    for seed in world_seeds:
+        world = build_world(World(seed, world_folder(out, seed) if multi else out), profile,
+                            cfg, stages)  # fmt: skip
+        evals += [world.eval("clean"), world.eval("compromised")]
+        for method in methods:
+            for s in seeds:
+                name = f"{method}-b{ucfg.budget:g}-s{s}"
+                evals.append(world.folder / "evals" / name)
+                unlearn_and_evaluate(world, method, s, ucfg, world.folder / "unlearned" / name,
+                                     evals[-1], cfg, stages, profile)  # fmt: skip
+    where = f"worlds {', '.join(map(str, world_seeds))}" if multi else f"world {data_seed}"
     title = (f"SALMUBench {profile}: {len(methods)} methods, budget {ucfg.budget:g}x, "
-             f"seeds {', '.join(map(str, seeds))}")  # fmt: skip
+             f"{where}, seeds {', '.join(map(str, seeds))}")  # fmt: skip
     report = stages.run(
         "report",
-        lambda _: build_report(evals, out / "report", cfg=cfg["report"], force=True, title=title),
-    )
+        lambda _: build_report(evals, out / "report", cfg=cfg["report"], force=True, title=title,
+                               tuning=tuning),
+    )  # fmt: skip
     seconds = round(time.perf_counter() - start, 2)
     summary = {
         "profile": profile,
         "methods": list(methods),
         "budget": ucfg.budget,
         "seeds": list(seeds),
+        "worlds": world_seeds,
         "seconds_total": seconds,
         "stages": stages.timings,
     }

@@ -262,7 +262,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from salmubench.report import build_report
 
     cfg = stage_config("report", args.profile, args.set, args.params)
-    build_report(args.runs, args.out, cfg=cfg, force=args.force, title=args.title)
+    build_report(
+        args.runs, args.out, cfg=cfg, force=args.force, title=args.title, tuning=args.tuning
+    )
     if not args.quiet:
         print((Path(args.out) / "leaderboard.md").read_text(encoding="utf-8"))
         print(f"report: {Path(args.out) / 'report.html'}")
@@ -273,6 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from salmubench.bench import bench, parse_methods
 
     methods = parse_methods(args.methods)
+    worlds = None if args.worlds is None else list(range(args.seed, args.seed + args.worlds))
     bench(
         args.profile,
         args.out,
@@ -280,6 +283,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         budget=args.budget,
         seeds=args.seeds,
         data_seed=args.seed,
+        worlds=worlds,
+        tuning=args.tuning,
+        params_path=args.params,
+        force=args.force,
+        show=not args.quiet,
+        step_bar=_bar_callbacks,
+    )
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from salmubench.bench import parse_methods
+    from salmubench.tune import tune
+
+    tune(
+        args.profile,
+        args.out,
+        world=args.world,
+        methods=parse_methods(args.methods),
+        grid=args.lrs,
+        target=args.target,
+        full=args.full,
         params_path=args.params,
         force=args.force,
         show=not args.quiet,
@@ -483,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="tiny", help="profile whose verdict thresholds to use")
     p.add_argument("--title", help="report title")
     p.add_argument("--force", action="store_true", help="replace an existing report folder")
+    p.add_argument("--tuning", help="the validation world's tuning.json: show its sweep, and "
+                   "refuse to report on that world")  # fmt: skip
     _add_overrides(p, "override a threshold, e.g. --set max_genknow_drop=0.05")
     p.set_defaults(func=cmd_report)
 
@@ -498,8 +525,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0],
                    help="unlearning seeds (the report shows the spread)")  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, default=0, help="dataset and model seed")
+    p.add_argument(
+        "--worlds",
+        type=_positive_int,
+        help="run N worlds (dataset + Clean + Compromised seeds SEED..SEED+N-1), each in "
+        "OUT/world-<seed>; one report over all, with intervals over worlds",
+    )
+    p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
     p.add_argument("--force", action="store_true", help="redo every stage")
     p.set_defaults(func=cmd_bench)
+
+    from salmubench.tune import DEFAULT_GRID, TARGET, VALIDATION_SEEDS
+
+    p = sub.add_parser(
+        "tune",
+        help="choose each method's learning rate on a validation world, by a fixed rule",
+        parents=[common],
+    )
+    p.add_argument("--profile", required=True, help="scale profile from params.yaml")
+    p.add_argument("--out", required=True, help="the validation world's folder (built if needed)")
+    p.add_argument(
+        "--world",
+        type=non_negative_int,
+        default=VALIDATION_SEEDS,
+        help=f"validation world seed (>= {VALIDATION_SEEDS}; default %(default)s)",
+    )
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    p.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_GRID),
+                   help="learning-rate grid (default: %(default)s)")  # fmt: skip
+    p.add_argument("--target", type=float, default=TARGET,
+                   help="forgetting the chosen lr must reach (default %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="run the whole grid (default: stop one rate past the chosen one)",
+    )
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(
         "preview", help="write a PNG grid of portraits and captions", parents=[common]

@@ -5,6 +5,15 @@ in a report can be checked by hand. The three scores place a model between the t
 references: `forgetting` is the share of the Compromised-to-Clean RetFail gap it closed,
 `holdout_kept` the share of the Clean-to-Compromised holdout similarity it kept, and
 `genknow_drop` the relative GenKnow it lost against Compromised.
+
+A *world* is one dataset with its own Clean and Compromised model (evals are grouped into
+worlds by dataset digest). Scores are computed inside each world, against that world's
+references; a row's uncertainty comes from its independent units: the worlds when there
+are two or more, else the unlearning seeds of its one world. Every score gets a mean, a
+spread (sample standard deviation) and a Student-t confidence interval over those units,
+and a failure mode is stated only when its interval clears the threshold; an interval
+that straddles it makes the cell "borderline". With a single run there is no interval:
+the point verdict is shown, marked as such.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from salmubench.report.paper import (
     PAPER_BY_METHOD,
     PAPER_CLEAN,
     PAPER_COMPROMISED,
+    PAPER_LABELS,
     PAPER_METHODS,
     PAPER_SOURCE,
 )
@@ -36,7 +46,17 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 VARIANTS = ("clean", "compromised", "unlearned", "external")
 VERDICTS = ("ineffective", "over-generalised", "collapse")
+# The paper gives each method one failure mode; when a row shows several, its label is the
+# first of these it shows (DirectSimMin erases holdouts too, but the paper calls it collapse).
+PRECEDENCE = ("collapse", "over-generalised", "ineffective")
 SCORES = ("forgetting", "holdout_kept", "genknow_drop")
+# (failure mode, the score it reads, the side of the threshold that fails, the threshold)
+RULES = (
+    ("ineffective", "forgetting", "below", "min_forgetting"),
+    ("over-generalised", "holdout_kept", "below", "min_holdout_kept"),
+    ("collapse", "genknow_drop", "above", "max_genknow_drop"),
+)
+INTERVAL_SOURCES = ("worlds", "seeds", "none")
 HOLDOUT = ("inter_id_sim", "intra_id_sim")
 # Metrics are stored rounded to 6 decimals, so a smaller gap between the references is noise.
 GAP_EPS = 1e-6
@@ -216,15 +236,62 @@ def score(
 
 
 def judge(scores: Mapping[str, float | None], cfg: ReportConfig) -> list[str]:
-    """The failure modes a model shows (SPEC.md §4); an undefined score judges nothing."""
+    """The failure modes point scores show (SPEC.md §4); an undefined score judges nothing."""
     verdicts = []
-    if scores["forgetting"] is not None and scores["forgetting"] < cfg.min_forgetting:
-        verdicts.append("ineffective")
-    if scores["holdout_kept"] is not None and scores["holdout_kept"] < cfg.min_holdout_kept:
-        verdicts.append("over-generalised")
-    if scores["genknow_drop"] is not None and scores["genknow_drop"] > cfg.max_genknow_drop:
-        verdicts.append("collapse")
+    for mode, name, side, attr in RULES:
+        x, threshold = scores[name], getattr(cfg, attr)
+        if x is not None and (x < threshold if side == "below" else x > threshold):
+            verdicts.append(mode)
     return verdicts
+
+
+def judge_intervals(
+    scores: Mapping[str, float | None],
+    intervals: Mapping[str, Sequence[float] | None],
+    cfg: ReportConfig,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(failure modes whose interval clears the threshold, borderline modes).
+
+    A mode fails when its whole interval lies on the failing side, passes when the whole
+    interval lies on the passing side (the threshold itself passes, as with point scores),
+    and is borderline otherwise. A score without an interval is judged on its point value.
+    """
+    verdicts, borderline = [], []
+    for mode, name, side, attr in RULES:
+        x, threshold, ci = scores[name], getattr(cfg, attr), intervals.get(name)
+        if x is None:
+            continue
+        if ci is None:
+            if mode in judge({**{n: None for n in SCORES}, name: x}, cfg):
+                verdicts.append(mode)
+            continue
+        lo, hi = ci
+        fails = hi < threshold if side == "below" else lo > threshold
+        passes = lo >= threshold if side == "below" else hi <= threshold
+        if fails:
+            verdicts.append(mode)
+        elif not passes:
+            borderline.append(
+                {"mode": mode, "score": name, "interval": [lo, hi], "threshold": threshold}
+            )
+    return verdicts, borderline
+
+
+def primary(verdicts: Sequence[str]) -> str | None:
+    """The one failure mode a row is labelled with (PRECEDENCE), None for none."""
+    return next((mode for mode in PRECEDENCE if mode in verdicts), None)
+
+
+def t_interval(values: Sequence[float | None], confidence: float) -> list[float] | None:
+    """Student-t confidence interval of the mean of `values`; None below two values."""
+    from scipy.stats import t
+
+    defined = [float(v) for v in values if v is not None]
+    if len(defined) < 2:
+        return None
+    mean, sd = statistics.fmean(defined), statistics.stdev(defined)
+    half = float(t.ppf((1 + confidence) / 2, len(defined) - 1)) * sd / math.sqrt(len(defined))
+    return [round(mean - half, DIGITS), round(mean + half, DIGITS)]
 
 
 def thresholds_text(cfg: ReportConfig) -> dict[str, str]:
@@ -247,7 +314,7 @@ def thresholds_text(cfg: ReportConfig) -> dict[str, str]:
             f"(holdout kept < {cfg.min_holdout_kept:g}; 1 = Compromised, 0 = Clean)"
         ),
         "collapse": (
-            f"collapse: GenKnow falls by more than {cfg.max_genknow_drop:.0%} of the "
+            f"collapse: GenKnow falls by more than {cfg.max_genknow_drop * 100:g}% of the "
             f"Compromised model's value (GenKnow drop > {cfg.max_genknow_drop:g})"
         ),
     }
@@ -305,30 +372,61 @@ def _label(variant: str, method: str | None, budget: float | None, name: str = "
     return f"{method} {budget:g}×" if budget is not None else str(method)
 
 
+def _unit(entries: Sequence[dict[str, Any]], clean, compromised) -> dict[str, Any]:
+    """One world's view of a model group: metric means over its seeds, scored in-world."""
+    keys = _common_keys([e["metrics"] for e in entries])
+    metrics = {k: _mean([e["metrics"][k] for e in entries]) for k in keys}
+    scores, notes = score(metrics, clean, compromised)
+    return {"metrics": metrics, "scores": scores, "notes": notes}
+
+
 def aggregate_row(
     label: str,
     variant: str,
     method: str | None,
     budget: float | None,
-    entries: Sequence[dict[str, Any]],
-    clean: Mapping[str, float],
-    compromised: Mapping[str, float],
+    worlds: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]]]],
     cfg: ReportConfig,
 ) -> dict[str, Any]:
-    """A leaderboard row: metric means over seeds, their spread, scores and verdicts."""
-    # Copies: a reference entry is also shown under "references" without per-seed scores.
-    entries = sorted(
-        (dict(e) for e in entries), key=lambda e: (e["seed"] is None, e["seed"] or 0, e["model"])
-    )
-    n = len(entries)
-    keys = _common_keys([e["metrics"] for e in entries])
-    mean = {k: _mean([e["metrics"][k] for e in entries]) for k in keys}
-    std = {k: _spread([e["metrics"][k] for e in entries]) for k in keys} if n >= 2 else {}
-    scores, notes = score(mean, clean, compromised)
-    for entry in entries:
-        entry["scores"], _ = score(entry["metrics"], clean, compromised)
-    scores_std = {s: _spread([e["scores"][s] for e in entries]) for s in SCORES} if n >= 2 else {}
+    """A leaderboard row from (world, the group's per-seed entries in it) pairs.
+
+    Each world scores its entries against its own references. The row's units are the
+    worlds (two or more) or else the seeds of its one world: metrics, scores, their spread
+    and confidence intervals are taken over those units.
+    """
+    per_world, per_seed = [], []
+    for world, entries in worlds:
+        # Copies: a reference entry is also shown under "references" without per-seed scores.
+        entries = sorted(
+            (dict(e) for e in entries),
+            key=lambda e: (e["seed"] is None, e["seed"] or 0, e["model"]),
+        )
+        clean, compromised = world["clean"], world["compromised"]
+        for entry in entries:
+            entry["world"] = world["name"]
+            entry["scores"], _ = score(entry["metrics"], clean, compromised)
+        per_seed += entries
+        unit = _unit(entries, clean, compromised)
+        per_world.append({"world": world["name"], "dataset": world["dataset"],
+                          "seeds": [e["seed"] for e in entries], **unit})  # fmt: skip
+    if len(per_world) >= 2:
+        source, units = "worlds", per_world
+    elif len(per_seed) >= 2:
+        source, units = "seeds", per_seed
+    else:
+        source, units = "none", per_world
+    keys = _common_keys([u["metrics"] for u in units])
+    mean = {k: _mean([u["metrics"][k] for u in units]) for k in keys}
+    spread = len(units) >= 2
+    std = {k: _spread([u["metrics"][k] for u in units]) for k in keys} if spread else {}
+    values = {s: [u["scores"][s] for u in units] for s in SCORES}
+    defined = {s: [v for v in vs if v is not None] for s, vs in values.items()}
+    scores = {s: _mean(vs) if vs else None for s, vs in defined.items()}
+    scores_std = {s: _spread(values[s]) for s in SCORES} if spread else {}
+    intervals = {s: t_interval(values[s], cfg.confidence) for s in SCORES}
+    notes = list(dict.fromkeys(n for u in per_world for n in u["notes"]))
     is_candidate = variant in ("unlearned", "external")
+    verdicts, borderline = judge_intervals(scores, intervals, cfg) if is_candidate else ([], [])
     paper = PAPER_BY_METHOD.get(method) if method else None
     if variant in ("clean", "compromised"):
         paper = PAPER_CLEAN if variant == "clean" else PAPER_COMPROMISED
@@ -337,24 +435,38 @@ def aggregate_row(
         "variant": variant,
         "method": method,
         "budget": budget,
-        "seeds": [e["seed"] for e in entries],
-        "n": n,
+        "seeds": [e["seed"] for e in per_seed],
+        "worlds": [w["world"] for w in per_world],
+        "n": len(per_seed),
+        "interval_source": source,
         "metrics": mean,
         "std": std,
-        "per_seed": entries,
+        "per_world": per_world,
+        "per_seed": per_seed,
         "scores": scores,
         "scores_std": scores_std,
-        "verdicts": judge(scores, cfg) if is_candidate else [],
+        "scores_ci": intervals,
+        "verdicts": verdicts,
+        "borderline": borderline,
+        "primary": primary(verdicts),
         "notes": notes,
         "rank": None,
         "paper": paper.name if paper else None,
+        "paper_label": PAPER_LABELS.get(method, "—") if method else None,
     }
 
 
 def rank_key(row: Mapping[str, Any]) -> tuple:
-    """No verdict first, then fewer verdicts; within that, most forgetting first."""
+    """No verdict first, then fewer verdicts, then fewer borderline calls; then most
+    forgetting first."""
     forgetting = row["scores"]["forgetting"]
-    return (len(row["verdicts"]), forgetting is None, -(forgetting or 0.0), row["label"])
+    return (
+        len(row["verdicts"]),
+        len(row.get("borderline", ())),
+        forgetting is None,
+        -(forgetting or 0.0),
+        row["label"],
+    )
 
 
 def _one_reference(records: Sequence[EvalRecord], variant: str) -> list[EvalRecord]:
@@ -381,21 +493,18 @@ def _one_reference(records: Sequence[EvalRecord], variant: str) -> list[EvalReco
     return found
 
 
-def check_dataset(records: Sequence[EvalRecord]) -> str:
-    """The one dataset digest every eval was run on."""
+def split_worlds(records: Sequence[EvalRecord]) -> dict[str, list[EvalRecord]]:
+    """The evals grouped into worlds by the digest of the dataset they were run on."""
     by_dataset: dict[str, list[EvalRecord]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, []).append(r)
-    if len(by_dataset) > 1:
-        detail = "; ".join(
-            f"{d[:12]}: {', '.join(str(r.path) for r in rs)}"
-            for d, rs in sorted(by_dataset.items())
-        )
-        raise ManifestError(
-            f"all evals must be on the same dataset, found {len(by_dataset)} "
-            f"dataset digests: {detail}"
-        )
-    return records[0].dataset
+    return by_dataset
+
+
+def _world_name(dataset: str, clean: dict[str, Any]) -> str:
+    """A world is named by its Clean model's seed (= its dataset seed under bench)."""
+    seed = clean.get("seed")
+    return f"world {seed}" if seed is not None else f"world {dataset[:8]}"
 
 
 def _group_key(record: EvalRecord) -> tuple:
@@ -438,11 +547,14 @@ def _external_labels(groups: Mapping[tuple, list[EvalRecord]]) -> dict[tuple, st
 
 
 def paper_rows(cfg: ReportConfig) -> list[dict[str, Any]]:
-    """The paper's main table, scored and judged by the same rules as ours."""
+    """The paper's main table, scored and judged by the same rules as ours (point values:
+    the paper gives none of its spread), beside the label the paper itself states."""
     clean, compromised = PAPER_CLEAN.metrics, PAPER_COMPROMISED.metrics
     rows = []
     for row in (PAPER_CLEAN, PAPER_COMPROMISED, *PAPER_METHODS):
         scores, notes = score(row.metrics, clean, compromised)
+        verdicts = judge(scores, cfg) if row.method else []
+        stated = PAPER_LABELS.get(row.method) if row.method else None
         rows.append(
             {
                 "name": row.name,
@@ -450,41 +562,91 @@ def paper_rows(cfg: ReportConfig) -> list[dict[str, Any]]:
                 "variant": "unlearned" if row.method else row.name.lower(),
                 "metrics": row.metrics,
                 "scores": scores,
-                "verdicts": judge(scores, cfg) if row.method else [],
+                "verdicts": verdicts,
+                "label": primary(verdicts),
+                "paper_label": stated,
                 "notes": notes,
             }
         )
     return rows
 
 
+def label_text(label: str | None) -> str:
+    return label or "none"
+
+
+def paper_agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per method the paper labels with a failure mode: its label, ours, and whether they
+    agree ("borderline" when our interval straddles the paper's mode)."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        stated = PAPER_LABELS.get(row["method"]) if row["method"] else None
+        if row["rank"] is None or stated is None:
+            continue
+        if row["primary"] == stated:
+            agree = "yes"
+        elif row["primary"] is None and any(b["mode"] == stated for b in row["borderline"]):
+            agree = "borderline"
+        else:
+            agree = "no"
+        out[row["method"]] = {"paper": stated, "ours": row["primary"], "agree": agree}
+    return {
+        "labelled": len(out),
+        "reproduced": sum(v["agree"] == "yes" for v in out.values()),
+        "methods": out,
+    }
+
+
 def build_leaderboard(
     records: Sequence[EvalRecord], cfg: ReportConfig, title: str = ""
 ) -> dict[str, Any]:
-    """The whole report as data: references, ranked rows, the paper's rows, provenance."""
+    """The whole report as data: worlds, references, ranked rows, the paper's rows."""
     if not records:
         raise ManifestError("no eval folders to report on")
-    dataset = check_dataset(records)
-    ref_entries = {
-        "clean": model_entry(_one_reference(records, "clean")),
-        "compromised": model_entry(_one_reference(records, "compromised")),
-    }
-    clean, compromised = ref_entries["clean"]["metrics"], ref_entries["compromised"]["metrics"]
-    warnings = _reference_warnings(clean, compromised)
+    worlds, warnings = [], []
+    groups: dict[tuple, list[tuple[dict[str, Any], list[EvalRecord]]]] = {}
+    for dataset, world_records in split_worlds(records).items():
+        refs = {v: model_entry(_one_reference(world_records, v)) for v in ("clean", "compromised")}
+        clean, compromised = refs["clean"]["metrics"], refs["compromised"]["metrics"]
+        world = {
+            "name": _world_name(dataset, refs["clean"]),
+            "dataset": dataset,
+            "clean": clean,
+            "compromised": compromised,
+            "references": refs,
+        }
+        worlds.append(world)
+        prefix = f"{world['name']}: " if len(split_worlds(records)) > 1 else ""
+        warnings += [prefix + w for w in _reference_warnings(clean, compromised)]
+        in_world: dict[tuple, list[EvalRecord]] = {}
+        for r in world_records:
+            in_world.setdefault(_group_key(r), []).append(r)
+        for key, rs in in_world.items():
+            groups.setdefault(key, []).append((world, rs))
+    names = [w["name"] for w in worlds]
+    if len(set(names)) < len(names):
+        for w in worlds:
+            w["name"] = f"{w['name']} ({w['dataset'][:8]})"
+    worlds.sort(key=lambda w: w["name"])
     for w in warnings:
         log.warning("%s", w)
-    groups: dict[tuple, list[EvalRecord]] = {}
-    for r in records:
-        groups.setdefault(_group_key(r), []).append(r)
-    names = _external_labels(groups)
+    labels = _external_labels({k: [r for _, rs in v for r in rs] for k, v in groups.items()})
     rows: dict[tuple, dict[str, Any]] = {}
-    for key, rs in groups.items():
+    for key, pairs in groups.items():
         variant = key[0]
         method = key[1] if variant == "unlearned" else None
         budget = key[2] if variant == "unlearned" else None
-        label = _label(variant, method, budget, names.get(key, ""))
-        entries = [ref_entries[variant]] if variant in ref_entries else _entries(rs)
-        rows[key] = aggregate_row(label, variant, method, budget, entries, clean, compromised, cfg)
-    ranked = sorted((r for k, r in rows.items() if k[0] not in ref_entries), key=rank_key)
+        label = _label(variant, method, budget, labels.get(key, ""))
+        pairs = sorted(pairs, key=lambda p: p[0]["name"])
+        if variant in ("clean", "compromised"):
+            per_world = [(w, [w["references"][variant]]) for w, _ in pairs]
+        else:
+            per_world = [(w, _entries(rs)) for w, rs in pairs]
+        rows[key] = aggregate_row(label, variant, method, budget, per_world, cfg)
+        if variant not in ("clean", "compromised") and len(pairs) < len(worlds):
+            rows[key]["notes"].append(f"evaluated in {len(pairs)} of {len(worlds)} worlds")
+    ranked = sorted((r for k, r in rows.items() if k[0] not in ("clean", "compromised")),
+                    key=rank_key)  # fmt: skip
     for i, row in enumerate(ranked, 1):
         row["rank"] = i
         for note in row["notes"]:
@@ -492,26 +654,37 @@ def build_leaderboard(
     architectures = sorted({str(r.model.get("architecture")) for r in records})
     if len(architectures) > 1:
         warnings.append(f"the evals cover several architectures ({', '.join(architectures)})")
+    ordered = [rows[("clean",)], rows[("compromised",)], *ranked]
     return {
         "title": title,
-        "dataset": dataset,
+        "dataset": worlds[0]["dataset"] if len(worlds) == 1 else None,
+        "datasets": [w["dataset"] for w in worlds],
+        "confidence": cfg.confidence,
         "thresholds": {
             "min_forgetting": cfg.min_forgetting,
             "min_holdout_kept": cfg.min_holdout_kept,
             "max_genknow_drop": cfg.max_genknow_drop,
         },
         "rules": thresholds_text(cfg),
+        "worlds": [_world_summary(w) for w in worlds],
         "references": {
             variant: {
-                "model": e["model"],
-                "model_path": e["model_path"],
-                "evals": e["evals"],
-                "metrics": e["metrics"],
+                "model": worlds[0]["references"][variant]["model"]
+                if len(worlds) == 1
+                else [w["references"][variant]["model"] for w in worlds],
+                "model_path": worlds[0]["references"][variant]["model_path"],
+                "evals": [e for w in worlds for e in w["references"][variant]["evals"]],
+                "metrics": rows[(variant,)]["metrics"],
             }
-            for variant, e in ref_entries.items()
+            for variant in ("clean", "compromised")
         },
-        "rows": [rows[("clean",)], rows[("compromised",)], *ranked],
-        "paper": {"source": PAPER_SOURCE, "budget": PAPER_BUDGET, "rows": paper_rows(cfg)},
+        "rows": ordered,
+        "paper": {
+            "source": PAPER_SOURCE,
+            "budget": PAPER_BUDGET,
+            "rows": paper_rows(cfg),
+            "agreement": paper_agreement(ordered),
+        },
         "evals": [
             {
                 "path": str(r.path),
@@ -533,6 +706,20 @@ def build_leaderboard(
             for n, m in METRICS.items()
         },
         "warnings": warnings,
+    }
+
+
+def _world_summary(world: Mapping[str, Any]) -> dict[str, Any]:
+    """What a reader checks per world: did Compromised memorise, and at what GenKnow cost."""
+    clean, compromised = world["clean"], world["compromised"]
+    ratio = compromised["retfail"] / clean["retfail"] if clean["retfail"] > 0 else None
+    return {
+        "name": world["name"],
+        "dataset": world["dataset"],
+        "clean": dict(clean),
+        "compromised": dict(compromised),
+        "retfail_ratio": _round(ratio),
+        "genknow_difference": _round(compromised["genknow"] - clean["genknow"]),
     }
 
 

@@ -43,3 +43,18 @@ PAPER_METHODS: tuple[PaperRow, ...] = (
     PaperRow("DirectSimMin", "direct_sim_min", 0.001, 0.615, -0.420, -0.425),
 )
 PAPER_BY_METHOD: dict[str, PaperRow] = {row.method: row for row in PAPER_METHODS if row.method}
+
+# The failure mode the paper itself states for each method (SPEC.md §5: its taxonomy, as
+# written). Generic Captions has no row in the main table but is called ineffective;
+# Finetuning and VLUnlearn get no failure mode (they forget and keep GenKnow, while losing
+# about two thirds of the holdout gap); grad_diff is not in the paper.
+PAPER_LABELS: dict[str, str | None] = {
+    "cliperase": "over-generalised",
+    "delete": "over-generalised",
+    "neg_grad": "over-generalised",
+    "shuffled_captions": "collapse",
+    "direct_sim_min": "collapse",
+    "generic_captions": "ineffective",
+    "finetune": None,
+    "vlunlearn": None,
+}

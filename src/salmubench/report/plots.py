@@ -19,9 +19,11 @@ PNG_METADATA = {"Software": None}
 FIGURES = {
     "tradeoff.png": "Forgetting (share of the RetFail gap closed) against holdout kept (share of "
     "the holdout similarity kept); shaded: the ineffective and over-generalised regions; "
-    "colour: GenKnow drop, ✕ = collapse.",
+    "colour: GenKnow drop, ✕ = collapse; bars: confidence intervals.",
     "metrics.png": "Every metric per model: efficacy (target: Clean) and utility (target: "
     "Compromised); error bars: standard deviation over seeds.",
+    "sweep.png": "The tuning sweep on the validation world, per method: forgetting, holdout "
+    "kept and GenKnow drop against the learning rate; the chosen rate is marked.",
     "paper.png": "Ours against the paper's main table (5× budget) for the four metrics it "
     "reports; absolute values differ with scale, compare the shapes.",
 }
@@ -92,13 +94,13 @@ def plot_tradeoff(board: Mapping[str, Any], out: str | Path) -> Path:
         drop = row["scores"]["genknow_drop"]
         collapse = "collapse" in row["verdicts"]
         colour = "lightgrey" if drop is None else cmap(norm(max(drop, 0.0)))
-        std = row["scores_std"]
-        if std.get("forgetting") is not None or std.get("holdout_kept") is not None:
+        ci = row.get("scores_ci", {})
+        if ci.get("forgetting") is not None or ci.get("holdout_kept") is not None:
             ax.errorbar(
                 [x],
                 [y],
-                xerr=std.get("forgetting"),
-                yerr=std.get("holdout_kept"),
+                xerr=_err(x, ci.get("forgetting")),
+                yerr=_err(y, ci.get("holdout_kept")),
                 fmt="none",
                 ecolor="grey",
                 elinewidth=1,
@@ -152,6 +154,11 @@ def plot_tradeoff(board: Mapping[str, Any], out: str | Path) -> Path:
     ax.set_title("Forgetting against over-generalisation")
     ax.grid(alpha=0.3)
     return _save(fig, Path(out))
+
+
+def _err(x: float, ci: Sequence[float] | None) -> Any:
+    """An asymmetric error bar from a confidence interval around `x`."""
+    return None if ci is None else [[max(x - ci[0], 0.0)], [max(ci[1] - x, 0.0)]]
 
 
 def _grouped_bars(
@@ -256,10 +263,59 @@ def plot_paper(board: Mapping[str, Any], out: str | Path) -> Path:
     return _save(fig, Path(out))
 
 
-def plot_all(board: Mapping[str, Any], folder: str | Path) -> dict[str, str]:
+def plot_sweep(tuning: Mapping[str, Any], out: str | Path) -> Path:
+    """One panel per method: its three scores against the learning rate on the validation
+    world, the selection target and the chosen rate marked."""
+    plt = _pyplot()
+    methods = list(tuning["results"])
+    cols = min(3, len(methods))
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, constrained_layout=True
+    )
+    styles = {"forgetting": ("#1f77b4", "o"), "holdout_kept": ("#6a3d9a", "s")}
+    for ax, method in zip(axes.ravel(), methods, strict=False):
+        results = sorted(tuning["results"][method], key=lambda r: r["lr"])
+        lrs = [r["lr"] for r in results]
+        for name, (colour, marker) in styles.items():
+            ys = [r["scores"][name] for r in results]
+            ax.plot(lrs, ys, marker=marker, color=colour, label=display(name))
+        twin = ax.twinx()
+        drops = [r["scores"]["genknow_drop"] for r in results]
+        twin.plot(lrs, drops, marker="^", color="#d62728", label=display("genknow_drop"))
+        twin.axhline(tuning["thresholds"]["max_genknow_drop"], color="#d62728", ls=":", lw=1)
+        twin.tick_params(axis="y", colors="#d62728", labelsize=7)
+        ax.axhline(tuning["target"], color="#1f77b4", ls=":", lw=1)
+        ax.axhline(0, color="#6a3d9a", ls=":", lw=1)
+        ax.axvline(tuning["chosen"][method], color="black", lw=1.2, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_title(method, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(methods) :]:
+        ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], marker="^", color="#d62728"))
+    labels.append(f"{display('genknow_drop')} (right axis)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
+    fig.suptitle(
+        f"Tuning sweep on {tuning['world']['name']} (vertical line: chosen lr; dotted: the "
+        f"forgetting target {tuning['target']:g}, Clean level, collapse threshold)",
+        fontsize=9,
+    )
+    return _save(fig, Path(out))
+
+
+def plot_all(
+    board: Mapping[str, Any], folder: str | Path, tuning: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Write every figure into `folder`; {file name: caption} in display order."""
     folder = Path(folder)
     plot_tradeoff(board, folder / "tradeoff.png")
     plot_metrics(board, folder / "metrics.png")
     plot_paper(board, folder / "paper.png")
-    return dict(FIGURES)
+    figures = {k: v for k, v in FIGURES.items() if k != "sweep.png"}
+    if tuning:
+        plot_sweep(tuning, folder / "sweep.png")
+        figures["sweep.png"] = FIGURES["sweep.png"]
+    return figures

@@ -17,6 +17,7 @@ from salmubench.manifest import check_output, dumps, staged_output, write_manife
 from salmubench.report.leaderboard import build_leaderboard, load_evals
 from salmubench.report.plots import plot_all
 from salmubench.report.render import markdown, page
+from salmubench.tune import check_not_tuned_on, load_tuning
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +31,45 @@ def build_report(
     cfg: ReportConfig | None = None,
     force: bool = False,
     title: str | None = None,
+    tuning: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Judge every evaluated method found in `runs` into report folder `out`; its manifest."""
+    """Judge every evaluated method found in `runs` into report folder `out`; its manifest.
+
+    `tuning`: the tuning.json of the validation world the settings were chosen on; the
+    report then shows its sweep, and refuses to report on that world.
+    """
     cfg = cfg or ReportConfig()
     cfg.validate()
     if isinstance(runs, (str, os.PathLike)):
         # A lone path would otherwise be iterated character by character.
         runs = [runs]
     check_output(out, force)  # before reading anything, not after
+    sweep = load_tuning(tuning) if tuning is not None else None
     records = load_evals(runs)
     title = title or DEFAULT_TITLE
     board = build_leaderboard(records, cfg, title)
+    if sweep is not None:
+        check_not_tuned_on(board["datasets"], sweep)
+        board["tuning"] = {"world": sweep["world"], "rule": sweep["rule"],
+                           "chosen": sweep["chosen"]}  # fmt: skip
     rows = board["rows"]
     log.info("report on %d evals: %d ranked rows", len(records), len(rows) - 2)
     with staged_output(out, force=force) as tmp:
         (tmp / "leaderboard.json").write_text(dumps(board), encoding="utf-8")
-        figures = plot_all(board, tmp)
-        (tmp / "leaderboard.md").write_text(markdown(board, title, figures), encoding="utf-8")
-        (tmp / "report.html").write_text(page(board, title, figures, tmp), encoding="utf-8")
+        figures = plot_all(board, tmp, sweep)
+        (tmp / "leaderboard.md").write_text(
+            markdown(board, title, figures, sweep), encoding="utf-8"
+        )
+        (tmp / "report.html").write_text(page(board, title, figures, tmp, sweep), encoding="utf-8")
+        if sweep is not None:
+            (tmp / "tuning.json").write_text(dumps(sweep), encoding="utf-8")
         manifest = write_manifest(
             tmp,
             "report",
             config=to_dict(cfg),
             inputs={f"eval:{e['path']}": e["digest"] for e in board["evals"]},
             dataset=board["dataset"],
+            datasets=board["datasets"],
             title=title,
             references={k: v["model"] for k, v in board["references"].items()},
             methods=sorted({r["method"] for r in rows if r["method"]}),

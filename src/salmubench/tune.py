@@ -1,0 +1,192 @@
+"""Choosing method settings without seeing the test: a validation world and a fixed rule.
+
+A *world* is a dataset seed with its own Clean and Compromised model. Seeds from
+`VALIDATION_SEEDS` up are validation worlds: settings are tuned there and nowhere else, and
+no leaderboard may use one (`bench` and `report` refuse them, by seed and by dataset digest).
+Leaderboard worlds are the seeds below.
+
+The selection rule is fixed here, before any result is seen, and is not a verdict threshold:
+per method, the smallest learning rate of the grid whose unlearned model closes at least
+`TARGET` of the RetFail gap on the validation world; if none does, the one that closes the
+most. It reads only forgetting: holdout damage and GenKnow loss are what the leaderboard must
+reveal, so they are recorded for the sweep plot but never used to choose. The whole sweep is
+kept (tuning.json) and plotted by the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from salmubench.config import ConfigError, stage_config, to_dict
+from salmubench.manifest import ManifestError, dumps, write_atomic
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SEEDS = 1000  # world seeds >= this are validation worlds
+TARGET = 0.9
+DEFAULT_GRID = (3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+RULE = (
+    "per method, the smallest learning rate of the grid that closes at least {target:.0%} of "
+    "the RetFail gap between the Compromised and the Clean model (forgetting >= {target:g}) on "
+    "the validation world; if none does, the one that closes the most. Holdout and GenKnow "
+    "scores are recorded, never used to choose."
+)
+TUNING_FILE = "tuning.json"
+REFERENCE_KEYS = ("retfail", "genknow", "inter_id_sim", "intra_id_sim")
+
+
+def is_validation_world(seed: int) -> bool:
+    return seed >= VALIDATION_SEEDS
+
+
+def check_validation_world(seed: int) -> None:
+    if not is_validation_world(seed):
+        raise ConfigError(
+            f"world {seed} is a leaderboard world: settings may only be tuned on a validation "
+            f"world (seed >= {VALIDATION_SEEDS}, e.g. --world {VALIDATION_SEEDS})"
+        )
+
+
+def check_leaderboard_world(seed: int) -> None:
+    if is_validation_world(seed):
+        raise ConfigError(
+            f"world {seed} is a validation world (seed >= {VALIDATION_SEEDS}): settings are "
+            f"tuned on it, so it may not be reported on; use seeds below {VALIDATION_SEEDS}"
+        )
+
+
+def choose(rows: Sequence[Mapping[str, Any]], target: float = TARGET) -> float:
+    """The rule: smallest lr with forgetting >= target, else the lr that forgets most
+    (the smaller on a tie). `rows`: {"lr", "scores": {"forgetting", ...}}."""
+    if not rows:
+        raise ValueError("no sweep rows to choose from")
+    ordered = sorted(rows, key=lambda r: r["lr"])
+    for r in ordered:
+        f = r["scores"]["forgetting"]
+        if f is not None and f >= target:
+            return r["lr"]
+    return max(ordered, key=lambda r: (r["scores"]["forgetting"] or float("-inf"), -r["lr"]))["lr"]
+
+
+def load_tuning(path: str | os.PathLike) -> dict[str, Any]:
+    """A tuning.json (the file, or a folder holding one), checked for what reports read."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TUNING_FILE
+    if not path.is_file():
+        raise ManifestError(
+            f"{path}: no tuning file (expected {TUNING_FILE} from `salmubench tune`)"
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    missing = [k for k in ("world", "rule", "target", "chosen", "results", "thresholds")
+               if k not in data]  # fmt: skip
+    if missing:
+        raise ManifestError(f"{path}: not a tuning file, it lacks {', '.join(missing)}")
+    return data
+
+
+def check_not_tuned_on(datasets: Iterable[str], tuning: Mapping[str, Any]) -> None:
+    """Refuse to report on the world the settings were tuned on."""
+    tuned = tuning["world"]["dataset"]
+    if tuned in set(datasets):
+        raise ConfigError(
+            f"the evals include the validation world {tuning['world']['name']} (dataset "
+            f"{tuned[:12]}), on which the settings were tuned; report on other worlds"
+        )
+
+
+def tune(
+    profile: str,
+    out: str | os.PathLike,
+    *,
+    world: int = VALIDATION_SEEDS,
+    methods: Sequence[str],
+    grid: Sequence[float] = DEFAULT_GRID,
+    target: float = TARGET,
+    full: bool = False,
+    params_path: str | os.PathLike | None = None,
+    force: bool = False,
+    show: bool = True,
+    say: Callable[[str], None] = print,
+    step_bar: Callable[[str], tuple[Callable, Callable]] | None = None,
+) -> dict[str, Any]:
+    """Sweep each method's learning rate on validation world `world` (built in `out` if
+    needed) and choose by the rule; writes and returns `out/tuning.json`.
+
+    The grid runs from the smallest rate up; unless `full`, a method stops one rate past the
+    chosen one (larger rates cannot change the choice). Finished runs are reused.
+    """
+    from salmubench.bench import (
+        World,
+        _Stages,
+        build_world,
+        stage_configs,
+        unlearn_and_evaluate,
+    )
+    from salmubench.report.leaderboard import score
+    from salmubench.unlearn import build_method
+
+    check_validation_world(world)
+    if not 0 < target <= 1:
+        raise ConfigError(f"target={target}: must be in (0, 1]")
+    grid = sorted(set(grid))
+    if not grid or any(not lr > 0 for lr in grid):
+        raise ConfigError(f"grid {grid}: give positive learning rates")
+    cfg = stage_configs(profile, params_path, None)
+    for m in methods:
+        build_method(m, cfg["unlearn"].methods.get(m))
+    out = Path(out)
+    stages = _Stages(5 + 2 * len(methods) * len(grid), show, say, step_bar, force)
+    w = build_world(World(world, out), profile, cfg, stages)
+    refs = {
+        v: json.loads((w.eval(v) / "metrics.json").read_text()) for v in ("clean", "compromised")
+    }
+    results: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, float] = {}
+    start = time.perf_counter()
+    for method in methods:
+        results[method] = []
+        for lr in grid:
+            ucfg = stage_config("unlearn", profile, [f"methods.{method}.lr={lr}"], params_path)
+            name = f"{method}-lr{lr:g}"
+            target_eval = out / "tuning" / f"eval-{name}"
+            unlearn_and_evaluate(w, method, 0, ucfg, out / "tuning" / name, target_eval, cfg,
+                                 stages, profile)  # fmt: skip
+            metrics = json.loads((target_eval / "metrics.json").read_text())
+            scores, _ = score(metrics, refs["clean"], refs["compromised"])
+            results[method].append({"lr": lr, "scores": scores, "metrics": metrics})
+            if not full and any(
+                r["lr"] < lr and (r["scores"]["forgetting"] or -1.0) >= target
+                for r in results[method]
+            ):
+                break  # one rate past the chosen one: the rest cannot change the choice
+        chosen[method] = choose(results[method], target)
+    record = {
+        "profile": profile,
+        "world": {"name": f"world {world}", "seed": world, "dataset": w.digest},
+        "budget": cfg["unlearn"].budget,
+        "rule": RULE.format(target=target),
+        "target": target,
+        "grid": grid,
+        "thresholds": to_dict(cfg["report"]),
+        "references": {v: {k: refs[v][k] for k in REFERENCE_KEYS} for v in refs},
+        "results": results,
+        "chosen": chosen,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_atomic(out / TUNING_FILE, dumps(record))
+    if show:
+        say(f"rule: {record['rule']}")
+        for method, lr in chosen.items():
+            row = next(r for r in results[method] if r["lr"] == lr)
+            s = row["scores"]
+            say(f"  {method:<18} lr {lr:<8g} forgetting {s['forgetting']:.3f}  holdout kept "
+                f"{s['holdout_kept']:.3f}  GenKnow drop {s['genknow_drop']:.3f}")  # fmt: skip
+        say(f"-> {out / TUNING_FILE}")
+    return record

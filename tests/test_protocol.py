@@ -1,0 +1,192 @@
+"""The honest-leaderboard protocol: worlds, intervals, borderline verdicts, the paper's own
+labels, and tuning that cannot see the test (hand-computed numbers throughout)."""
+
+from __future__ import annotations
+
+import pytest
+from test_report import CLEAN, COMPROMISED, make_eval
+
+from salmubench.bench import bench
+from salmubench.config import ConfigError, ReportConfig
+from salmubench.manifest import dumps, read_manifest
+from salmubench.report import build_leaderboard, build_report, load_evals
+from salmubench.report.leaderboard import judge_intervals, paper_rows, primary, t_interval
+from salmubench.report.paper import PAPER_LABELS
+from salmubench.tune import (
+    VALIDATION_SEEDS,
+    check_leaderboard_world,
+    check_validation_world,
+    choose,
+    tune,
+)
+
+DATASETS = ["1" * 64, "2" * 64, "3" * 64]
+T_975_2 = 4.302653  # Student t, 97.5% quantile, 2 degrees of freedom
+
+
+def three_worlds(root):
+    """Three worlds with the test_report references; neg_grad and shuffled_captions in each.
+
+    neg_grad: RetFail .03/.05/.07 -> forgetting .9/.8/.7; holdouts .10 -> kept -.5 in every
+    world; GenKnow .49/.48/.47 -> drop .02/.04/.06. shuffled_captions: RetFail .01 -> 1.0;
+    GenKnow .40/.41/.39 -> drop .20/.18/.22; holdouts as Compromised -> kept 1.
+    """
+    for w, dataset in enumerate(DATASETS):
+        folder = root / f"world-{w}"
+        make_eval(folder / "eval-clean", "clean", CLEAN, dataset=dataset, seed=w,
+                  model=f"{w}c".ljust(64, "0"))  # fmt: skip
+        make_eval(folder / "eval-compromised", "compromised", COMPROMISED, dataset=dataset,
+                  seed=w, model=f"{w}k".ljust(64, "0"))  # fmt: skip
+        make_eval(folder / "neg_grad", "unlearned",
+                  {"retfail": [0.03, 0.05, 0.07][w], "inter_id_sim": 0.10, "intra_id_sim": 0.10,
+                   "genknow": [0.49, 0.48, 0.47][w]},
+                  method="neg_grad", budget=5.0, seed=0, dataset=dataset)  # fmt: skip
+        make_eval(folder / "shuffled", "unlearned",
+                  {"retfail": 0.01, "genknow": [0.40, 0.41, 0.39][w]},
+                  method="shuffled_captions", budget=5.0, seed=0, dataset=dataset)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def worlds_board(tmp_path_factory):
+    root = three_worlds(tmp_path_factory.mktemp("worlds"))
+    return build_leaderboard(load_evals([root]), ReportConfig())
+
+
+def row(board, label):
+    return next(r for r in board["rows"] if r["label"] == label)
+
+
+def test_each_world_is_scored_against_its_own_references(worlds_board):
+    assert [w["name"] for w in worlds_board["worlds"]] == ["world 0", "world 1", "world 2"]
+    assert worlds_board["dataset"] is None and worlds_board["datasets"] == DATASETS
+    w = worlds_board["worlds"][0]
+    assert w["retfail_ratio"] == pytest.approx(21.0)  # .21 / .01
+    assert w["genknow_difference"] == pytest.approx(0.01)
+    r = row(worlds_board, "neg_grad 5×")
+    assert r["interval_source"] == "worlds" and r["worlds"] == ["world 0", "world 1", "world 2"]
+    assert [u["scores"]["forgetting"] for u in r["per_world"]] == pytest.approx([0.9, 0.8, 0.7])
+
+
+def test_scores_get_a_mean_spread_and_t_interval_over_worlds(worlds_board):
+    r = row(worlds_board, "neg_grad 5×")
+    assert r["scores"]["forgetting"] == pytest.approx(0.8)
+    assert r["scores_std"]["forgetting"] == pytest.approx(0.1)
+    half = T_975_2 * 0.1 / 3**0.5  # 0.248413
+    assert r["scores_ci"]["forgetting"] == pytest.approx([0.8 - half, 0.8 + half], abs=1e-6)
+    assert r["scores_ci"]["holdout_kept"] == pytest.approx([-0.5, -0.5])
+
+
+def test_an_interval_straddling_its_threshold_is_borderline_not_a_verdict(worlds_board):
+    r = row(worlds_board, "neg_grad 5×")
+    # GenKnow drop .02/.04/.06: mean .04, CI .04 ± 4.302653 * .02 / sqrt(3) = [-.0097, .0897]
+    # straddles .025 -> borderline collapse; kept -.5 in every world -> over-generalised;
+    # forgetting [.552, 1.048] clears .5 -> not ineffective.
+    assert r["verdicts"] == ["over-generalised"] and r["primary"] == "over-generalised"
+    assert [b["mode"] for b in r["borderline"]] == ["collapse"]
+    assert r["borderline"][0]["interval"] == pytest.approx([-0.009683, 0.089683], abs=1e-6)
+    s = row(worlds_board, "shuffled_captions 5×")
+    # drop .20/.18/.22: [.150, .250] lies above .025 -> collapse, nothing borderline
+    assert s["verdicts"] == ["collapse"] and s["borderline"] == []
+
+
+def test_judge_intervals_by_hand():
+    cfg = ReportConfig()
+    scores = {"forgetting": 0.6, "holdout_kept": 0.2, "genknow_drop": 0.03}
+    clear = {"forgetting": [0.55, 0.65], "holdout_kept": [0.1, 0.3], "genknow_drop": [0.01, 0.02]}
+    assert judge_intervals(scores, clear, cfg) == ([], [])
+    fails = {"forgetting": [0.3, 0.45], "holdout_kept": [-0.3, -0.1], "genknow_drop": [0.03, 0.05]}
+    assert judge_intervals(scores, fails, cfg) == (
+        ["ineffective", "over-generalised", "collapse"], [])  # fmt: skip
+    straddle = {"forgetting": [0.4, 0.6], "holdout_kept": [-0.1, 0.1], "genknow_drop": [0.02, 0.03]}
+    verdicts, borderline = judge_intervals(scores, straddle, cfg)
+    assert verdicts == [] and [b["mode"] for b in borderline] == list(
+        ("ineffective", "over-generalised", "collapse"))  # fmt: skip
+    # the threshold itself passes, as for point scores
+    edge = {"forgetting": [0.5, 0.7], "holdout_kept": [0.0, 0.2], "genknow_drop": [0.01, 0.025]}
+    assert judge_intervals(scores, edge, cfg) == ([], [])
+    assert t_interval([1.0], 0.95) is None
+    assert t_interval([1.0, 3.0], 0.95) == pytest.approx([2 - 12.706205, 2 + 12.706205])
+
+
+def test_the_rules_give_the_papers_own_rows_the_papers_own_labels():
+    rows = {r["method"]: r for r in paper_rows(ReportConfig()) if r["method"]}
+    for method, stated in PAPER_LABELS.items():
+        if method in rows:
+            assert rows[method]["label"] == stated, method
+    assert primary(["over-generalised", "collapse"]) == "collapse"
+    # the collapse threshold sits between NegGrad's drop (1.25%) and DirectSimMin's (3.6%)
+    assert (
+        rows["neg_grad"]["scores"]["genknow_drop"]
+        < 0.025
+        < rows["direct_sim_min"]["scores"]["genknow_drop"]
+    )
+
+
+def test_report_states_agreement_with_the_papers_labels(worlds_board):
+    agreement = worlds_board["paper"]["agreement"]
+    assert agreement["methods"]["shuffled_captions"] == {
+        "paper": "collapse", "ours": "collapse", "agree": "yes"}  # fmt: skip
+    # neg_grad: the paper says over-generalised, as we do
+    assert agreement["methods"]["neg_grad"]["agree"] == "yes"
+    assert (agreement["labelled"], agreement["reproduced"]) == (2, 2)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def test_the_selection_rule_by_hand():
+    rows = [
+        {"lr": 1e-4, "scores": {"forgetting": 0.95}},
+        {"lr": 1e-5, "scores": {"forgetting": 0.5}},
+        {"lr": 3e-5, "scores": {"forgetting": 0.91}},
+    ]
+    assert choose(rows) == 3e-5  # the smallest reaching .9, whatever comes after
+    weak = [{"lr": lr, "scores": {"forgetting": f}}
+            for lr, f in ((1e-5, 0.2), (1e-4, 0.6), (1e-3, 0.4))]  # fmt: skip
+    assert choose(weak) == 1e-4  # none reaches .9: the one that forgets most
+
+
+def test_tuning_refuses_a_leaderboard_world_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="world 0 is a leaderboard world"):
+        tune("micro", tmp_path / "v", world=0, methods=["finetune"])
+    assert not (tmp_path / "v").exists()
+    check_validation_world(VALIDATION_SEEDS)
+
+
+def test_leaderboards_refuse_a_validation_world(tmp_path):
+    with pytest.raises(ConfigError, match="world 1000 is a validation world"):
+        bench("micro", tmp_path / "b", methods=["finetune"], worlds=[0, VALIDATION_SEEDS])
+    with pytest.raises(ConfigError, match="validation world"):
+        bench("micro", tmp_path / "b", methods=["finetune"], data_seed=VALIDATION_SEEDS + 5)
+    assert not (tmp_path / "b").exists()
+    check_leaderboard_world(VALIDATION_SEEDS - 1)
+
+
+def _tuning(dataset: str) -> dict:
+    scores = [{"forgetting": f, "holdout_kept": k, "genknow_drop": d}
+              for f, k, d in ((0.3, 0.9, 0.0), (0.95, 0.4, 0.01), (1.0, -0.5, 0.2))]  # fmt: skip
+    results = {m: [{"lr": lr, "scores": s, "metrics": {}}
+                   for lr, s in zip((1e-5, 1e-4, 1e-3), scores, strict=True)]
+               for m in ("neg_grad", "shuffled_captions")}  # fmt: skip
+    return {"world": {"name": "world 1000", "seed": 1000, "dataset": dataset},
+            "rule": "test rule", "target": 0.9, "thresholds": {"max_genknow_drop": 0.025},
+            "results": results,
+            "chosen": {"neg_grad": 1e-4, "shuffled_captions": 1e-4}}  # fmt: skip
+
+
+def test_report_shows_the_sweep_and_refuses_the_tuning_world(tmp_path):
+    root = three_worlds(tmp_path / "runs")
+    tuning = tmp_path / "tuning.json"
+    tuning.write_text(dumps(_tuning("9" * 64)), encoding="utf-8")
+    manifest = build_report([root], tmp_path / "report", tuning=tuning)
+    assert {"sweep.png", "tuning.json"} <= set(manifest["files"])
+    md = (tmp_path / "report" / "leaderboard.md").read_text(encoding="utf-8")
+    assert "## Tuning (validation world)" in md and "| neg_grad | 0.0001 |" in md
+    assert "3 worlds" in md and "| world 0 |" in md
+    read_manifest(tmp_path / "report", kind="report", verify=True)
+
+    tuning.write_text(dumps(_tuning(DATASETS[1])), encoding="utf-8")
+    with pytest.raises(ConfigError, match="validation world world 1000"):
+        build_report([root], tmp_path / "again", tuning=tuning)
+    assert not (tmp_path / "again").exists()
