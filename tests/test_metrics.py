@@ -113,9 +113,12 @@ def retfail_data(distractors: int = 1000) -> FakeData:
         text=[[0.8, 0.6], [0.6, 0.8], [1, 0], [0.6, 0.8]],
         # row 3 repeats row 0's caption string with another embedding: they never compete
         meta=[{"key": k, "txt": s} for k, s in zip("pqrs", "abca", strict=True)],
+        persona=["A", "B", "C", "A"],
+        attribute=["city"] * 4,
     )
     retain = split(image=[[1, 0], [0, 1]], text=[[-1, 0], [-0.6, 0.8]])
-    settings = EvalSettings(retfail_distractors=distractors)
+    # the whole forget split as distractors: every rank below is hand-computable
+    settings = EvalSettings(retfail_forget_fraction=1.0, retfail_distractors=distractors)
     return FakeData({"forget": forget, "retain_disjoint": retain}, settings=settings)
 
 
@@ -131,6 +134,9 @@ def test_retfail_mrr_and_r1_over_the_whole_forget_and_retain_gallery():
         "gallery": 7,
         "distractors_forget": 4,
         "distractors_retain": 2,
+        "forget_fraction": 1.0,
+        "retain_fraction": 1.0,
+        "paraphrases_ignored": pytest.approx(0.5),  # rows 0 and 3 share an association
     }
 
 
@@ -145,6 +151,78 @@ def test_retfail_gallery_is_seeded():
     b = M.get_metric("retfail").fn(retfail_data(distractors=2))
     assert a == b
     assert a.extra["gallery"] == 5
+
+
+@pytest.mark.parametrize(
+    ("n_forget", "n_retain", "settings", "expected"),
+    [
+        (30468, 5000, {}, (1000, 1000)),  # the paper: 1,000 + 1,000
+        (1800, 316, {}, (59, 59)),  # tiny: 1800 * 1000 / 30468 = 59.08
+        (30468, 300, {}, (1000, 300)),  # retain capped by its (evaluated) supply
+        (100_000, 100_000, {}, (1000, 1000)),  # 3,282 by the share, capped at 1,000
+        (10, 100, {}, (1, 1)),  # 0.33 rounds to 0: at least one forget distractor
+        (100, 1000, {"retfail_forget_fraction": 0.1, "retfail_retain_per_forget": 2.5}, (10, 25)),
+        (100, 1000, {"retfail_forget_fraction": 0.1, "retfail_retain_per_forget": 0.0}, (10, 0)),
+        (100, 1000, {"retfail_forget_fraction": 0.5, "retfail_distractors": 20}, (20, 20)),
+    ],
+)
+def test_retfail_gallery_sizes_follow_the_paper_proportions(n_forget, n_retain, settings, expected):
+    assert M.retfail_gallery_sizes(n_forget, n_retain, EvalSettings(**settings)) == expected
+
+
+def _association_data(n_forget: int, n_retain: int, **settings) -> FakeData:
+    gen = torch.Generator().manual_seed(3)
+
+    def unit(n: int) -> list[list[float]]:
+        return torch.nn.functional.normalize(torch.randn(n, 4, generator=gen), dim=1).tolist()
+
+    forget = split(
+        image=unit(n_forget),
+        text=unit(n_forget),
+        persona=[f"p{i}" for i in range(n_forget)],  # every row its own association
+        attribute=["city"] * n_forget,
+    )
+    retain = split(image=unit(n_retain), text=unit(n_retain))
+    return FakeData(
+        {"forget": forget, "retain_disjoint": retain}, settings=EvalSettings(**settings)
+    )
+
+
+def test_retfail_records_the_gallery_it_drew():
+    data = _association_data(30, 20, retfail_forget_fraction=0.1, retfail_retain_per_forget=2.0)
+    extra = M.get_metric("retfail").fn(data).extra
+    assert extra["gallery"] == 10  # 1 + 3 forget + 6 retain
+    assert (extra["distractors_forget"], extra["distractors_retain"]) == (3, 6)
+    assert extra["forget_fraction"] == pytest.approx(0.1)
+    assert extra["retain_fraction"] == pytest.approx(0.3)
+    assert extra["paraphrases_ignored"] == 0.0  # no two rows share an association
+    pick_f, pick_r = M.retfail_gallery(30, 20, data.settings)
+    assert (len(pick_f), len(pick_r)) == (3, 6)
+    assert len(set(pick_f.tolist())) == 3 and len(set(pick_r.tolist())) == 6
+
+
+def paraphrase_data(attributes: list[str]) -> FakeData:
+    # row 1's caption is a paraphrase of row 0's association when both say (A, city): another
+    # string whose embedding (sim 1.0) outranks row 0's own caption (sim 0.8)
+    forget = split(
+        image=[[1, 0], [0, 1], [0, -1]],
+        text=[[0.8, 0.6], [1, 0], [-0.6, -0.8]],
+        persona=["A", "A", "B"],
+        attribute=attributes,
+    )
+    retain = split(image=[[1, 0]], text=[[-1, 0]])
+    settings = EvalSettings(retfail_forget_fraction=1.0)
+    return FakeData({"forget": forget, "retain_disjoint": retain}, settings=settings)
+
+
+def test_retfail_ignores_a_paraphrase_of_the_same_association():
+    same = M.get_metric("retfail").fn(paraphrase_data(["city", "city", "city"]))
+    assert same.per_item[0] == 1.0  # the paraphrase (sim 1.0 > 0.8) does not compete
+    assert same.extra["paraphrases_ignored"] == pytest.approx(2 / 3)  # rows 0 and 1: one each
+    # the same person's OTHER attribute is another association: it competes and wins
+    other = M.get_metric("retfail").fn(paraphrase_data(["city", "job", "city"]))
+    assert other.per_item[0] == 0.5
+    assert other.extra["paraphrases_ignored"] == 0.0
 
 
 # --------------------------------------------------------------------------- similarities
@@ -386,6 +464,34 @@ def test_settings_are_validated():
         EvalSettings(acs_test_fraction=1.5)
     with pytest.raises(ValueError, match=r"retfail_distractors .* got -1"):
         EvalSettings(retfail_distractors=-1)
+    for bad in (0, 0.0, 1.5, -0.1, float("nan"), True):
+        with pytest.raises(
+            ValueError, match=rf"retfail_forget_fraction must lie in \(0, 1\], got {bad!r}"
+        ):
+            EvalSettings(retfail_forget_fraction=bad)
+    for bad in (-1, float("inf"), "1"):
+        with pytest.raises(
+            ValueError,
+            match=rf"retfail_retain_per_forget must be a finite number >= 0, got {bad!r}",
+        ):
+            EvalSettings(retfail_retain_per_forget=bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("retfail_forget_fraction=0", r"retfail_forget_fraction=0\.0: must be in \(0, 1\]"),
+        ("retfail_forget_fraction=1.5", r"retfail_forget_fraction=1\.5: must be in \(0, 1\]"),
+        ("retfail_retain_per_forget=-2", r"retfail_retain_per_forget=-2\.0: must be a finite"),
+        ("retfail_retain_per_forget=.inf", r"retfail_retain_per_forget=inf: must be a finite"),
+        ("retfail_forget_fraction=many", r"retfail_forget_fraction='many': expected a number"),
+    ],
+)
+def test_bad_retfail_settings_in_the_eval_config_are_refused(override, message):
+    from salmubench.config import ConfigError, stage_config
+
+    with pytest.raises(ConfigError, match=message):
+        stage_config("eval", "micro", [override])
 
 
 # --------------------------------------------------------------------------- contract
@@ -417,6 +523,7 @@ def random_data(n: int = 40, dim: int = 8) -> FakeData:
         for i in range(n):
             row = {"key": f"{name}/{i:03d}", "txt": f"{name} caption {i % 25}"}
             row |= {"persona": f"p{i % 5}", "name": f"Person {i % 5}", "value": f"v{i % 7}"}
+            row |= {"attribute": ("city", "job")[i % 2]}
             row |= {"cls": i % len(classes), "class": classes[i % len(classes)]}
             meta.append(row)
         splits[name] = Split(unit(), unit(), meta)

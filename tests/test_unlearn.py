@@ -17,7 +17,12 @@ from salmubench.manifest import read_manifest, sha256_file
 from salmubench.models import load_model
 from salmubench.train.engine import partial_dir
 from salmubench.unlearn import method_names
-from salmubench.unlearn.data import HoldoutAccessError, open_for_unlearning, readable
+from salmubench.unlearn.data import (
+    HoldoutAccessError,
+    open_for_unlearning,
+    readable,
+    retain_subset,
+)
 from salmubench.unlearn.loop import forget_samples, unlearn
 
 from helpers import TORCHRUN, finish, kill_after_checkpoint, spawn
@@ -99,6 +104,21 @@ def test_unlearning_a_model_that_is_not_the_compromised_one_warns_loudly(
     with caplog.at_level("WARNING", logger="salmubench"):
         unlearn(micro_dataset, micro_models["compromised"], "neg_grad", cfg, tmp_path / "v")
     assert not [r for r in caplog.records if "NOT THE COMPROMISED" in r.getMessage()]
+
+
+def test_retain_size_is_checked_against_the_training_parts_only(micro_dataset, micro_manifest):
+    splits = ("retain_joint", "retain_disjoint", "retain_real")
+    manifest = open_for_unlearning(micro_dataset, splits)
+    everything = sum(micro_manifest["counts"][s] for s in splits)
+    trainable = len(retain_subset(manifest, splits, 0, seed=0))  # 0 = all it may use
+    assert 0 < trainable < everything  # evaluated retain items are held back
+    drawn = retain_subset(manifest, splits, trainable, seed=0)
+    assert sorted(drawn.tolist()) == sorted(retain_subset(manifest, splits, 0, 0).tolist())
+    message = rf"retain_size={trainable + 1}: the training parts .* hold only {trainable} samples"
+    with pytest.raises(ConfigError, match=rf"{message} .* Valid: 0\.\.{trainable}"):
+        retain_subset(manifest, splits, trainable + 1, seed=0)
+    with pytest.raises(ValueError, match="open_for_unlearning"):  # which part is which?
+        retain_subset(micro_manifest, splits, 10, seed=0)
 
 
 def test_the_holdout_guard_refuses_every_split_a_method_must_not_see(micro_dataset):

@@ -169,14 +169,31 @@ class TrainConfig:
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+# The paper's RetFail gallery (SPEC.md §4): the true caption + 1,000 distractors drawn from
+# its 30,468 forget captions (~3.3%) + as many (1,000) from retain_disjoint.
+RETFAIL_FORGET_FRACTION = 1000 / 30468
+RETFAIL_RETAIN_PER_FORGET = 1.0
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How `salmubench eval` computes the ten metrics (SPEC.md §4)."""
 
     batch_size: int = _doc("Embedding batch size.", default=512)
+    retfail_forget_fraction: float = _doc(
+        "Share of the forget captions RetFail draws as distractors: k_forget = "
+        "round(share * forget captions), at least 1. The paper draws 1,000 of its 30,468 "
+        "(1000 / 30468 = 0.032821320729946175, the default); in (0, 1].",
+        default=RETFAIL_FORGET_FRACTION,
+    )
+    retfail_retain_per_forget: float = _doc(
+        "RetFail distractors drawn from the evaluation part of retain_disjoint per forget "
+        "distractor: k_retain = round(ratio * k_forget). The paper's 1,000 : 1,000 is 1.0; >= 0.",
+        default=RETFAIL_RETAIN_PER_FORGET,
+    )
     retfail_distractors: int = _doc(
-        "RetFail distractor captions per source (forget, retain_disjoint), capped by what "
-        "exists; the paper uses 1,000 + 1,000.",
+        "The most RetFail distractors per source (forget, retain_disjoint), whatever the "
+        "shares say; each is also capped by what exists. The paper's 1,000.",
         default=1000,
     )
     acs_test_fraction: float = _doc("Held-out share of the ACS probe's pairs.", default=0.3)
@@ -184,6 +201,16 @@ class EvalConfig:
     def validate(self) -> None:
         _positive("batch_size", self.batch_size)
         _positive("retfail_distractors", self.retfail_distractors)
+        if not 0 < self.retfail_forget_fraction <= 1:
+            raise ConfigError(
+                f"retfail_forget_fraction={self.retfail_forget_fraction!r}: must be in (0, 1] "
+                f"(the paper's is 1000 / 30468 = {RETFAIL_FORGET_FRACTION!r})"
+            )
+        if not 0 <= self.retfail_retain_per_forget < float("inf"):
+            raise ConfigError(
+                f"retfail_retain_per_forget={self.retfail_retain_per_forget!r}: must be a "
+                f"finite number >= 0 (the paper's is {RETFAIL_RETAIN_PER_FORGET})"
+            )
         if not (isinstance(self.acs_test_fraction, float) and 0 < self.acs_test_fraction < 1):
             raise ConfigError(f"acs_test_fraction={self.acs_test_fraction!r}: must be in (0, 1)")
 

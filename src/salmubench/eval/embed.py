@@ -2,8 +2,9 @@
 
 `DatasetEmbeddings` is what the metrics read: each split is decoded, tokenised and embedded
 in batches the first time a metric asks for it, then served from memory; prompt texts are
-embedded once each. Timings are kept so the evaluator can report how much the metrics add
-over embedding alone.
+embedded once each. Of retain_joint and retain_disjoint only the evaluation part is served
+(`salmubench.data.evaluated`): the other part is what unlearning may train on. Timings are
+kept so the evaluator can report how much the metrics add over embedding alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from salmubench.data.evaluated import PARTITIONED, is_evaluated
 from salmubench.data.shards import decode, image_bytes, iter_split, resolve
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
@@ -83,7 +85,8 @@ class DatasetEmbeddings:
         """Image embeddings, own-caption embeddings and metadata of a split (cached).
 
         A composite (e.g. forget) is the concatenation of its primitive splits, so every
-        primitive split is embedded exactly once however many metrics read it.
+        primitive split is embedded exactly once however many metrics read it. A partitioned
+        split (retain_joint, retain_disjoint) is its evaluation part only, in shard order.
         """
         parts = resolve(name)
         if len(parts) > 1:
@@ -97,7 +100,10 @@ class DatasetEmbeddings:
             start = time.perf_counter()
             arrays, meta = [], []
             size = None if self.manifest["image"]["size"] == self.size else self.size
+            partitioned = name in PARTITIONED
             for sample in iter_split(self.data, name, self.manifest):
+                if partitioned and not is_evaluated(name, sample["__key__"], sample["json"]):
+                    continue
                 arrays.append(decode(image_bytes(sample), size))
                 row = {**sample["json"], "key": sample["__key__"], "txt": sample["txt"]}
                 if "cls" in sample:

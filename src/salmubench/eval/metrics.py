@@ -6,8 +6,11 @@ the splits it declares, computes with torch (float32, no autograd) and returns o
 `METRICS` registry, in the order of SPEC.md §4; `compute_all` runs them in that order.
 
 Efficacy metrics are read on `forget` against the Clean model's values; utility metrics
-against the Compromised model's. `Metric.better` says which direction means more forgetting
-(efficacy) or more retained (utility).
+against the Compromised model's. Of retain_joint and retain_disjoint an `EvalData` serves only
+the evaluation part (`salmubench.data.evaluated`), so no metric reads an item that
+unlearning may train on; the metrics themselves never look at the partition.
+`Metric.better` says which direction means more forgetting (efficacy) or more retained
+(utility).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+# The paper's RetFail proportions (1,000 of 30,468 forget captions; 1:1 retain), kept at any
+# scale; their one home is the eval config.
+from salmubench.config import RETFAIL_FORGET_FRACTION, RETFAIL_RETAIN_PER_FORGET
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +72,25 @@ class EvalSettings:
     """Evaluation knobs that are not model- or data-specific."""
 
     seed: int = 0  # draws the RetFail gallery, the ACS derangement and the ACS train/test split
-    retfail_distractors: int = 1000  # per source (forget, retain_disjoint); capped by supply
+    # RetFail forget distractors = round(fraction * forget captions), at least 1 (paper: 3.3%)
+    retfail_forget_fraction: float = RETFAIL_FORGET_FRACTION
+    # RetFail retain_disjoint distractors per forget distractor (paper: 1.0)
+    retfail_retain_per_forget: float = RETFAIL_RETAIN_PER_FORGET
+    retfail_distractors: int = 1000  # the most distractors per source, whatever the fractions
     acs_test_fraction: float = 0.3  # share of ACS probe samples held out for its accuracy
 
     def __post_init__(self) -> None:
-        if not isinstance(self.retfail_distractors, int) or self.retfail_distractors < 0:
+        fraction = self.retfail_forget_fraction
+        if not _is_number(fraction) or not 0.0 < fraction <= 1.0:
+            raise ValueError(f"retfail_forget_fraction must lie in (0, 1], got {fraction!r}")
+        ratio = self.retfail_retain_per_forget
+        if not _is_number(ratio) or not 0.0 <= ratio < math.inf:
             raise ValueError(
-                f"retfail_distractors must be an int >= 0, got {self.retfail_distractors!r}"
+                f"retfail_retain_per_forget must be a finite number >= 0, got {ratio!r}"
             )
+        cap = self.retfail_distractors
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ValueError(f"retfail_distractors must be an int >= 0, got {cap!r}")
         if not 0.0 < self.acs_test_fraction < 1.0:
             raise ValueError(
                 f"acs_test_fraction must lie strictly between 0 and 1, "
@@ -80,8 +98,16 @@ class EvalSettings:
             )
 
 
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
+
+
 class EvalData(Protocol):
-    """What a metric may read: embedded splits, the GenKnow classes and a text encoder."""
+    """What a metric may read: embedded splits, the GenKnow classes and a text encoder.
+
+    `split("retain_joint")` and `split("retain_disjoint")` are the evaluation parts of those
+    splits, never the part unlearning may train on.
+    """
 
     settings: EvalSettings
     classes: list[str]  # GenKnow class names, index = label, e.g. "red circle"
@@ -405,6 +431,35 @@ def _mean_result(per_item: torch.Tensor, keys: list[str], **extra: float | int) 
 # --------------------------------------------------------------------------- efficacy
 
 
+def retfail_gallery_sizes(n_forget: int, n_retain: int, settings: EvalSettings) -> tuple[int, int]:
+    """(k_forget, k_retain): how many forget and retain_disjoint captions RetFail draws.
+
+    k_forget = round(retfail_forget_fraction * n_forget), at least 1; k_retain =
+    round(retfail_retain_per_forget * k_forget); each capped by retfail_distractors and by
+    its supply (n_forget forget captions, n_retain evaluated retain_disjoint captions).
+    Python's round (half to even). Paper scale: 30,468 forget captions -> 1,000 + 1,000.
+    """
+    for what, n in (("n_forget", n_forget), ("n_retain", n_retain)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{what} must be an int >= 0, got {n!r}")
+    cap = settings.retfail_distractors
+    k_forget = min(max(1, round(settings.retfail_forget_fraction * n_forget)), cap, n_forget)
+    k_retain = min(round(settings.retfail_retain_per_forget * k_forget), cap, n_retain)
+    return k_forget, k_retain
+
+
+def retfail_gallery(
+    n_forget: int, n_retain: int, settings: EvalSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn gallery: (forget rows, retain_disjoint rows), both without replacement,
+    k_forget then k_retain from one default_rng(settings.seed)."""
+    k_forget, k_retain = retfail_gallery_sizes(n_forget, n_retain, settings)
+    rng = np.random.default_rng(settings.seed)
+    pick_forget = rng.choice(n_forget, size=k_forget, replace=False)
+    pick_retain = rng.choice(n_retain, size=k_retain, replace=False)
+    return pick_forget, pick_retain
+
+
 @register(
     "retfail",
     family="efficacy",
@@ -412,22 +467,31 @@ def _mean_result(per_item: torch.Tensor, keys: list[str], **extra: float | int) 
     better="lower",
     splits=("forget", "retain_disjoint"),
     description="MRR of each forget image's true caption in a seeded gallery of distractors "
-    "from forget and retain_disjoint; extra r1 = recall@1.",
+    "from forget and evaluated retain_disjoint, in the paper's proportions (3.3% of forget "
+    "captions, as many retain ones); captions of the row's own association (same persona "
+    "and attribute, other wording) do not compete (our choice); extra r1 = recall@1.",
 )
 @torch.no_grad()
 def retfail(data: EvalData) -> MetricResult:
-    """Gallery drawn once: k_f forget then k_r retain_disjoint captions, one default_rng(seed).
+    """Gallery drawn once (`retfail_gallery`) and shared by every row.
 
-    A gallery caption whose string equals row i's own caption is ignored for row i, so a row
-    never competes with its own (or an identical) caption.
+    For row i, a gallery caption does not compete (the `ignore` mask) when it is row i's own
+    caption, an identical string, or a caption of the same association: same persona and
+    same attribute. Every image of an association carries a caption of that association in
+    another wording; a model that memorised the association ranks those paraphrases as high
+    as the true caption, so letting them compete would measure wording, not the link. This
+    is our documented choice: the official evaluator's handling is not published, and at
+    the paper's 3% draw a row rarely meets a paraphrase. extra: r1; gallery, k_forget
+    (distractors_forget) and k_retain (distractors_retain); the shares of forget and of the
+    evaluated retain_disjoint captions drawn; paraphrases_ignored = mean number of gallery
+    captions per row ignored as its own association, its own caption not counted.
     """
     forget = _get_split(data, "forget")
     retain = _get_split(data, "retain_disjoint")
-    wanted = data.settings.retfail_distractors
-    k_f, k_r = min(wanted, len(forget.meta)), min(wanted, len(retain.meta))
-    rng = np.random.default_rng(data.settings.seed)
-    pick_f = torch.from_numpy(rng.choice(len(forget.meta), size=k_f, replace=False))
-    pick_r = torch.from_numpy(rng.choice(len(retain.meta), size=k_r, replace=False))
+    n_forget, n_retain = len(forget.meta), len(retain.meta)
+    pick_f, pick_r = retfail_gallery(n_forget, n_retain, data.settings)
+    pick_f, pick_r = torch.from_numpy(pick_f), torch.from_numpy(pick_r)
+    k_f, k_r = len(pick_f), len(pick_r)
     gallery = torch.cat([forget.text[pick_f], retain.text[pick_r]])
 
     forget_txt = _meta_field("forget", forget, "txt")
@@ -436,7 +500,22 @@ def retfail(data: EvalData) -> MetricResult:
     row_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in forget_txt], dtype=torch.long)
     retain_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in retain_txt], dtype=torch.long)
     gallery_ids = torch.cat([row_ids[pick_f], retain_ids[pick_r]])
-    ignore = row_ids[:, None] == gallery_ids[None, :]
+
+    associations = zip(
+        _meta_field("forget", forget, "persona"),
+        _meta_field("forget", forget, "attribute"),
+        strict=True,
+    )
+    assoc: dict[tuple[Any, Any], int] = {}
+    row_assoc = torch.tensor([assoc.setdefault(a, len(assoc)) for a in associations])
+    no_assoc = torch.full((k_r,), -1, dtype=torch.long)  # retain captions belong to none
+    gallery_assoc = torch.cat([row_assoc[pick_f], no_assoc])
+    same_assoc = row_assoc[:, None] == gallery_assoc[None, :]
+    ignore = (row_ids[:, None] == gallery_ids[None, :]) | same_assoc
+
+    own = torch.zeros_like(same_assoc)
+    own[pick_f, torch.arange(k_f)] = True
+    paraphrases = (same_assoc & ~own).sum(dim=1).to(torch.float64)
 
     ranks = retrieval_ranks(forget.image, forget.text, gallery, ignore)
     return _mean_result(
@@ -446,6 +525,9 @@ def retfail(data: EvalData) -> MetricResult:
         gallery=k_f + k_r + 1,
         distractors_forget=k_f,
         distractors_retain=k_r,
+        forget_fraction=k_f / n_forget,
+        retain_fraction=k_r / n_retain,
+        paraphrases_ignored=float(paraphrases.mean()),
     )
 
 
@@ -621,7 +703,8 @@ _register_mean_similarity(
 _register_mean_similarity(
     "vis_id_int",
     "retain_joint",
-    "Mean pair similarity on retain_joint: non-sensitive pairs of forget personas.",
+    "Mean pair similarity on the evaluation part of retain_joint: non-sensitive pairs of "
+    "forget personas that unlearning never trains on.",
 )
 _register_mean_similarity(
     "frag_sim",

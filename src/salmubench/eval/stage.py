@@ -79,6 +79,8 @@ def measure(
     """All registered metrics of one loaded model; (results, embeddings, total seconds)."""
     settings = EvalSettings(
         seed=seed,
+        retfail_forget_fraction=cfg.retfail_forget_fraction,
+        retfail_retain_per_forget=cfg.retfail_retain_per_forget,
         retfail_distractors=cfg.retfail_distractors,
         acs_test_fraction=cfg.acs_test_fraction,
     )

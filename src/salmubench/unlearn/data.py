@@ -5,6 +5,11 @@ measures; a method that saw them would be graded on its training data. This modu
 only way the unlearn stage reads a dataset, and `readable` refuses every other split —
 enforced in code, not by convention. Only the shards actually read are checksummed, so
 the unlearn stage never even opens a holdout file (the contract tests delete them).
+
+The metrics also read retain_joint and retain_disjoint items (VisIdInt, FragSim's originals,
+RetFail's distractors), so of those two splits only the TRAINING part of the one partition
+in `salmubench.data.evaluated` is ever drawn into the retain subset; retain_real is all
+training.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import numpy as np
 import torch
 
 from salmubench.config import RETAIN_SPLITS, ConfigError
-from salmubench.data.shards import COMPOSITES, SPLITS
+from salmubench.data.evaluated import PARTITIONED, is_evaluated
+from salmubench.data.shards import COMPOSITES, SPLITS, iter_split
 from salmubench.manifest import ManifestError, read_manifest, verify_files
 from salmubench.storage import location
 from salmubench.train.data import Pool, read_pool
@@ -28,6 +34,9 @@ log = logging.getLogger(__name__)
 FORGET_SPLITS = COMPOSITES["forget"]
 READABLE = (*FORGET_SPLITS, *RETAIN_SPLITS)
 FORBIDDEN = tuple(s for s in SPLITS if s not in READABLE)
+# The manifest entry `open_for_unlearning` adds: per partitioned retain split, the positions
+# (in shard order) of its training part.
+TRAINING_PART = "unlearn_training_part"
 
 
 class HoldoutAccessError(ConfigError):
@@ -45,7 +54,8 @@ def readable(split: str) -> str:
 
 
 def open_for_unlearning(data: str | Path, retain: Sequence[str]) -> dict[str, Any]:
-    """The dataset manifest, with the forget and `retain` shards (and only those) verified."""
+    """The dataset manifest, with the forget and `retain` shards (and only those) verified,
+    plus TRAINING_PART: where the training part of each partitioned retain split lies."""
     splits = [readable(s) for s in (*FORGET_SPLITS, *retain)]
     manifest = read_manifest(data, kind="dataset")
     files = {}
@@ -55,7 +65,23 @@ def open_for_unlearning(data: str | Path, retain: Sequence[str]) -> dict[str, An
             raise ManifestError(f"{data}: split {split!r} is missing or empty")
         files.update({n: manifest["files"][n] for n in names})
     verify_files(location(data), {"files": files})
-    return manifest
+    parts = {s: training_positions(data, manifest, s) for s in retain if s in PARTITIONED}
+    return {**manifest, TRAINING_PART: parts}
+
+
+def training_positions(data: str | Path, manifest: dict[str, Any], split: str) -> list[int]:
+    """Positions, in shard order, of the samples of `split` in its training part (the
+    images are read but not decoded)."""
+    positions, n = [], 0
+    for n, sample in enumerate(iter_split(data, split, manifest), start=1):
+        if not is_evaluated(split, sample["__key__"], sample["json"]):
+            positions.append(n - 1)
+    if n != manifest["counts"][split]:
+        raise ManifestError(
+            f"{data}: split {split!r} holds {n} samples, its manifest says "
+            f"{manifest['counts'][split]}"
+        )
+    return positions
 
 
 def load_unlearn_pools(
@@ -89,14 +115,38 @@ def load_unlearn_pools(
 def retain_subset(
     manifest: dict[str, Any], splits: Sequence[str], size: int, seed: int
 ) -> np.ndarray | None:
-    """Seeded positions of the retain subset (None = every sample of `splits`). Checked
-    before any model is loaded, and drawn before decoding: unused samples cost nothing."""
-    if not size or not splits:
+    """Seeded positions of the retain subset in the concatenation of `splits` (None = every
+    sample of them), drawn from their training parts only: all of retain_real, the part of
+    retain_joint / retain_disjoint that no metric reads. `size` 0 = all of those. Checked
+    before any model is loaded, and drawn before decoding: unused samples cost nothing.
+    `manifest` must come from `open_for_unlearning`, which locates the training parts."""
+    if not splits:
         return None
-    total = sum(manifest["counts"][s] for s in splits)
-    if size > total:
+    eligible, offset, held = [], 0, {}
+    for split in splits:
+        count = manifest["counts"][split]
+        if split in PARTITIONED:
+            parts = manifest.get(TRAINING_PART, {})
+            if split not in parts:
+                raise ValueError(
+                    f"the manifest does not say which {split!r} samples are training ones; "
+                    f"open the dataset with open_for_unlearning(data, {list(splits)})"
+                )
+            positions = np.asarray(parts[split], dtype=np.int64)
+        else:
+            positions = np.arange(count, dtype=np.int64)
+        eligible.append(offset + positions)
+        held[split] = len(positions)
+        offset += count
+    pool = np.concatenate(eligible)
+    if size > len(pool):
+        detail = ", ".join(f"{s}: {n}" for s, n in held.items())
         raise ConfigError(
-            f"retain_size={size}: the retain splits {list(splits)} hold only {total} samples"
+            f"retain_size={size}: the training parts of the retain splits {list(splits)} "
+            f"hold only {len(pool)} samples ({detail}); the rest of retain_joint and "
+            f"retain_disjoint is evaluated (salmubench.data.evaluated). Valid: 0..{len(pool)}"
         )
+    if not size:
+        return None if len(pool) == offset else pool
     rng = np.random.default_rng([seed, 0x7E7A1])
-    return np.sort(rng.choice(total, size, replace=False))
+    return np.sort(pool[rng.choice(len(pool), size, replace=False)])
