@@ -302,12 +302,19 @@ class ReportConfig:
         default=0.0,
     )
     max_genknow_drop: float = _doc(
-        "Collapse when GenKnow falls by more than this share of the Compromised value.",
-        default=0.1,
+        "Collapse when GenKnow falls by more than this share of the Compromised value. "
+        "Calibrated on the paper's own labels: NegGrad (-1.25%) and DELETE (-0.9%) are not "
+        "called collapse, DirectSimMin (-3.6%) and Shuffled (-14%) are; 2.5% lies between.",
+        default=0.025,
+    )
+    confidence: float = _doc(
+        "Confidence level of the Student-t intervals over worlds (or seeds); a failure mode "
+        "is stated only when its interval clears the threshold, else it is borderline.",
+        default=0.95,
     )
 
     def validate(self) -> None:
-        for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop"):
+        for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop", "confidence"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{name}={value!r}: expected a number")
@@ -315,6 +322,8 @@ class ReportConfig:
             raise ConfigError(f"min_forgetting={self.min_forgetting}: must be in (0, 1]")
         if not 0 < self.max_genknow_drop < 1:
             raise ConfigError(f"max_genknow_drop={self.max_genknow_drop}: must be in (0, 1)")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"confidence={self.confidence}: must be in [0.5, 1), e.g. 0.95")
 
 
 STAGES: dict[str, type] = {
