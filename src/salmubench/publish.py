@@ -4,11 +4,14 @@
 (those with a `manifest.json`, each verified), lays them out under `artifacts/` with
 stable names, tracks each with a `.dvc` file, `dvc push`es the data and commits the
 `.dvc` files (and `artifacts/RUN.json`, what the run was) on branch `runs/<run-id>`,
-pushed to the git remote. Anywhere with access to both remotes:
+pushed to the git remote. The branch's `.dvc/config` names the remote as its default with
+its URL and S3 endpoint (never credentials), so anywhere with access to both remotes and
+S3 credentials in the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY):
 
     git fetch origin runs/<run-id> && git checkout runs/<run-id> && dvc pull
 
-restores them byte for byte. The branch's commit adds `artifacts/` and removes
+restores them byte for byte (an endpoint reachable only in-cluster can be overridden with
+`dvc remote modify --local <remote> endpointurl URL`). The branch's commit adds `artifacts/` and removes
 `dvc.yaml` (its parent, the source commit, has the pipeline), so that `dvc pull` there
 means exactly this run's outputs. The work happens in a temporary git worktree (or a fresh
 clone, in a cluster), so the caller's checkout is never touched. Any failure leaves no
@@ -260,6 +263,7 @@ class Published:
     artifacts: list[Artifact]
     pushed: int
     git_pushed: bool
+    endpoint: str = ""  # the S3 endpoint recorded on the branch ("" = none)
 
     def restore_command(self, git_remote: str = "origin") -> str:
         return (
@@ -306,12 +310,14 @@ def publish(
             _link_tree(artifact.source, target)
             targets.append(f"{ARTIFACTS}/{artifact.name}")
         record = _record(run_id, artifacts, remote, _head(checkout))
-        (checkout / ARTIFACTS / "RUN.json").write_text(dumps(record), encoding="utf-8")
         log.info("tracking %d artifacts with DVC", len(targets))
         _dvc("add", "-q", *targets, cwd=checkout, what="dvc add")
-        if remote in _dvc("remote", "list", "--project", cwd=checkout, what="dvc remote").split():
-            # On the run branch a plain `dvc pull` fetches from where the run was pushed.
-            _dvc("remote", "default", "--project", remote, cwd=checkout, what="dvc remote")
+        # On the run branch a plain `dvc pull` fetches from where the run was pushed: the
+        # remote, its URL and S3 endpoint (not a secret) go into the branch's .dvc/config,
+        # so a clone needs only credentials.
+        endpoint = _record_remote(checkout, remote)
+        record["storage_endpoint"] = endpoint
+        (checkout / ARTIFACTS / "RUN.json").write_text(dumps(record), encoding="utf-8")
         log.info("pushing to DVC remote %r", remote)
         pushed = _pushed_count(
             _dvc("push", "-r", remote, *targets, cwd=checkout,
@@ -337,7 +343,50 @@ def publish(
                  what=f"git push {git_remote} {branch}")  # fmt: skip
         if not git_url:  # a worktree: name the branch in the caller's repository
             _git("branch", branch, commit, cwd=owner, what=f"git branch {branch}")
-    return Published(run_id, branch, commit, remote, artifacts, pushed, git_pushed)
+    return Published(run_id, branch, commit, remote, artifacts, pushed, git_pushed, endpoint)
+
+
+# Where a run's S3 endpoint comes from when the DVC config has none: the variables boto3
+# reads (a cluster task gets AWS_ENDPOINT_URL_S3 from the pipeline).
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+# Fail fast when the recorded endpoint is unreachable (botocore's default is 60 s per try).
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def _config_value(checkout: Path, key: str) -> str:
+    """A DVC config value as DVC resolves it (every level, local last); "" if unset."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "config", key], cwd=checkout,
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _record_remote(checkout: Path, remote: str) -> str:
+    """Make `remote` the branch's default with its URL and S3 endpoint in .dvc/config.
+
+    The endpoint is the one the push used: the remote's `endpointurl` (e.g. from
+    `salmubench remote`, in the untracked config.local) or $AWS_ENDPOINT_URL_S3. Returns
+    it ("" for a non-S3 remote, or S3 on AWS itself).
+    """
+    url = _config_value(checkout, f"remote.{remote}.url")
+    if not url:
+        raise PublishError(f"DVC remote {remote!r} is not configured (dvc remote list)")
+    args = ("remote", "modify", "--project", remote)
+    listed = _dvc("remote", "list", "--project", cwd=checkout, what="dvc remote").split()
+    if remote not in listed:
+        _dvc("remote", "add", "--project", remote, url, cwd=checkout, what="dvc remote add")
+    elif "://" in url:  # a local remote keeps its project-relative URL
+        _dvc(*args, "url", url, cwd=checkout, what="dvc remote modify")
+    _dvc("remote", "default", "--project", remote, cwd=checkout, what="dvc remote default")
+    if not url.startswith("s3://"):
+        return ""
+    endpoint = _config_value(checkout, f"remote.{remote}.endpointurl")
+    endpoint = endpoint or next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), "")
+    if endpoint:
+        _dvc(*args, "endpointurl", endpoint, cwd=checkout, what="dvc remote modify")
+    if not _config_value(checkout, f"remote.{remote}.connect_timeout"):
+        _dvc(*args, "connect_timeout", str(CONNECT_TIMEOUT_SECONDS), cwd=checkout,
+             what="dvc remote modify")  # fmt: skip
+    return endpoint
 
 
 def _record(run_id: str, artifacts: Sequence[Artifact], remote: str, source: str) -> dict:
@@ -407,7 +456,9 @@ def summary(published: Published) -> str:
     ]
     for a in published.artifacts:
         lines.append(f"  {a.name:<40} {a.kind:<8} {a.manifest['digest'][:12]}")
-    lines.append(f"restore anywhere: {published.restore_command()}")
+    where = f" (storage: {published.endpoint})" if published.endpoint else ""
+    lines.append(f"restore anywhere, with S3 credentials in the environment{where}:")
+    lines.append(f"  {published.restore_command()}")
     return "\n".join(lines)
 
 
