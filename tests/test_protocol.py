@@ -190,3 +190,21 @@ def test_report_shows_the_sweep_and_refuses_the_tuning_world(tmp_path):
     with pytest.raises(ConfigError, match="validation world world 1000"):
         build_report([root], tmp_path / "again", tuning=tuning)
     assert not (tmp_path / "again").exists()
+
+
+def test_params_use_the_rates_tuned_on_the_validation_world():
+    """params.yaml's method learning rates are the ones `salmubench tune` chose, on a
+    validation world, under the rule in force (benchmarks/results/tune-tiny.json)."""
+    from pathlib import Path
+
+    from salmubench.config import load_params
+    from salmubench.tune import RULE, TARGET, is_validation_world, load_tuning
+
+    root = Path(__file__).resolve().parents[1]
+    tuning = load_tuning(root / "benchmarks" / "results" / "tune-tiny.json")
+    assert is_validation_world(tuning["world"]["seed"])
+    assert tuning["rule"] == RULE.format(target=TARGET)
+    for method, rows in tuning["results"].items():
+        assert choose(rows, tuning["target"]) == tuning["chosen"][method], method
+    methods = load_params(root / "params.yaml")["methods"]
+    assert {m: methods[m]["lr"] for m in tuning["chosen"]} == tuning["chosen"]

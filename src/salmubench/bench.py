@@ -116,11 +116,18 @@ def world_folder(out: str | os.PathLike, seed: int) -> Path:
 
 
 def stage_configs(
-    profile: str, params_path: str | os.PathLike | None, budget: float | None
+    profile: str,
+    params_path: str | os.PathLike | None,
+    budget: float | None,
+    unlearn_overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """Every stage's config; `unlearn_overrides` (KEY=VALUE) apply to the unlearn stage."""
     from salmubench.unlearn.loop import with_budget
 
-    cfg = {s: stage_config(s, profile, (), params_path) for s in STAGE_CONFIGS}
+    cfg = {
+        s: stage_config(s, profile, unlearn_overrides if s == "unlearn" else (), params_path)
+        for s in STAGE_CONFIGS
+    }
     if budget is not None:
         cfg["unlearn"] = with_budget(cfg["unlearn"], budget)
     return cfg
@@ -227,6 +234,7 @@ def bench(
     data_seed: int = 0,
     worlds: Sequence[int] | None = None,
     tuning: str | os.PathLike | None = None,
+    unlearn_overrides: Sequence[str] = (),
     params_path: str | os.PathLike | None = None,
     force: bool = False,
     show: bool = True,
@@ -258,7 +266,7 @@ def bench(
         check_leaderboard_world(seed)
     if tuning is not None:
         load_tuning(tuning)  # a bad file fails before hours of work, not after
-    cfg = stage_configs(profile, params_path, budget)
+    cfg = stage_configs(profile, params_path, budget, unlearn_overrides)
     ucfg = cfg["unlearn"]
     for m in methods:  # every method's settings are validated before any work
         build_method(m, ucfg.methods.get(m))

@@ -285,6 +285,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_seed=args.seed,
         worlds=worlds,
         tuning=args.tuning,
+        unlearn_overrides=args.set,
         params_path=args.params,
         force=args.force,
         show=not args.quiet,
@@ -305,6 +306,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         grid=args.lrs,
         target=args.target,
         full=args.full,
+        unlearn_overrides=args.set,
         params_path=args.params,
         force=args.force,
         show=not args.quiet,
@@ -533,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
     p.add_argument("--force", action="store_true", help="redo every stage")
+    _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
     p.set_defaults(func=cmd_bench)
 
     from salmubench.tune import DEFAULT_GRID, TARGET, VALIDATION_SEEDS
@@ -561,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the whole grid (default: stop one rate past the chosen one)",
     )
     p.add_argument("--force", action="store_true", help="redo every stage")
+    _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser(

@@ -110,6 +110,7 @@ def tune(
     grid: Sequence[float] = DEFAULT_GRID,
     target: float = TARGET,
     full: bool = False,
+    unlearn_overrides: Sequence[str] = (),
     params_path: str | os.PathLike | None = None,
     force: bool = False,
     show: bool = True,
@@ -138,7 +139,7 @@ def tune(
     grid = sorted(set(grid))
     if not grid or any(not lr > 0 for lr in grid):
         raise ConfigError(f"grid {grid}: give positive learning rates")
-    cfg = stage_configs(profile, params_path, None)
+    cfg = stage_configs(profile, params_path, None, unlearn_overrides)
     for m in methods:
         build_method(m, cfg["unlearn"].methods.get(m))
     out = Path(out)
@@ -153,7 +154,8 @@ def tune(
     for method in methods:
         results[method] = []
         for lr in grid:
-            ucfg = stage_config("unlearn", profile, [f"methods.{method}.lr={lr}"], params_path)
+            overrides = [*unlearn_overrides, f"methods.{method}.lr={lr}"]
+            ucfg = stage_config("unlearn", profile, overrides, params_path)
             name = f"{method}-lr{lr:g}"
             target_eval = out / "tuning" / f"eval-{name}"
             unlearn_and_evaluate(w, method, 0, ucfg, out / "tuning" / name, target_eval, cfg,
@@ -174,6 +176,7 @@ def tune(
         "rule": RULE.format(target=target),
         "target": target,
         "grid": grid,
+        "unlearn_overrides": list(unlearn_overrides),
         "thresholds": to_dict(cfg["report"]),
         "references": {v: {k: refs[v][k] for k in REFERENCE_KEYS} for v in refs},
         "results": results,
