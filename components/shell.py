@@ -70,3 +70,23 @@ def run_stage(
             f"salmubench {stage} failed with exit status {code} after {seconds:.1f} s"
         )
     print(f"[salmubench] {stage} finished in {seconds:.1f} s", flush=True)
+
+
+def fetch_folder(uri: str, out: str) -> dict:
+    """A stage folder named by URI into `out`, verified against its manifest.
+
+    `s3://...`: `salmubench download` (the storage module; endpoint and credentials from
+    the environment). A local path (the local runner, a mounted volume): a verified copy.
+    Read afresh on every call, so a scheduled re-evaluation sees the checkpoint as it is now.
+    """
+    import shutil
+
+    from salmubench.manifest import is_url, read_manifest
+
+    if is_url(uri):
+        run_stage(["download", uri, out, "--force"])
+    else:
+        read_manifest(uri, verify=True)  # never copy an incomplete or altered folder
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(uri, out)
+    return read_manifest(out, verify=True)

@@ -263,3 +263,23 @@ def publish(
         ["publish", *folders, "--git-url", git_url, "--run-id", run_id,
          "--remote", dvc_remote, "--base", git_base, "--record", record.path]
     )  # fmt: skip
+
+
+# Fetching by URI (a parameter) instead of dsl.importer: an importer inside a ParallelFor
+# is not supported (kubeflow/pipelines#10860), and the local runner runs these too.
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def fetch_dataset(uri: str, dataset: Output[Dataset]):
+    """A dataset folder by URI (s3:// or a path), verified, as this task's artifact."""
+    from salmubench_components.shell import fetch_folder
+
+    manifest = fetch_folder(uri, dataset.path)
+    dataset.metadata.update({"source": uri, "digest": manifest["digest"]})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def fetch_model(uri: str, model: Output[Model]):
+    """A model folder (Clean, Compromised or unlearned) by URI, verified."""
+    from salmubench_components.shell import fetch_folder
+
+    manifest = fetch_folder(uri, model.path)
+    model.metadata.update({"source": uri, "digest": manifest["digest"]})

@@ -75,6 +75,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
         publish=args.publish,
         git_secret=args.git_secret,
         caching=not args.no_cache,
+        launcher=args.launcher,
+        train_nodes=args.train_nodes,
+        train_procs_per_node=args.train_procs_per_node,
+        train_gpus_per_node=args.train_gpus_per_node,
+        job_image=args.job_image,
+        trainer_version=args.trainer_version,
+        pushgateway=args.pushgateway,
+        publish_git_url=args.publish_git_url,
+        publish_dvc_remote=args.publish_dvc_remote,
+        istio_opt_out=not args.no_istio_opt_out,
     )
     try:
         for path in compile_all(args.out, opts, tuple(args.only or PIPELINE_NAMES)):
@@ -248,13 +258,41 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--publish",
         action="store_true",
-        help="end the benchmark with a publish task (DVC remote + runs/<run id> git branch; "
-        "set the publish_git_url parameter when submitting)",
+        help="end the benchmark with a publish task (DVC remote + runs/<run id> branch of "
+        "--publish-git-url)",
     )
     p.add_argument(
         "--git-secret",
         default="salmubench-git",
         help="Secret with GIT_USERNAME / GIT_PASSWORD for the publish task",
+    )
+    p.add_argument("--publish-git-url", default="", help="with --publish: the git repository")
+    p.add_argument("--publish-dvc-remote", default="minio", help="with --publish: DVC remote")
+    p.add_argument(
+        "--launcher",
+        default="local",
+        choices=("local", "trainjob", "pytorchjob"),
+        help="how the benchmark trains Clean/Compromised: in the task's pod (local) or as a "
+        "Kubeflow Trainer TrainJob / Training Operator PyTorchJob (needs --shared-pvc)",
+    )
+    p.add_argument("--train-nodes", type=int, default=1, help="job launchers: pods")
+    p.add_argument("--train-procs-per-node", type=int, default=1, help="torchrun processes")
+    p.add_argument("--train-gpus-per-node", type=int, default=0, help="job launchers: GPUs")
+    p.add_argument("--job-image", default="", help="the job's image (default: --image's)")
+    p.add_argument(
+        "--trainer-version",
+        default="auto",
+        help="TrainJob field set: 2.0, 2.1, 2.2, 2.3, or auto (read from the TrainJob CRD)",
+    )
+    p.add_argument(
+        "--no-istio-opt-out",
+        action="store_true",
+        help="do not label job pods sidecar.istio.io/inject=false (needed for Trainer 2.0)",
+    )
+    p.add_argument(
+        "--pushgateway",
+        default="",
+        help="Prometheus Pushgateway URL for every stage, e.g. http://salmubench-pushgateway:9091",
     )
     p.add_argument(
         "--no-cache",

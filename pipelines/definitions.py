@@ -7,8 +7,11 @@
 - `salmubench-reevaluate`: existing checkpoints re-evaluated and reported, caching off
   (a scheduled re-evaluation with unchanged inputs would otherwise compute nothing).
 
-Compile options (`Options`) are what KFP fixes at compile time: the image, GPU requests of
-the training tasks, the S3 credentials Secret. Everything else is a pipeline parameter.
+Compile options (`Options`) are what a site fixes once, at compile time: the image, GPUs,
+Secrets, the shared claim, the training launcher and its size, the Pushgateway, where runs
+are published. The pipeline parameters are what a person picks per run in the dashboard's
+run form: profile, worlds, methods, seeds, budget (and, for experts, a params.yaml text and
+per-stage `--set` overrides; empty = the image's own params.yaml).
 """
 
 from collections.abc import Callable
@@ -17,8 +20,6 @@ from dataclasses import dataclass
 import yaml
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Model
-
-from salmubench.config import find_params
 
 S3_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
@@ -40,7 +41,10 @@ class Options:
     # PVC mounted at SHARED_MOUNT on the train tasks: how a 'trainjob'/'pytorchjob' launcher
     # hands the dataset to the job's pods and gets the model back. "" = none (local only).
     shared_pvc: str = ""
-    params_yaml: str | None = None  # default params text; None = this checkout's params.yaml
+    # The default of each pipeline's `params_yaml` parameter: "" = the params.yaml the image
+    # was built with (the same commit as the components), so the compiled pipelines do not
+    # change with every edit of params.yaml; a text here is embedded (one line).
+    params_yaml: str = ""
     # Unlearning runs at once: 0 = all (a cluster schedules them); the local runner on a
     # laptop uses 1, since each run already uses every core.
     parallelism: int = 0
@@ -58,8 +62,44 @@ class Options:
     # Label the TrainJob/PyTorchJob pods sidecar.istio.io/inject=false (Kubeflow profile
     # namespaces inject Istio; a sidecar hangs the rendezvous, kubeflow/trainer#2794).
     istio_opt_out: bool = True
+    # How the benchmark trains Clean/Compromised: 'local' (torchrun in the task's pod),
+    # 'trainjob' (Kubeflow Trainer v2) or 'pytorchjob' (Training Operator v1), sized by
+    # train_nodes x train_procs_per_node processes with train_gpus_per_node GPUs each.
+    launcher: str = "local"
+    train_nodes: int = 1
+    train_procs_per_node: int = 1
+    train_gpus_per_node: int = 0
+    job_image: str = ""  # the training job's image ("" = the components' image)
+    trainer_version: str = "auto"  # TrainJob field set: 2.0-2.3, auto = from the CRD
+    pushgateway: str = ""  # Prometheus Pushgateway URL for every stage ("" = none)
+    publish_git_url: str = ""  # with publish: the git repository of the runs/<id> branches
+    publish_dvc_remote: str = "minio"  # with publish: the DVC remote pushed to
 
     def validate(self) -> None:
+        from salmubench_components.launcher import check_launcher, check_trainer_version
+
+        check_launcher(self.launcher)
+        if self.trainer_version != "auto":
+            check_trainer_version(self.trainer_version)
+        if self.launcher != "local" and not self.shared_pvc:
+            raise ValueError(
+                f"launcher {self.launcher!r} needs shared_pvc (--shared-pvc): the job's pods "
+                "get the dataset and return the model through it"
+            )
+        if self.launcher == "local" and self.train_nodes != 1:
+            raise ValueError(
+                f"train_nodes={self.train_nodes} with launcher 'local': use 'trainjob' or "
+                "'pytorchjob' for several nodes"
+            )
+        if min(self.train_nodes, self.train_procs_per_node) < 1 or self.train_gpus_per_node < 0:
+            raise ValueError(
+                f"train_nodes={self.train_nodes}, train_procs_per_node="
+                f"{self.train_procs_per_node}, train_gpus_per_node={self.train_gpus_per_node}: "
+                "need nodes >= 1, procs >= 1, gpus >= 0"
+            )
+        if self.publish and not self.publish_git_url:
+            raise ValueError("publish needs publish_git_url (--publish-git-url): where "
+                             "the runs/<run id> branches are pushed")  # fmt: skip
         if self.gpus < 0:
             raise ValueError(f"gpus={self.gpus}: expected an integer >= 0")
         if self.parallelism < 0:
@@ -70,8 +110,8 @@ class Options:
         into the compiled file's header comment line by line, and only the first line of
         a multi-line text gets its '#', which makes the file invalid YAML."""
         text = self.params_yaml
-        if text is None:
-            text = find_params().read_text(encoding="utf-8")
+        if not text.strip():
+            return ""
         # YAML flow style, not json.dumps: PyYAML reads JSON's 5e-05 back as a string.
         data = yaml.safe_load(text)
         return yaml.safe_dump(
@@ -118,18 +158,12 @@ def benchmark(opts: Options = Options()) -> Callable:
         train_set: list[str] = [],  # noqa: B006
         unlearn_set: list[str] = [],  # noqa: B006
         eval_set: list[str] = [],  # noqa: B006
-        launcher: str = "local",
-        train_nodes: int = 1,
-        train_procs_per_node: int = 1,
-        train_gpus_per_node: int = 0,
-        job_image: str = "",
-        namespace: str = "",
-        trainer_version: str = "auto",
-        pushgateway: str = "",
-        publish_git_url: str = "",
-        publish_dvc_remote: str = "minio",
     ) -> Artifact:
-        common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": pushgateway}
+        common = {
+            "profile": profile,
+            "params_yaml": params_yaml,
+            "pushgateway": opts.pushgateway,
+        }
         runs = _k8s(stages.plan(methods=methods, seeds=seeds).set_display_name("plan runs"), opts)
         data = _k8s(stages.synth(seed=seed, overrides=synth_set, **common), opts)
         data.set_display_name("synth")
@@ -140,15 +174,14 @@ def benchmark(opts: Options = Options()) -> Callable:
                 variant=variant,
                 seed=seed,
                 overrides=train_set,
-                launcher=launcher,
-                nodes=train_nodes,
-                procs_per_node=train_procs_per_node,
-                gpus_per_node=train_gpus_per_node,
-                job_image=job_image,
-                namespace=namespace,
+                launcher=opts.launcher,
+                nodes=opts.train_nodes,
+                procs_per_node=opts.train_procs_per_node,
+                gpus_per_node=opts.train_gpus_per_node,
+                job_image=opts.job_image,
                 pvc=opts.shared_pvc,
                 mount=SHARED_MOUNT,
-                trainer_version=trainer_version,
+                trainer_version=opts.trainer_version,
                 s3_secret=opts.s3_secret,
                 istio_opt_out=opts.istio_opt_out,
                 **common,
@@ -215,9 +248,9 @@ def benchmark(opts: Options = Options()) -> Callable:
                 unlearned=dsl.Collected(u.outputs["unlearned"]),
                 evals=dsl.Collected(ev.outputs["evaluation"]),
                 report=rep.outputs["folder"],
-                git_url=publish_git_url,
+                git_url=opts.publish_git_url,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                dvc_remote=publish_dvc_remote,
+                dvc_remote=opts.publish_dvc_remote,
             )
             _k8s(pub.set_display_name("publish"), opts)
             if opts.git_secret:
@@ -257,9 +290,8 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         params_yaml: str = opts.params_text(),
         unlearn_set: list[str] = [],  # noqa: B006
         eval_set: list[str] = [],  # noqa: B006
-        pushgateway: str = "",
     ):
-        common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": pushgateway}
+        common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
         runs = _k8s(stages.plan(methods=method, seeds=seeds).set_display_name("plan runs"), opts)
         data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
         model = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=False)
@@ -304,8 +336,9 @@ def reevaluate(opts: Options = Options()) -> Callable:
 
     @dsl.pipeline(
         name="salmubench-reevaluate",
-        description="Re-evaluate existing checkpoints (Clean, Compromised, unlearned) and "
-        "rebuild the report; caching is off so every scheduled run recomputes.",
+        description="Re-evaluate existing checkpoints (Clean, Compromised, unlearned) named "
+        "by URI and rebuild the report; caching is off so every scheduled run reads the "
+        "checkpoints as they are now and recomputes.",
     )
     def pipeline(
         dataset_uri: str,
@@ -316,45 +349,50 @@ def reevaluate(opts: Options = Options()) -> Callable:
         seed: int = 0,
         params_yaml: str = opts.params_text(),
         eval_set: list[str] = [],  # noqa: B006 - KFP needs a literal default
-        pushgateway: str = "",
-    ):
-        common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": pushgateway}
-        # reimport: a checkpoint overwritten in place must be read again, not recalled.
-        data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=True)
-        clean = dsl.importer(artifact_uri=clean_uri, artifact_class=Model, reimport=True)
-        comp = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=True)
-        imported = [data, clean, comp]
+    ) -> Artifact:
+        common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
+        # Fetch tasks, not importers: an importer cannot sit inside the ParallelFor
+        # (kubeflow/pipelines#10860), and a fetch reads the bytes stored now.
+        data = stages.fetch_dataset(uri=dataset_uri).set_display_name("fetch dataset")
+        clean = stages.fetch_model(uri=clean_uri).set_display_name("fetch clean")
+        comp = stages.fetch_model(uri=compromised_uri).set_display_name("fetch compromised")
         ev_clean = stages.evaluate(
-            data=data.output, model=clean.output, seed=seed, overrides=eval_set, **common
+            data=data.outputs["dataset"],
+            model=clean.outputs["model"],
+            seed=seed,
+            overrides=eval_set,
+            **common,
         )
         ev_comp = stages.evaluate(
-            data=data.output,
-            model=comp.output,
+            data=data.outputs["dataset"],
+            model=comp.outputs["model"],
             clean=ev_clean.outputs["evaluation"],
-            compromised=comp.output,
+            compromised=comp.outputs["model"],
             seed=seed,
             overrides=eval_set,
             **common,
         )
         tasks = [
+            data,
+            clean,
+            comp,
             ev_clean.set_display_name("eval clean"),
             ev_comp.set_display_name("eval compromised"),
         ]
         with dsl.ParallelFor(
             unlearned_uris, name="per-checkpoint", parallelism=opts.parallelism
         ) as uri:
-            model = dsl.importer(artifact_uri=uri, artifact_class=Model, reimport=True)
+            model = stages.fetch_model(uri=uri).set_display_name("fetch unlearned")
             ev = stages.evaluate(
-                data=data.output,
-                model=model.output,
+                data=data.outputs["dataset"],
+                model=model.outputs["model"],
                 clean=ev_clean.outputs["evaluation"],
                 compromised=ev_comp.outputs["evaluation"],
                 seed=seed,
                 overrides=eval_set,
                 **common,
             )
-            imported.append(model)
-            tasks.append(ev.set_display_name("eval unlearned"))
+            tasks += [model, ev.set_display_name("eval unlearned")]
         rep = stages.report(
             clean=ev_clean.outputs["evaluation"],
             compromised=ev_comp.outputs["evaluation"],
@@ -363,10 +401,9 @@ def reevaluate(opts: Options = Options()) -> Callable:
             **common,
         )
         tasks.append(rep.set_display_name("report"))
-        for task in imported:
-            task.set_caching_options(False)
         for task in tasks:
             _k8s(task.set_caching_options(False), opts)
+        return rep.outputs["folder"]
 
     return pipeline
 

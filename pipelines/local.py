@@ -96,13 +96,12 @@ def run_local(
             # its name lacks "python", and that display names are not shown.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             warnings.filterwarnings("ignore", message=".*have no effect in the current local")
-            task = benchmark(Options(parallelism=parallelism))(
+            task = benchmark(Options(parallelism=parallelism, pushgateway=pushgateway))(
                 profile=profile,
                 seed=seed,
                 methods=",".join(chosen),
                 seeds=list(seeds),
                 budget=float(budget or 0.0),
-                pushgateway=pushgateway,
             )
     finally:
         logging.getLogger().removeFilter(progress)
@@ -130,3 +129,49 @@ def run_folder(report: Path) -> Path:
     if not runs:
         raise ValueError(f"{report.parent / 'kfp'}: no kfp run folder")
     return max(runs, key=lambda p: p.stat().st_mtime)  # kfp names them by start time
+
+
+def reevaluate_local(
+    dataset: str | Path,
+    clean: str | Path,
+    compromised: str | Path,
+    unlearned: Sequence[str | Path],
+    out: str | Path,
+    *,
+    profile: str,
+    seed: int = 0,
+) -> Path:
+    """Run the `reevaluate` pipeline locally on stage folders (paths or s3:// URIs).
+
+    The pipeline a schedule runs in a cluster, here: each checkpoint fetched by URI and
+    verified, evaluated, and one report over them all, in `out`/report.
+    """
+    import kfp.local
+    from salmubench_pipelines.definitions import Options, reevaluate
+
+    if not unlearned:
+        raise ValueError("unlearned: give at least one unlearned checkpoint to re-evaluate")
+    out = Path(out)
+    root = out / "kfp"
+    root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    original_print = builtins.print
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            warnings.filterwarnings("ignore", message=".*have no effect in the current local")
+            task = reevaluate(Options(parallelism=1))(
+                dataset_uri=str(dataset),
+                clean_uri=str(clean),
+                compromised_uri=str(compromised),
+                unlearned_uris=[str(u) for u in unlearned],
+                profile=profile,
+                seed=seed,
+            )
+    finally:
+        builtins.print = original_print
+    report = out / "report"
+    if report.exists():
+        shutil.rmtree(report)
+    shutil.copytree(task.output.path, report)
+    return report

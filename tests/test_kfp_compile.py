@@ -57,7 +57,7 @@ def test_pipelines_have_the_expected_components(compiled):
     expected = {
         "benchmark": {"plan", "synth", "train", "evaluate", "unlearn", "report"},
         "unlearn-eval": {"plan", "importer", "unlearn", "evaluate", "report"},
-        "reevaluate": {"importer", "evaluate", "report"},
+        "reevaluate": {"fetch-dataset", "fetch-model", "evaluate", "report"},
     }
     for name, path in compiled.items():
         spec, _ = _docs(path)
@@ -79,9 +79,14 @@ def test_pipelines_have_the_expected_components(compiled):
     assert len(loops) == 1  # unlearn + eval per (method, seed), in parallel
     report_inputs = bench["components"]["comp-report"]["inputDefinitions"]["artifacts"]
     assert report_inputs["evals"].get("isArtifactList") is True  # dsl.Collected
-    default = bench["root"]["inputDefinitions"]["parameters"]["params_yaml"]["defaultValue"]
-    assert "\n" not in default  # one line: see Options.params_text
-    assert yaml.safe_load(default) == yaml.safe_load((REPO / "params.yaml").read_text())
+    # The run form: a few parameters a person picks per run; site settings are compiled in.
+    form = bench["root"]["inputDefinitions"]["parameters"]
+    assert set(form) == {"profile", "seed", "methods", "seeds", "budget", "params_yaml",
+                         "synth_set", "train_set", "unlearn_set", "eval_set"}  # fmt: skip
+    assert form["params_yaml"].get("defaultValue", "") == ""  # the image's own params.yaml
+    text = (REPO / "params.yaml").read_text()
+    one_line = Options(params_yaml=text).params_text()  # an embedded text: one line
+    assert "\n" not in one_line and yaml.safe_load(one_line) == yaml.safe_load(text)
 
 
 def test_kubernetes_settings_secret_env_and_gpus(compiled, with_gpus):
@@ -121,8 +126,8 @@ def test_caching_is_off_for_reevaluation_only(compiled):
         for t in tasks.values()
         if "componentRef" in t
     )
-    importers = [e for e in spec["deploymentSpec"]["executors"].values() if "importer" in e]
-    assert importers and all(e["importer"]["reimport"] for e in importers)
+    # Checkpoints are fetched by URI each run, never through an importer (#10860).
+    assert not [e for e in spec["deploymentSpec"]["executors"].values() if "importer" in e]
     spec, _ = _docs(compiled["benchmark"])
     assert all(
         t["cachingOptions"]["enableCache"]
@@ -134,11 +139,35 @@ def test_caching_is_off_for_reevaluation_only(compiled):
 def test_bad_options_name_the_bad_value():
     with pytest.raises(ValueError, match="gpus=-1"):
         PIPELINES["benchmark"](Options(gpus=-1))
+    with pytest.raises(ValueError, match="'slurm'; valid: local, trainjob, pytorchjob"):
+        PIPELINES["benchmark"](Options(launcher="slurm"))
+    with pytest.raises(ValueError, match="launcher 'pytorchjob' needs shared_pvc"):
+        PIPELINES["benchmark"](Options(launcher="pytorchjob"))
+    with pytest.raises(ValueError, match=r"unknown Trainer version '3\.0'"):
+        PIPELINES["benchmark"](Options(trainer_version="3.0"))
+
+
+def test_job_launcher_settings_are_compiled_into_the_train_tasks(tmp_path):
+    opts = Options(launcher="trainjob", shared_pvc="shared", train_nodes=2,
+                   train_gpus_per_node=1, trainer_version="2.1")  # fmt: skip
+    [path] = compile_all(tmp_path, opts, ("benchmark",))
+    spec, _ = _docs(path)
+    trains = [t for t in _tasks(spec).values() if t["componentRef"]["name"].startswith(
+        "comp-train")]  # fmt: skip
+    assert len(trains) == 2
+    for task in trains:
+        params = {k: v["runtimeValue"]["constant"] for k, v in task["inputs"]["parameters"].items()
+                  if "runtimeValue" in v}  # fmt: skip
+        assert params["launcher"] == "trainjob" and params["trainer_version"] == "2.1"
+        assert params["nodes"] == 2 and params["gpus_per_node"] == 1
+        assert params["s3_secret"] == "salmubench-s3" and params["istio_opt_out"] is True
 
 
 def test_publish_task_gets_git_and_s3_secrets_and_the_endpoint(tmp_path):
     endpoint = "http://salmubench-minio.salmubench.svc.cluster.local:9000"
-    [path] = compile_all(tmp_path, Options(publish=True, s3_endpoint=endpoint), ("benchmark",))
+    git = "https://example.org/salmubench.git"
+    opts = Options(publish=True, s3_endpoint=endpoint, publish_git_url=git)
+    [path] = compile_all(tmp_path, opts, ("benchmark",))
     spec, k8s = _docs(path)
     executors = spec["deploymentSpec"]["executors"]
     args = executors["exec-publish"]["container"]["args"]
@@ -152,5 +181,8 @@ def test_publish_task_gets_git_and_s3_secrets_and_the_endpoint(tmp_path):
     for key, executor in executors.items():  # every task reaches the same S3 endpoint
         env = {e["name"]: e["value"] for e in executor["container"].get("env", [])}
         assert env.get("AWS_ENDPOINT_URL_S3") == endpoint, key
-    inputs = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"publish_git_url", "publish_dvc_remote"} <= set(inputs)
+    publish = spec["root"]["dag"]["tasks"]["publish"]["inputs"]["parameters"]
+    assert publish["git_url"]["runtimeValue"]["constant"] == git
+    assert publish["dvc_remote"]["runtimeValue"]["constant"] == "minio"
+    with pytest.raises(ValueError, match="publish needs publish_git_url"):
+        compile_all(tmp_path, Options(publish=True), ("benchmark",))
