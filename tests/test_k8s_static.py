@@ -44,6 +44,13 @@ def test_kustomize_render_fails_on_a_broken_overlay():
     assert "deployment-that-is-not-there.yaml" in out
 
 
+def test_kfp_launcher_endpoint_must_be_fully_qualified_in_its_namespace():
+    fixture = str(FIXTURES / "overlay-other-namespace")
+    out = failed(lint("--only", "render", "--overlay", fixture), "render")
+    assert "ConfigMap/kfp-launcher (namespace team-a): s3.default.endpoint" in out
+    assert "'salmubench-minio.salmubench.svc.cluster.local:9000' is not" in out
+
+
 def test_kubernetes_validate_strict_rejects_an_unknown_field():
     out = failed(
         lint("--only", "validate", "--manifest", str(FIXTURES / "invalid-core.yaml")), "validate"
