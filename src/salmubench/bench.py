@@ -177,11 +177,13 @@ def evaluate_model(
     `reference`), unless a finished eval of the same model and settings is there."""
     from salmubench.eval.stage import evaluate
 
-    refs = (
-        {"clean": world.eval("clean"), "compromised": world.model("compromised")}
-        if reference
-        else {}
-    )
+    refs = {}
+    if reference:
+        # The Compromised model is its own reference (recognised by digest, embedded once);
+        # every other model reads the finished Compromised eval instead of re-embedding it.
+        own = model == world.model("compromised")
+        refs = {"clean": world.eval("clean"),
+                "compromised": model if own else world.eval("compromised")}  # fmt: skip
     stages.run(
         name,
         lambda _: evaluate(world.data, model, target, cfg=cfg["eval"], seed=world.seed,
