@@ -90,3 +90,24 @@ def fetch_folder(uri: str, out: str) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(uri, out)
     return read_manifest(out, verify=True)
+
+
+def bundle_folders(folders: list[tuple[str, str]], out: str) -> None:
+    """Copy stage folders into one folder `out` as `out/<name>`, each verified first.
+
+    What a world's chain hands to the tasks after the loop over worlds: KFP fans in one
+    level of ParallelFor at a time, so a world's evaluations (and, to publish, its dataset
+    and models) travel as one artifact; `salmubench report` and `publish` find the stage
+    folders inside.
+    """
+    import shutil
+    from pathlib import Path
+
+    from salmubench.manifest import read_manifest
+
+    root = Path(out)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for name, folder in folders:
+        read_manifest(folder, verify=True)
+        shutil.copytree(folder, root / name)

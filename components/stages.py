@@ -22,13 +22,17 @@ from salmubench_components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def plan(methods: str, seeds: list[int]) -> list[dict]:
-    """The (method, seed) runs: 'all' or a comma list, validated against the registry."""
+def plan(methods: str, seeds: list[int], world: int = 0) -> list[dict]:
+    """The (method, seed) runs of one world: 'all' or a comma list, validated against the
+    registry. Each run carries its world's seed: kfp's local runner (2.17) hands a task
+    inside a nested ParallelFor the inner loop's item for an outer loop variable, so the
+    inner loop reads the world from its own items."""
     from salmubench.bench import parse_methods
 
     if not seeds:
         raise ValueError("seeds: give at least one unlearning seed, e.g. [0]")
-    return [{"method": m, "seed": s} for m in parse_methods(methods) for s in seeds]
+    return [{"method": m, "seed": s, "world": world} for m in parse_methods(methods)
+            for s in seeds]  # fmt: skip
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -202,8 +206,6 @@ def evaluate(
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def report(
-    clean: Input[Artifact],
-    compromised: Input[Artifact],
     evals: Input[list[Artifact]],
     folder: Output[Artifact],
     html: Output[HTML],
@@ -213,18 +215,24 @@ def report(
     overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
     params_yaml: str = "",
     pushgateway: str = "",
+    clean: Input[Artifact] = None,
+    compromised: Input[Artifact] = None,
 ):
     """`salmubench report`: leaderboard, verdicts, HTML and plots from the evaluations.
 
-    The whole report folder is `folder`; `html` (self-contained report.html) and
-    `leaderboard` (leaderboard.md) are what the KFP dashboard renders.
+    `evals`: eval folders, or folders holding them (a world's bundle: its Clean,
+    Compromised and unlearned evaluations); the report groups them into worlds by dataset.
+    `clean`/`compromised`: the references, when not inside `evals`. The whole report
+    folder is `folder`; `html` (self-contained report.html) and `leaderboard`
+    (leaderboard.md) are what the KFP dashboard renders.
     """
     import shutil
     from pathlib import Path
 
     from salmubench_components.shell import run_stage
 
-    runs = [clean.path, compromised.path, *(e.path for e in evals)]
+    runs = [a.path for a in (clean, compromised) if a is not None]
+    runs += [e.path for e in evals]
     args = ["report", "--runs", *runs, "--profile", profile, "--out", folder.path, "--force"]
     if title:
         args += ["--title", title]
@@ -235,13 +243,7 @@ def report(
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def publish(
-    data: Input[Dataset],
-    clean: Input[Model],
-    compromised: Input[Model],
-    clean_eval: Input[Artifact],
-    compromised_eval: Input[Artifact],
-    unlearned: Input[list[Model]],
-    evals: Input[list[Artifact]],
+    worlds: Input[list[Artifact]],
     report: Input[Artifact],
     record: Output[Artifact],
     git_url: str,
@@ -251,18 +253,57 @@ def publish(
 ):
     """`salmubench publish`: the run's artifacts to the DVC remote, their versions to git.
 
-    Clones `git_url` (credentials: GIT_USERNAME/GIT_PASSWORD from a Secret), pushes every
-    artifact with DVC (S3 credentials from a Secret) and pushes branch `runs/<run_id>`;
-    `git checkout runs/<run_id> && dvc pull` then restores them anywhere.
+    `worlds`: one folder per world holding its dataset, models and evaluations
+    (`world_artifacts`). Clones `git_url` (credentials: GIT_USERNAME/GIT_PASSWORD from a
+    Secret), pushes every artifact with DVC (S3 credentials from a Secret) and pushes
+    branch `runs/<run_id>`; `git checkout runs/<run_id> && dvc pull` then restores them.
     """
     from salmubench_components.shell import run_stage
 
-    folders = [data.path, clean.path, compromised.path, clean_eval.path, compromised_eval.path]
-    folders += [m.path for m in unlearned] + [e.path for e in evals] + [report.path]
+    folders = [w.path for w in worlds] + [report.path]
     run_stage(
         ["publish", *folders, "--git-url", git_url, "--run-id", run_id,
          "--remote", dvc_remote, "--base", git_base, "--record", record.path]
     )  # fmt: skip
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def world_evals(
+    clean: Input[Artifact],
+    compromised: Input[Artifact],
+    evals: Input[list[Artifact]],
+    folder: Output[Artifact],
+    seed: int,
+):
+    """One world's evaluations (Clean, Compromised, every unlearned run) as one folder."""
+    from salmubench_components.shell import bundle_folders
+
+    named = [("clean", clean.path), ("compromised", compromised.path)]
+    named += [(f"unlearned-{i:03d}", e.path) for i, e in enumerate(evals)]
+    bundle_folders(named, folder.path)
+    folder.metadata.update({"world": seed, "evaluations": len(named)})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def world_artifacts(
+    data: Input[Dataset],
+    clean: Input[Model],
+    compromised: Input[Model],
+    unlearned: Input[list[Model]],
+    evals: Input[Artifact],
+    folder: Output[Artifact],
+    seed: int,
+):
+    """Everything one world made (dataset, models, evaluations) as one folder, to publish."""
+    from pathlib import Path
+
+    from salmubench_components.shell import bundle_folders
+
+    named = [("data", data.path), ("clean", clean.path), ("compromised", compromised.path)]
+    named += [(f"unlearned-{i:03d}", m.path) for i, m in enumerate(unlearned)]
+    named += [(f"evals/{p.name}", str(p)) for p in sorted(Path(evals.path).iterdir())]
+    bundle_folders(named, folder.path)
+    folder.metadata.update({"world": seed})
 
 
 # Fetching by URI (a parameter) instead of dsl.importer: an importer inside a ParallelFor

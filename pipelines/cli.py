@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.out or f"runs/{args.profile}-kfp",
             methods=args.methods,
             seeds=args.seeds,
-            seed=args.seed,
+            worlds=args.worlds if args.worlds is not None else [args.seed],
             budget=args.budget,
             parallelism=args.parallelism,
             pushgateway=args.pushgateway or os.environ.get("SALMUBENCH_PUSHGATEWAY", ""),
@@ -190,6 +190,13 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         "--seeds", type=non_negative_int, nargs="+", default=[0], help="unlearning seeds"
     )
     p.add_argument("--seed", type=non_negative_int, default=0, help="dataset and model seed")
+    p.add_argument(
+        "--worlds",
+        type=non_negative_int,
+        nargs="+",
+        help="several worlds: one dataset/model seed each (instead of --seed), e.g. 0 1 2; "
+        "the report scores each against its own references",
+    )
     p.add_argument(
         "--pushgateway",
         help="Prometheus Pushgateway URL (default: $SALMUBENCH_PUSHGATEWAY; none = no telemetry)",

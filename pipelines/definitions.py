@@ -1,7 +1,8 @@
 """The three pipelines, built from the stage components for a set of compile options.
 
-- `salmubench-benchmark`: synth -> train Clean and Compromised -> evaluate both -> per
-  (method, seed) in parallel: unlearn -> evaluate -> report.
+- `salmubench-benchmark`: per world (dataset/model seed) in parallel: synth -> train Clean
+  and Compromised -> evaluate both -> per (method, seed) in parallel: unlearn -> evaluate;
+  then one report over every world.
 - `salmubench-unlearn-eval`: one (new) method against an existing dataset, Compromised
   model and reference evaluations, given as artifact URIs.
 - `salmubench-reevaluate`: existing checkpoints re-evaluated and reported, caching off
@@ -144,14 +145,15 @@ def benchmark(opts: Options = Options()) -> Callable:
 
     @dsl.pipeline(
         name="salmubench-benchmark",
-        description="SALMUBench: dataset, Clean and Compromised CLIP, unlearning per method "
-        "in parallel, ten-metric evaluation, leaderboard report.",
+        description="SALMUBench: per world (a dataset seed with its own Clean and Compromised "
+        "CLIP) in parallel: dataset, both models, unlearning per method and seed in "
+        "parallel, ten-metric evaluation; one leaderboard report over every world.",
     )
     def pipeline(
         profile: str = "tiny",
-        seed: int = 0,
+        worlds: list[int] = [0],  # noqa: B006 - KFP needs a literal default
         methods: str = "all",
-        seeds: list[int] = [0],  # noqa: B006 - KFP needs a literal default
+        seeds: list[int] = [0],  # noqa: B006
         budget: float = 0.0,
         params_yaml: str = opts.params_text(),
         synth_set: list[str] = [],  # noqa: B006
@@ -164,89 +166,17 @@ def benchmark(opts: Options = Options()) -> Callable:
             "params_yaml": params_yaml,
             "pushgateway": opts.pushgateway,
         }
-        runs = _k8s(stages.plan(methods=methods, seeds=seeds).set_display_name("plan runs"), opts)
-        data = _k8s(stages.synth(seed=seed, overrides=synth_set, **common), opts)
-        data.set_display_name("synth")
-        models = {}
-        for variant in ("clean", "compromised"):
-            t = stages.train(
-                data=data.outputs["dataset"],
-                variant=variant,
-                seed=seed,
-                overrides=train_set,
-                launcher=opts.launcher,
-                nodes=opts.train_nodes,
-                procs_per_node=opts.train_procs_per_node,
-                gpus_per_node=opts.train_gpus_per_node,
-                job_image=opts.job_image,
-                pvc=opts.shared_pvc,
-                mount=SHARED_MOUNT,
-                trainer_version=opts.trainer_version,
-                s3_secret=opts.s3_secret,
-                istio_opt_out=opts.istio_opt_out,
-                **common,
-            )
-            models[variant] = _k8s(
-                t.set_display_name(f"train {variant}"), opts, train=True, launcher=True
-            )
-        ev_clean = stages.evaluate(
-            data=data.outputs["dataset"],
-            model=models["clean"].outputs["model"],
-            seed=seed,
-            overrides=eval_set,
-            **common,
-        )
-        _k8s(ev_clean.set_display_name("eval clean"), opts)
-        # The Compromised model is its own Compromised reference (as `salmubench bench`).
-        ev_comp = stages.evaluate(
-            data=data.outputs["dataset"],
-            model=models["compromised"].outputs["model"],
-            clean=ev_clean.outputs["evaluation"],
-            compromised=models["compromised"].outputs["model"],
-            seed=seed,
-            overrides=eval_set,
-            **common,
-        )
-        _k8s(ev_comp.set_display_name("eval compromised"), opts)
-        with dsl.ParallelFor(
-            runs.output, name="per-method-seed", parallelism=opts.parallelism
-        ) as run:
-            u = stages.unlearn(
-                data=data.outputs["dataset"],
-                model=models["compromised"].outputs["model"],
-                method=run.method,
-                seed=run.seed,
-                budget=budget,
-                overrides=unlearn_set,
-                **common,
-            )
-            _k8s(u.set_display_name("unlearn"), opts, train=True)
-            ev = stages.evaluate(
-                data=data.outputs["dataset"],
-                model=u.outputs["unlearned"],
-                clean=ev_clean.outputs["evaluation"],
-                compromised=ev_comp.outputs["evaluation"],
-                seed=seed,
-                overrides=eval_set,
-                **common,
-            )
-            _k8s(ev.set_display_name("eval unlearned"), opts)
-        rep = stages.report(
-            clean=ev_clean.outputs["evaluation"],
-            compromised=ev_comp.outputs["evaluation"],
-            evals=dsl.Collected(ev.outputs["evaluation"]),
-            **common,
-        )
+        # Two levels of ParallelFor, each fanned in by the level above it: KFP's local
+        # runner cannot fan in across both at once (a list of lists), so each world's
+        # evaluations (and, to publish, its artifacts) leave the world as one bundle.
+        with dsl.ParallelFor(worlds, name="per-world", parallelism=opts.parallelism) as seed:
+            world = _world(stages, opts, common, seed, methods, seeds, budget,
+                           synth_set, train_set, unlearn_set, eval_set)  # fmt: skip
+        rep = stages.report(evals=dsl.Collected(world["evals"].outputs["folder"]), **common)
         _k8s(rep.set_display_name("report"), opts)
         if opts.publish:
             pub = stages.publish(
-                data=data.outputs["dataset"],
-                clean=models["clean"].outputs["model"],
-                compromised=models["compromised"].outputs["model"],
-                clean_eval=ev_clean.outputs["evaluation"],
-                compromised_eval=ev_comp.outputs["evaluation"],
-                unlearned=dsl.Collected(u.outputs["unlearned"]),
-                evals=dsl.Collected(ev.outputs["evaluation"]),
+                worlds=dsl.Collected(world["artifacts"].outputs["folder"]),
                 report=rep.outputs["folder"],
                 git_url=opts.publish_git_url,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -265,6 +195,99 @@ def benchmark(opts: Options = Options()) -> Callable:
         return rep.outputs["folder"]
 
     return pipeline
+
+
+def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, synth_set,
+           train_set, unlearn_set, eval_set) -> dict[str, dsl.PipelineTask]:  # fmt: skip
+    """One world's chain: synth -> Clean/Compromised -> their evals -> per (method, seed):
+    unlearn -> eval; its evaluations bundled (and its artifacts, when publishing).
+
+    Inside the inner loop the world's seed is read from the run (`run.world`), never from
+    the outer loop variable (see `stages.plan`)."""
+    runs = stages.plan(methods=methods, seeds=seeds, world=seed)
+    _k8s(runs.set_display_name("plan runs"), opts)
+    data = _k8s(stages.synth(seed=seed, overrides=synth_set, **common), opts)
+    data.set_display_name("synth")
+    models = {}
+    for variant in ("clean", "compromised"):
+        t = stages.train(
+            data=data.outputs["dataset"],
+            variant=variant,
+            seed=seed,
+            overrides=train_set,
+            launcher=opts.launcher,
+            nodes=opts.train_nodes,
+            procs_per_node=opts.train_procs_per_node,
+            gpus_per_node=opts.train_gpus_per_node,
+            job_image=opts.job_image,
+            pvc=opts.shared_pvc,
+            mount=SHARED_MOUNT,
+            trainer_version=opts.trainer_version,
+            s3_secret=opts.s3_secret,
+            istio_opt_out=opts.istio_opt_out,
+            **common,
+        )
+        models[variant] = _k8s(
+            t.set_display_name(f"train {variant}"), opts, train=True, launcher=True
+        )
+    ev_clean = stages.evaluate(
+        data=data.outputs["dataset"],
+        model=models["clean"].outputs["model"],
+        seed=seed,
+        overrides=eval_set,
+        **common,
+    )
+    _k8s(ev_clean.set_display_name("eval clean"), opts)
+    # The Compromised model is its own Compromised reference (as `salmubench bench`).
+    ev_comp = stages.evaluate(
+        data=data.outputs["dataset"],
+        model=models["compromised"].outputs["model"],
+        clean=ev_clean.outputs["evaluation"],
+        compromised=models["compromised"].outputs["model"],
+        seed=seed,
+        overrides=eval_set,
+        **common,
+    )
+    _k8s(ev_comp.set_display_name("eval compromised"), opts)
+    with dsl.ParallelFor(runs.output, name="per-method-seed", parallelism=opts.parallelism) as run:
+        u = stages.unlearn(
+            data=data.outputs["dataset"],
+            model=models["compromised"].outputs["model"],
+            method=run.method,
+            seed=run.seed,
+            budget=budget,
+            overrides=unlearn_set,
+            **common,
+        )
+        _k8s(u.set_display_name("unlearn"), opts, train=True)
+        ev = stages.evaluate(
+            data=data.outputs["dataset"],
+            model=u.outputs["unlearned"],
+            clean=ev_clean.outputs["evaluation"],
+            compromised=ev_comp.outputs["evaluation"],
+            seed=run.world,
+            overrides=eval_set,
+            **common,
+        )
+        _k8s(ev.set_display_name("eval unlearned"), opts)
+    evals = stages.world_evals(
+        clean=ev_clean.outputs["evaluation"],
+        compromised=ev_comp.outputs["evaluation"],
+        evals=dsl.Collected(ev.outputs["evaluation"]),
+        seed=seed,
+    )
+    world = {"evals": _k8s(evals.set_display_name("world evaluations"), opts)}
+    if opts.publish:
+        bundle = stages.world_artifacts(
+            data=data.outputs["dataset"],
+            clean=models["clean"].outputs["model"],
+            compromised=models["compromised"].outputs["model"],
+            unlearned=dsl.Collected(u.outputs["unlearned"]),
+            evals=evals.outputs["folder"],
+            seed=seed,
+        )
+        world["artifacts"] = _k8s(bundle.set_display_name("world artifacts"), opts)
+    return world
 
 
 def unlearn_eval(opts: Options = Options()) -> Callable:

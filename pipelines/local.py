@@ -65,12 +65,16 @@ def run_local(
     *,
     methods: str = "all",
     seeds: Sequence[int] = (0,),
-    seed: int = 0,
+    worlds: Sequence[int] = (0,),
     budget: float | None = None,
     pushgateway: str = "",
     parallelism: int = 1,
 ) -> Path:
-    """Run the benchmark pipeline locally into `out`; the report folder (`out`/report)."""
+    """Run the benchmark pipeline locally into `out`; the report folder (`out`/report).
+
+    `worlds`: dataset/model seeds, one world each (its own dataset, Clean and Compromised
+    model); the report scores every world against its own references.
+    """
     import kfp.local
     from salmubench_pipelines.definitions import Options, benchmark
 
@@ -79,12 +83,16 @@ def run_local(
     chosen = parse_methods(methods)  # fail now, not after two trainings
     if not seeds:
         raise ValueError("seeds: give at least one unlearning seed, e.g. 0")
+    if not worlds or len(set(worlds)) != len(worlds):
+        raise ValueError(f"worlds {list(worlds)}: give distinct dataset seeds, e.g. 0 1 2")
     out = Path(out)
     root = out / "kfp"
     root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    # plan, synth, 2 trainings, 2 evaluations, unlearn + eval per run, report
-    progress = _Progress(7 + 2 * len(chosen) * len(seeds))
+    # the report, and per world: plan, synth, 2 trainings, 2 evaluations, unlearn + eval
+    # per run, and the bundle of the world's evaluations
+    per_world = 7 + 2 * len(chosen) * len(seeds)
+    progress = _Progress(1 + len(worlds) * per_world)
     logging.getLogger().addFilter(progress)
     start = time.perf_counter()
     # kfp indents task logs by swapping builtins.print; ParallelFor iterations run in
@@ -98,7 +106,7 @@ def run_local(
             warnings.filterwarnings("ignore", message=".*have no effect in the current local")
             task = benchmark(Options(parallelism=parallelism, pushgateway=pushgateway))(
                 profile=profile,
-                seed=seed,
+                worlds=list(worlds),
                 methods=",".join(chosen),
                 seeds=list(seeds),
                 budget=float(budget or 0.0),

@@ -55,7 +55,7 @@ def test_committed_yaml_is_what_the_command_compiles(compiled):
 
 def test_pipelines_have_the_expected_components(compiled):
     expected = {
-        "benchmark": {"plan", "synth", "train", "evaluate", "unlearn", "report"},
+        "benchmark": {"plan", "synth", "train", "evaluate", "unlearn", "world-evals", "report"},
         "unlearn-eval": {"plan", "importer", "unlearn", "evaluate", "report"},
         "reevaluate": {"fetch-dataset", "fetch-model", "evaluate", "report"},
     }
@@ -75,13 +75,21 @@ def test_pipelines_have_the_expected_components(compiled):
     bench, _ = _docs(compiled["benchmark"])
     tasks = _tasks(bench)
     assert sum(t["componentRef"]["name"].startswith("comp-train") for t in tasks.values()) == 2
-    loops = [t for t in tasks.values() if "parameterIterator" in t]
-    assert len(loops) == 1  # unlearn + eval per (method, seed), in parallel
+    loops = {
+        t["parameterIterator"]["itemInput"] for t in tasks.values() if "parameterIterator" in t
+    }
+    assert len(loops) == 2  # per world; inside it unlearn + eval per (method, seed)
+    outer = bench["root"]["dag"]["tasks"]
+    [(loop_name, world_loop)] = [(n, t) for n, t in outer.items() if "parameterIterator" in t]
+    assert world_loop["parameterIterator"]["items"]["inputParameter"].endswith("worlds")
+    # The report fans in one level: the per-world bundles, not the nested evaluations.
+    report_in = outer["report"]["inputs"]["artifacts"]["evals"]["taskOutputArtifact"]
+    assert report_in["producerTask"] == loop_name
     report_inputs = bench["components"]["comp-report"]["inputDefinitions"]["artifacts"]
     assert report_inputs["evals"].get("isArtifactList") is True  # dsl.Collected
     # The run form: a few parameters a person picks per run; site settings are compiled in.
     form = bench["root"]["inputDefinitions"]["parameters"]
-    assert set(form) == {"profile", "seed", "methods", "seeds", "budget", "params_yaml",
+    assert set(form) == {"profile", "worlds", "methods", "seeds", "budget", "params_yaml",
                          "synth_set", "train_set", "unlearn_set", "eval_set"}  # fmt: skip
     assert form["params_yaml"].get("defaultValue", "") == ""  # the image's own params.yaml
     text = (REPO / "params.yaml").read_text()

@@ -1,9 +1,10 @@
 """The main job: the full benchmark pipeline under kfp's local runner, on the micro profile.
 
 One run (the expensive test of this tier): `salmubench run` executes every component as a
-subprocess of this environment (training through `torchrun --standalone`), and must end
-with a report, the Metrics artifacts of every evaluation, and telemetry pushed by every
-stage to a Pushgateway-compatible endpoint.
+subprocess of this environment (training through `torchrun --standalone`), for two worlds
+(dataset/model seeds 0 and 1, each its own chain in a ParallelFor), and must end with one
+report over both worlds, the Metrics artifacts of every evaluation, telemetry pushed by
+every stage to a Pushgateway-compatible endpoint, and every world's artifacts published.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from salmubench.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
-METHODS = ("direct_sim_min", "finetune")
+METHODS = ("finetune",)
+WORLDS = (0, 1)
 
 
 @pytest.mark.slow
@@ -42,6 +44,8 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
                 "micro",
                 "--methods",
                 ",".join(METHODS),
+                "--worlds",
+                *map(str, WORLDS),
                 "--out",
                 str(out),
                 "--pushgateway",
@@ -68,8 +72,11 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     assert list(report.glob("*.png"))
     board = json.loads((report / "leaderboard.json").read_text(encoding="utf-8"))
     assert set(METHODS) <= {row.get("method") for row in _rows(board)}
+    assert len(board["worlds"]) == len(WORLDS)  # one report, every world scored in-world
     # Progress per stage: numbered start and end lines with the elapsed time.
-    assert "[ 1/11] " in printed and "train: SUCCESS in " in printed
+    # report, and per world: plan, synth, 2 trainings, 2 evals, unlearn + eval, bundle
+    assert f"[ 1/{1 + len(WORLDS) * (7 + 2 * len(METHODS))}] " in printed
+    assert "train: SUCCESS in " in printed
 
     # Each evaluation's Metrics artifact carries the ten metrics (what the dashboard shows).
     outputs = list((out / "kfp").glob("*/**/executor_output.json"))
@@ -81,7 +88,7 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
         .get("metrics", {})
         .get("artifacts", [])
     ]
-    assert len(logged) == 2 + len(METHODS)
+    assert len(logged) == len(WORLDS) * (2 + len(METHODS))
     assert all(set(m) == set(METRICS) for m in logged)
 
     # Every stage pushed; evaluations labelled by variant and method.
@@ -107,8 +114,11 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     _dvc("remote", "modify", "--local", "local", "url", str(project / ".dvcstore"), cwd=clone)
     _dvc("pull", cwd=clone)
     run = json.loads((clone / "artifacts" / "RUN.json").read_text())
-    assert {"data", "models/clean", "models/compromised", "report"} <= set(run["artifacts"])
-    assert {f"unlearned/{m}-b1-s0" for m in METHODS} <= set(run["artifacts"])
+    assert "report" in run["artifacts"]
+    for w in WORLDS:  # several worlds: each world's folders under worlds/<seed>/
+        names = {f"worlds/{w}/{n}" for n in ("data", "models/clean", "models/compromised")}
+        names |= {f"worlds/{w}/unlearned/{m}-b1-s0" for m in METHODS}
+        assert names <= set(run["artifacts"]), sorted(run["artifacts"])
     for name, info in run["artifacts"].items():
         assert read_manifest(clone / "artifacts" / name, verify=True)["digest"] == info["digest"]
     assert (clone / "artifacts" / "report" / "leaderboard.md").read_text() == leaderboard

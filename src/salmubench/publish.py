@@ -19,7 +19,8 @@ branch behind; what was already pushed to the DVC remote is content-addressed, s
 sends only the rest. `dvc` and `git` run as processes: the library never imports them.
 
 Names under `artifacts/`: `data` (the dataset), `models/<variant>`, `unlearned/<method>-b<budget>-s<seed>`,
-`evals/<variant or the unlearned name>`, `report`.
+`evals/<variant or the unlearned name>`, `report`; with several worlds (datasets) each
+world's under `worlds/<dataset seed>/`.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -82,26 +83,48 @@ def artifact_name(manifest: dict[str, Any]) -> str:
 
 
 def find_artifacts(roots: Sequence[str | Path]) -> list[Artifact]:
-    """Every finished stage folder under `roots`, verified and named; clear errors first."""
-    found: dict[str, Artifact] = {}
+    """Every finished stage folder under `roots`, verified and named; clear errors first.
+
+    A run of several worlds (datasets) names each world's folders under `worlds/<seed>/`
+    (the dataset's seed), so that every world's data, models and evaluations keep their
+    usual names side by side; the report, over all worlds, stays `report`.
+    """
+    folders: list[tuple[Path, dict[str, Any]]] = []
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise ManifestError(f"{root}: no such folder to publish")
-        for folder in _stage_folders(root):
-            manifest = read_manifest(folder, verify=True)
-            name = artifact_name(manifest)
-            if name in found and found[name].manifest["digest"] != manifest["digest"]:
-                raise ManifestError(
-                    f"two different {manifest['kind']} folders would both be published as "
-                    f"{name!r}: {found[name].source} and {folder}; publish them separately"
-                )
-            found.setdefault(name, Artifact(name, folder, manifest))
+        folders += [(f, read_manifest(f, verify=True)) for f in _stage_folders(root)]
+    worlds = {m["digest"]: m.get("seed") for _, m in folders if m["kind"] == "dataset"}
+    used = {_dataset_of(m) for _, m in folders} - {None}
+    several = len(worlds.keys() | used) > 1
+    found: dict[str, Artifact] = {}
+    for folder, manifest in folders:
+        name = artifact_name(manifest)
+        dataset = _dataset_of(manifest)
+        if several and dataset is not None:
+            seed = worlds.get(dataset)
+            name = f"worlds/{seed if seed is not None else dataset[:8]}/{name}"
+        if name in found and found[name].manifest["digest"] != manifest["digest"]:
+            raise ManifestError(
+                f"two different {manifest['kind']} folders would both be published as "
+                f"{name!r}: {found[name].source} and {folder}; publish them separately"
+            )
+        found.setdefault(name, Artifact(name, folder, manifest))
     if not found:
         raise ManifestError(
             f"no finished stage folder (with a {MANIFEST}) under {', '.join(map(str, roots))}"
         )
     return sorted(found.values(), key=lambda a: a.name)
+
+
+def _dataset_of(manifest: dict[str, Any]) -> str | None:
+    """The digest of the dataset (world) a stage folder belongs to; None for a report."""
+    if manifest["kind"] == "dataset":
+        return manifest["digest"]
+    if manifest["kind"] == "report":
+        return None
+    return (manifest.get("inputs") or {}).get("dataset")
 
 
 def _stage_folders(root: Path) -> Iterator[Path]:
