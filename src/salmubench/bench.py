@@ -209,9 +209,14 @@ def unlearn_and_evaluate(
     """Unlearn `method` from the world's Compromised model into `target`, then evaluate
     it into `eval_target` (2 stages; reused when finished with the same settings)."""
     from salmubench.unlearn import build_method
+    from salmubench.unlearn.base import method_code
     from salmubench.unlearn.loop import run_config, unlearn
 
     params = dataclasses.asdict(build_method(method, ucfg.methods.get(method)).params)
+    # A method from outside the package is re-run when its code changes (built-ins follow
+    # the package version, so existing runs of them stay reusable).
+    code = method_code(method)
+    same_code = {} if code["origin"] == "built-in" else {"method_code": code}
     source = read_manifest(world.model("compromised"), kind="model")["digest"]
     tag = f"world {world.seed}: " if stages.tag_worlds else ""
     label = f"{tag}{target.name}"
@@ -220,7 +225,7 @@ def unlearn_and_evaluate(
         lambda bar: unlearn(world.data, world.model("compromised"), method, ucfg, target,
                             seed=seed, profile=profile, force=True, progress=bar),
         _reusable(target, "model", config=to_dict(run_config(ucfg, method)), method=method,
-                  method_params=params, seed=seed,
+                  method_params=params, seed=seed, **same_code,
                   inputs={"dataset": world.digest, "model": source}),
     )  # fmt: skip
     return evaluate_model(world, f"eval {label}", target, eval_target, cfg, stages)

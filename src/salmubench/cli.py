@@ -203,11 +203,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_method_files(args: argparse.Namespace) -> None:
+    """Register the methods of every --method-file (contract checked) before anything runs."""
+    from salmubench.unlearn.external import load_method_files
+
+    load_method_files(args.method_file)
+
+
 def cmd_unlearn(args: argparse.Namespace) -> int:
     from salmubench.train.dist import DistEnv
     from salmubench.unlearn import build_method
     from salmubench.unlearn.loop import unlearn
 
+    _load_method_files(args)
     cfg = stage_config("unlearn", args.profile, args.set, args.params)
     build_method(args.method, cfg.methods.get(args.method))  # unknown method: fail now
     show = DistEnv.from_env().is_main and not args.quiet
@@ -246,15 +254,32 @@ def cmd_methods(args: argparse.Namespace) -> int:
     import dataclasses
 
     from salmubench.unlearn import METHODS, method_names
+    from salmubench.unlearn.external import REFUSED, origin_text
 
+    _load_method_files(args)
     cfg = stage_config("unlearn", args.profile, (), args.params)
     for name in method_names():
         cls = METHODS[name]
-        print(f"{name:<18} {cls.summary}   [uses: {', '.join(sorted(cls.uses))}]")
+        print(f"{name:<18} {cls.summary}   [uses: {', '.join(sorted(cls.uses))}; "
+              f"{origin_text(name)}]")  # fmt: skip
         settings = cfg.methods.get(name) or {}
         for f in dataclasses.fields(cls.Params):
             value = settings.get(f.name, f.default)
             print(f"    {f.name} = {value!r}: {f.metadata.get('help', '')}")
+        if cls.search_space:
+            print(f"    search_space (tune) = {', '.join(f'{lr:g}' for lr in cls.search_space)}")
+    for name, error in REFUSED.items():
+        print(f"{name:<18} REFUSED: {error}")
+    return 1 if REFUSED else 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from salmubench.unlearn.scaffold import scaffold
+
+    root = scaffold(args.name, args.out)
+    print(f"method package {args.name} -> {root}\n  cd {root} && pytest   "
+          "# the contract checks\n  pip install -e .   # registers it for every "
+          "salmubench command (see docs/METHODS.md)")  # fmt: skip
     return 0
 
 
@@ -274,6 +299,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from salmubench.bench import bench, parse_methods
 
+    _load_method_files(args)
     methods = parse_methods(args.methods)
     worlds = None if args.worlds is None else list(range(args.seed, args.seed + args.worlds))
     bench(
@@ -298,6 +324,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from salmubench.bench import parse_methods
     from salmubench.tune import tune
 
+    _load_method_files(args)
     tune(
         args.profile,
         args.out,
@@ -432,6 +459,11 @@ def _add_overrides(p: argparse.ArgumentParser, help_text: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
 
 
+def _add_method_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method-file", action="append", default=[], metavar="PATH.py",
+                   help="register the methods defined in this file (repeatable)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
@@ -491,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="Compromised model folder or checkpoint file")
     p.add_argument("--arch", help="architecture of a bare checkpoint file, e.g. ViT-B-16")
     p.add_argument("--method", required=True, help="method name (see `salmubench methods`)")
+    _add_method_file(p)
     p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="output model folder")
@@ -502,7 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list the unlearning methods", parents=[common])
     p.add_argument("--profile", default="tiny", help="profile whose settings to show")
+    _add_method_file(p)
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("new-method", help="scaffold an unlearning method package", parents=[common])
+    p.add_argument("name", help="method name, a lowercase identifier, e.g. my_method")
+    p.add_argument("--out", help="folder to create (default: ./salmubench-<name>)")
+    p.set_defaults(func=cmd_new_method)
 
     p = sub.add_parser("report", help="leaderboard, verdicts, HTML and plots", parents=[common])
     p.add_argument("--runs", nargs="+", required=True, help="eval folders or folders holding them")
@@ -534,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/world-<seed>; one report over all, with intervals over worlds",
     )
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
+    _add_method_file(p)
     p.add_argument("--force", action="store_true", help="redo every stage")
     _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
     p.set_defaults(func=cmd_bench)
@@ -554,8 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"validation world seed (>= {VALIDATION_SEEDS}; default %(default)s)",
     )
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
-    p.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_GRID),
-                   help="learning-rate grid (default: %(default)s)")  # fmt: skip
+    p.add_argument("--lrs", type=float, nargs="+", default=None,
+                   help="learning-rate grid (default: each method's search_space, else "
+                   f"{list(DEFAULT_GRID)})")  # fmt: skip
+    _add_method_file(p)
     p.add_argument("--target", type=float, default=TARGET,
                    help="forgetting the chosen lr must reach (default %(default)s)")  # fmt: skip
     p.add_argument(

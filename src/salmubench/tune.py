@@ -107,7 +107,7 @@ def tune(
     *,
     world: int = VALIDATION_SEEDS,
     methods: Sequence[str],
-    grid: Sequence[float] = DEFAULT_GRID,
+    grid: Sequence[float] | None = None,
     target: float = TARGET,
     full: bool = False,
     unlearn_overrides: Sequence[str] = (),
@@ -120,8 +120,9 @@ def tune(
     """Sweep each method's learning rate on validation world `world` (built in `out` if
     needed) and choose by the rule; writes and returns `out/tuning.json`.
 
-    The grid runs from the smallest rate up; unless `full`, a method stops one rate past the
-    chosen one (larger rates cannot change the choice). Finished runs are reused.
+    The grid (default: each method's `search_space`, else DEFAULT_GRID) runs from the smallest
+    rate up; unless `full`, a method stops one rate past the chosen one (larger rates cannot
+    change the choice). Finished runs are reused.
     """
     from salmubench.bench import (
         World,
@@ -131,19 +132,20 @@ def tune(
         unlearn_and_evaluate,
     )
     from salmubench.report.leaderboard import score
-    from salmubench.unlearn import build_method
+    from salmubench.unlearn import build_method, get_method
 
     check_validation_world(world)
     if not 0 < target <= 1:
         raise ConfigError(f"target={target}: must be in (0, 1]")
-    grid = sorted(set(grid))
+    grids = {m: sorted(set(grid or get_method(m).search_space or DEFAULT_GRID)) for m in methods}
+    grid = sorted(set(grid or DEFAULT_GRID))
     if not grid or any(not lr > 0 for lr in grid):
         raise ConfigError(f"grid {grid}: give positive learning rates")
     cfg = stage_configs(profile, params_path, None, unlearn_overrides)
     for m in methods:
         build_method(m, cfg["unlearn"].methods.get(m))
     out = Path(out)
-    stages = _Stages(5 + 2 * len(methods) * len(grid), show, say, step_bar, force)
+    stages = _Stages(5 + 2 * sum(map(len, grids.values())), show, say, step_bar, force)
     w = build_world(World(world, out), profile, cfg, stages)
     refs = {
         v: json.loads((w.eval(v) / "metrics.json").read_text()) for v in ("clean", "compromised")
@@ -153,7 +155,7 @@ def tune(
     start = time.perf_counter()
     for method in methods:
         results[method] = []
-        for lr in grid:
+        for lr in grids[method]:
             overrides = [*unlearn_overrides, f"methods.{method}.lr={lr}"]
             ucfg = stage_config("unlearn", profile, overrides, params_path)
             name = f"{method}-lr{lr:g}"
@@ -176,6 +178,7 @@ def tune(
         "rule": RULE.format(target=target),
         "target": target,
         "grid": grid,
+        "grids": grids,  # per method: a method's own search_space when no grid was given
         "unlearn_overrides": list(unlearn_overrides),
         "thresholds": to_dict(cfg["report"]),
         "references": {v: {k: refs[v][k] for k in REFERENCE_KEYS} for v in refs},

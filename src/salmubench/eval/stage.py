@@ -61,6 +61,8 @@ def _model_identity(loaded: LoadedModel) -> dict[str, Any]:
             "seed": m.get("seed"),
             "profile": m.get("profile"),
             "dataset": m["inputs"].get("dataset"),
+            # An unlearned model's method origin and code digest, when its manifest has them.
+            **({"method_code": m["method_code"]} if m.get("method_code") else {}),
         }
     from salmubench.manifest import sha256_file
 

@@ -546,6 +546,21 @@ def _external_labels(groups: Mapping[tuple, list[EvalRecord]]) -> dict[tuple, st
     return {k: (f"{n} ({k[1][:8]})" if counts[n] > 1 else n) for k, n in names.items()}
 
 
+def _add_method_code(row: dict[str, Any], records: Sequence[EvalRecord]) -> None:
+    """The row's method origin and code digest (`method_code`, from its models' manifests),
+    with a note when its runs come from different versions of the code."""
+    codes = {json.dumps(r.model["method_code"], sort_keys=True): r.model["method_code"]
+             for r in records if r.model.get("method_code")}  # fmt: skip
+    if not codes:
+        return
+    ordered = [codes[k] for k in sorted(codes)]
+    row["method_code"] = ordered[0]
+    if len(ordered) > 1:
+        digests = ", ".join(c["code_digest"][:12] for c in ordered)
+        row["notes"].append(f"its runs come from {len(ordered)} versions of the method's code "
+                            f"({digests}); report them separately")  # fmt: skip
+
+
 def paper_rows(cfg: ReportConfig) -> list[dict[str, Any]]:
     """The paper's main table, scored and judged by the same rules as ours (point values:
     the paper gives none of its spread), beside the label the paper itself states."""
@@ -643,6 +658,7 @@ def build_leaderboard(
         else:
             per_world = [(w, _entries(rs)) for w, rs in pairs]
         rows[key] = aggregate_row(label, variant, method, budget, per_world, cfg)
+        _add_method_code(rows[key], [r for _, rs in pairs for r in rs])
         if variant not in ("clean", "compromised") and len(pairs) < len(worlds):
             rows[key]["notes"].append(f"evaluated in {len(pairs)} of {len(worlds)} worlds")
     ranked = sorted((r for k, r in rows.items() if k[0] not in ("clean", "compromised")),

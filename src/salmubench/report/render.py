@@ -242,6 +242,18 @@ def _provenance(board: Mapping[str, Any]) -> list[str]:
     return [f"{e['path']} ({e['row']}, digest {e['digest'][:12]})" for e in board["evals"]]
 
 
+def method_code_lines(board: Mapping[str, Any]) -> list[str]:
+    """Where each method's code came from and its sha256 (rows whose models record it)."""
+    rows = [r for r in board["rows"] if r.get("method_code")]
+    if not rows:
+        return []
+    lines = ["Method code:", ""]
+    for r in rows:
+        c = r["method_code"]
+        lines.append(f"- {r['label']}: {c['origin']} ({c['module']}), sha256 `{c['code_digest']}`")
+    return [*lines, ""]
+
+
 def dataset_text(board: Mapping[str, Any]) -> str:
     if board["dataset"]:
         return f"Dataset digest `{board['dataset']}`."
@@ -287,6 +299,7 @@ def markdown(
     notes = [f"- {row['label']}: {n}" for row in board["rows"] for n in row["notes"]]
     if notes:
         lines += ["Notes:", "", *notes, ""]
+    lines += method_code_lines(board)
     lines += ["## Worlds", "", *_md_table(*worlds_table(board)), ""]
     lines += ["## All metrics", "", *_md_table(*metrics_table(board)), ""]
     lines += [

@@ -1,6 +1,10 @@
 """The method contract: a loss from named batches (`forget`, `retain`) and the frozen original.
 
-A method is a class registered by name in `METHODS`, one file per method in `methods/`.
+A method is a class registered by name in `METHODS`: one file per built-in method in
+`methods/`, or from outside the package (an installed distribution's `salmubench.methods`
+entry point, or a `--method-file`: `unlearn/external.py`). All go through `register`, which
+runs the contract checks (`unlearn/contract.py`) and records each method's origin and the
+sha256 of the file that defines it (`ORIGINS`), written into every manifest it produces.
 It declares which inputs it uses and its hyper-parameters (a dataclass, documented per
 field, set in params.yaml under `methods.<name>`), and computes one scalar loss per step
 from embedded batches. Everything else — the loop, optimiser, schedule, precision, DDP,
@@ -12,7 +16,10 @@ global batch whatever the number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from salmubench.config import ConfigError, _doc, build
+from salmubench.manifest import sha256_file
 from salmubench.train.loss import contrastive_loss
 
 # What a method may ask for: the forget batch, its generic (non-sensitive) captions, the
@@ -83,6 +91,8 @@ class Method:
     # declares {"retain"}, and the forget batch is never pushed through the original.
     original_reads: ClassVar[frozenset[str]] = frozenset(GROUPS)
     Params: ClassVar[type[MethodParams]] = MethodParams
+    # The learning rates `salmubench tune` tries for this method (None: its default grid).
+    search_space: ClassVar[tuple[float, ...] | None] = None
 
     def __init__(self, params: MethodParams) -> None:
         self.params = params
@@ -92,36 +102,112 @@ class Method:
         raise NotImplementedError
 
 
+def param(help: str, *, default: Any) -> Any:
+    """A documented, defaulted hyper-parameter field of a method's `Params` dataclass."""
+    return _doc(help, default=default)
+
+
+BUILT_IN = "salmubench.unlearn.methods"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered method comes from, and the sha256 of the file that defines it."""
+
+    kind: str  # "built-in" | "package" | "file" | "module" (registered by a caller's code)
+    source: str  # the package's name, the file's path, or the defining module
+    module: str  # the module that defines the class
+    code_digest: str
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "built-in" else f"{self.kind} {self.source}"
+
+    def record(self) -> dict[str, str]:
+        """What manifests, evals and leaderboard rows carry (`method_code`)."""
+        return {"origin": str(self), "module": self.module, "code_digest": self.code_digest}
+
+
 METHODS: dict[str, type[Method]] = {}
+ORIGINS: dict[str, Origin] = {}
+# The (kind, source) of the external code being imported now (see `loading`), so that a
+# `@register` inside it is attributed to it.
+_loading: list[tuple[str, str]] = []
+
+
+@contextlib.contextmanager
+def loading(kind: str, source: str) -> Iterator[None]:
+    """Attribute methods registered while importing foreign code to (kind, source)."""
+    _loading.append((kind, source))
+    try:
+        yield
+    finally:
+        _loading.pop()
+
+
+def origin_of(cls: type) -> Origin:
+    module = cls.__module__
+    if module.startswith(BUILT_IN + "."):
+        kind, source = "built-in", module
+    elif _loading:
+        kind, source = _loading[-1]
+    else:
+        kind, source = "module", module
+    path = inspect.getsourcefile(cls)
+    if path is None:
+        raise ConfigError(f"method class {cls.__name__} ({module}) has no source file to digest")
+    return Origin(kind, source, module, sha256_file(path))
 
 
 def register(cls: type[Method]) -> type[Method]:
-    unknown = set(cls.uses) - set(INPUTS)
-    if unknown or not cls.uses:
-        raise TypeError(f"{cls.__name__}.uses={set(cls.uses)}: each must be one of {INPUTS}")
-    reads = set(cls.original_reads)
-    if "original" in cls.uses and (not reads or not reads <= set(GROUPS) & set(cls.uses)):
-        raise TypeError(
-            f"{cls.__name__}.original_reads={reads}: must be a non-empty subset of the "
-            f"batches it uses ({sorted(set(GROUPS) & set(cls.uses))})"
-        )
-    if cls.name in METHODS:
-        raise TypeError(f"method {cls.name!r} is registered twice")
+    """Add `cls` to the registry once it passes the contract checks; a name already taken
+    by another method is refused, naming both origins. Re-registering the same class (or a
+    re-read of the same file) is a no-op (resp. replaces the earlier version)."""
+    from salmubench.unlearn.contract import ContractError, check_method
+
+    origin = origin_of(cls)
+    check_method(cls, origin)
+    other = METHODS.get(cls.name)
+    if other is cls:
+        return cls
+    if other is not None:
+        before = ORIGINS[cls.name]
+        same_file = before.kind == origin.kind == "file" and before.source == origin.source
+        if not same_file:
+            raise ContractError(
+                f"method {cls.name!r} ({origin}, {cls.__module__}.{cls.__qualname__}) clashes "
+                f"with the method of that name from {before} ({before.module}); rename one "
+                "(its `name`)"
+            )
     METHODS[cls.name] = cls
+    ORIGINS[cls.name] = origin
     return cls
 
 
 def method_names() -> list[str]:
+    """Every registered method: the built-ins, then installed packages' entry points (and
+    any method file loaded in this process)."""
     import salmubench.unlearn.methods  # noqa: F401  (registers every method file)
+    from salmubench.unlearn.external import load_entry_points
 
+    load_entry_points()
     return list(METHODS)
 
 
 def get_method(name: str) -> type[Method]:
+    from salmubench.unlearn.external import REFUSED
+
     names = method_names()
     if name not in METHODS:
+        if name in REFUSED:
+            raise REFUSED[name]
         raise ConfigError(f"unknown method {name!r}; valid: {', '.join(names)}")
     return METHODS[name]
+
+
+def method_code(name: str) -> dict[str, str]:
+    """The origin and code digest of registered method `name` (for manifests)."""
+    get_method(name)
+    return ORIGINS[name].record()
 
 
 def build_method(name: str, settings: dict[str, Any] | None = None) -> Method:

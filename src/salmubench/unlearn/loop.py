@@ -5,7 +5,8 @@ subset, never a holdout: `unlearn/data.py`), the number of steps (budget x one p
 forget), batches (a function of seed and step, so a resumed run continues exactly), the
 optimiser and schedule, precision, DDP (features gathered over processes: 1 and N
 processes compute the same loss) and resumable checkpoints. The output is a model folder
-like the trained ones, with `variant: unlearned` and the method's settings in its manifest.
+like the trained ones, with `variant: unlearned`, the method's settings and its code
+(origin and the sha256 of the file defining it: `method_code`) in its manifest.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from salmubench.train.engine import (
     swap_into_place,
 )
 from salmubench.train.loss import gather
-from salmubench.unlearn.base import Features, Method, Step, build_method
+from salmubench.unlearn.base import Features, Method, Step, build_method, method_code
+from salmubench.unlearn.contract import check_loss
 from salmubench.unlearn.data import (
     FORGET_SPLITS,
     load_unlearn_pools,
@@ -156,6 +158,7 @@ def unlearn(
         identity={
             "config": to_dict(cfg),
             "method": method,
+            "method_code": method_code(method),
             "params": dataclasses.asdict(impl.params),
             "seed": seed,
             "dataset": dataset["digest"],
@@ -310,7 +313,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
                     o = original(ox, otexts)
                     orig, orig_scale = batcher.features(o, olayout), o["logit_scale"].float()
             generator = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-            loss, parts = method.loss(
+            result = method.loss(
                 Step(
                     index=step,
                     forget=feats.get("forget"),
@@ -322,6 +325,8 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
                     generator=generator,
                 )
             )
+            check_loss(method, result)  # before the optimiser: no weight changes on a bad loss
+            loss, parts = result
             # Every parameter in the graph, whatever the method uses (DDP requires it).
             loss = loss + 0.0 * output["logit_scale"]
         precision.step(loss, optimizer)
@@ -382,6 +387,7 @@ def _publish(run: _Run, model, optimizer, log_rows, history, stats, plan) -> dic
         variant="unlearned",
         method=method.name,
         method_params=dataclasses.asdict(method.params),
+        method_code=run.identity["method_code"],
         lr=run.lr,
         budget=cfg.budget,
         steps=run.steps,
