@@ -23,6 +23,7 @@ from salmubench.unlearn.base import (
     distillation,
     embedding_drift,
 )
+from salmubench.unlearn.contract import check_method
 from salmubench.unlearn.data import FORBIDDEN, READABLE
 from salmubench.unlearn.loop import unlearn
 
@@ -71,6 +72,13 @@ def test_method_contract_one_step_changes_weights_reads_no_holdout_saves_and_rel
     assert len(changed) > len(before) // 2, f"{method} changed only {changed}"
     assert loaded.manifest["method"] == method
     assert all(torch.isfinite(v).all() for v in after.values())
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_method_keeps_the_public_contract_checks(method):
+    """The checks a method package's own test runs (salmubench new-method) and that guard
+    every registration: the built-ins pass them too."""
+    assert check_method(METHODS[method]) is METHODS[method]
 
 
 def test_every_method_declares_documented_hyper_parameters():
