@@ -271,3 +271,20 @@ def test_built_in_methods_record_their_origin_and_the_digest_of_their_file():
     assert base.ORIGINS["delete"].record()["code_digest"] == sha256_file(
         REPO / "src/salmubench/unlearn/methods/delete.py"
     )
+
+
+def test_tune_tries_a_method_s_own_search_space_unless_given_a_grid(tmp_path, capsys):
+    from salmubench.tune import DEFAULT_GRID, grid_for
+
+    path = _method_file(tmp_path, ASCENT, extra="search_space = (1e-4, 1e-5)\n")
+    external.load_method_file(path)
+    assert grid_for("file_method") == [1e-5, 1e-4]
+    assert grid_for("file_method", [3e-3]) == [3e-3]
+    assert grid_for("neg_grad") == sorted(DEFAULT_GRID)
+    # `tune --method-file` registers the file before validating anything else
+    args = ["tune", "--profile", "micro", "--out", str(tmp_path / "v"), "--world", "0"]
+    assert main([*args, "--methods", "file_method", "--method-file", str(path), "-q"]) == 2
+    assert "world 0 is a leaderboard world" in capsys.readouterr().err
+    bad = _method_file(tmp_path, ASCENT, name="bad_space", extra="search_space = (0.0,)\n")
+    with pytest.raises(ContractError, match=r"search_space=\(0\.0,\): must be None or"):
+        external.load_method_file(bad)

@@ -101,6 +101,14 @@ def check_not_tuned_on(datasets: Iterable[str], tuning: Mapping[str, Any]) -> No
         )
 
 
+def grid_for(method: str, grid: Sequence[float] | None = None) -> list[float]:
+    """The learning rates tried for `method`: `grid` if given, else the method's own
+    `search_space`, else DEFAULT_GRID (smallest first)."""
+    from salmubench.unlearn import get_method
+
+    return sorted(set(grid or get_method(method).search_space or DEFAULT_GRID))
+
+
 def tune(
     profile: str,
     out: str | os.PathLike,
@@ -132,12 +140,12 @@ def tune(
         unlearn_and_evaluate,
     )
     from salmubench.report.leaderboard import score
-    from salmubench.unlearn import build_method, get_method
+    from salmubench.unlearn import build_method
 
     check_validation_world(world)
     if not 0 < target <= 1:
         raise ConfigError(f"target={target}: must be in (0, 1]")
-    grids = {m: sorted(set(grid or get_method(m).search_space or DEFAULT_GRID)) for m in methods}
+    grids = {m: grid_for(m, grid) for m in methods}
     grid = sorted(set(grid or DEFAULT_GRID))
     if not grid or any(not lr > 0 for lr in grid):
         raise ConfigError(f"grid {grid}: give positive learning rates")
