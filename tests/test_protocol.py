@@ -132,6 +132,27 @@ def test_report_states_agreement_with_the_papers_labels(worlds_board):
     assert (agreement["labelled"], agreement["reproduced"]) == (2, 2)
 
 
+def test_agreement_with_the_paper_is_yes_partly_borderline_or_no():
+    from salmubench.report.leaderboard import paper_agreement
+
+    def r(method, verdicts, borderline=()):
+        return {"method": method, "rank": 1, "verdicts": list(verdicts),
+                "primary": primary(verdicts),
+                "borderline": [{"mode": m} for m in borderline]}  # fmt: skip
+
+    a = paper_agreement([
+        r("delete", ["over-generalised"]),  # the paper: over-generalised
+        r("cliperase", ["over-generalised", "collapse"]),  # ours adds collapse -> partly
+        r("shuffled_captions", [], ["collapse"]),  # borderline collapse
+        r("generic_captions", ["collapse"]),  # the paper: ineffective
+        r("finetune", ["ineffective"]),  # the paper states no failure mode: not counted
+    ])  # fmt: skip
+    assert {m: v["agree"] for m, v in a["methods"].items()} == {
+        "delete": "yes", "cliperase": "partly", "shuffled_captions": "borderline",
+        "generic_captions": "no"}  # fmt: skip
+    assert (a["labelled"], a["reproduced"], a["partly"], a["borderline"]) == (4, 1, 1, 1)
+
+
 # --------------------------------------------------------------------------- tuning
 
 

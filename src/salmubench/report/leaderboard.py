@@ -592,22 +592,29 @@ def label_text(label: str | None) -> str:
 
 def paper_agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per method the paper labels with a failure mode: its label, ours, and whether they
-    agree ("borderline" when our interval straddles the paper's mode)."""
+    agree: "yes" (our label is the paper's), "partly" (we state the paper's mode too, but
+    also a more severe one that becomes our label), "borderline" (the paper's mode is
+    borderline here and we state no other), else "no"."""
     out: dict[str, Any] = {}
     for row in rows:
         stated = PAPER_LABELS.get(row["method"]) if row["method"] else None
         if row["rank"] is None or stated is None:
             continue
+        borderline = [b["mode"] for b in row["borderline"]]
         if row["primary"] == stated:
             agree = "yes"
-        elif row["primary"] is None and any(b["mode"] == stated for b in row["borderline"]):
+        elif stated in row["verdicts"]:
+            agree = "partly"
+        elif row["primary"] is None and stated in borderline:
             agree = "borderline"
         else:
             agree = "no"
         out[row["method"]] = {"paper": stated, "ours": row["primary"], "agree": agree}
+    counts = {k: sum(v["agree"] == k for v in out.values()) for k in ("partly", "borderline")}
     return {
         "labelled": len(out),
         "reproduced": sum(v["agree"] == "yes" for v in out.values()),
+        **counts,
         "methods": out,
     }
 

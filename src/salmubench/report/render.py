@@ -243,11 +243,13 @@ def _provenance(board: Mapping[str, Any]) -> list[str]:
 
 
 def method_code_lines(board: Mapping[str, Any]) -> list[str]:
-    """Where each method's code came from and its sha256 (rows whose models record it)."""
-    rows = [r for r in board["rows"] if r.get("method_code")]
+    """Where each method from outside the package came from, and the sha256 of its code
+    (leaderboard.json rows carry `method_code` for every method whose models record it)."""
+    rows = [r for r in board["rows"] if (r.get("method_code") or {}).get("origin", "built-in")
+            != "built-in"]  # fmt: skip
     if not rows:
         return []
-    lines = ["Method code:", ""]
+    lines = ["Methods from outside the package:", ""]
     for r in rows:
         c = r["method_code"]
         lines.append(f"- {r['label']}: {c['origin']} ({c['module']}), sha256 `{c['code_digest']}`")
@@ -276,10 +278,12 @@ def uncertainty_text(board: Mapping[str, Any]) -> str:
 
 def agreement_text(board: Mapping[str, Any]) -> str:
     a = board["paper"]["agreement"]
-    return (
+    text = (
         f"The paper's stated labels are reproduced for {a['reproduced']} of the "
-        f"{a['labelled']} labelled methods that were run."
+        f"{a['labelled']} labelled methods that were run"
     )
+    extra = [f"{a[k]} {k}" for k in ("partly", "borderline") if a.get(k)]
+    return text + (f" ({', '.join(extra)})." if extra else ".")
 
 
 def markdown(
