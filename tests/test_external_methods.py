@@ -184,6 +184,18 @@ def test_a_method_file_runs_in_bench_and_an_edit_re_runs_it(micro_dataset, micro
     assert any("eval compromised: up to date, reused" in x for x in lines)
 
 
+def test_unlearn_with_a_single_method_file(micro_dataset, micro_models, tmp_path):
+    path = _method_file(tmp_path, ASCENT)
+    out = tmp_path / "out"
+    args = _unlearn_args(micro_dataset, micro_models["compromised"], out, "file_method")
+    assert main([*args, "--method-file", str(path), "--budget", "0.1",
+                 "--set", "methods.file_method.weight=0.5"]) == 0  # fmt: skip
+    manifest = read_manifest(out, kind="model", verify=True)
+    assert manifest["method_params"] == {"lr": None, "weight": 0.5}
+    assert manifest["method_code"]["origin"] == f"file {path.resolve()}"
+    assert manifest["method_code"]["code_digest"] == sha256_file(path)
+
+
 BROKEN = {
     "holdout": ("uses = frozenset({'forget', 'holdout_identity'})", ASCENT,
                 "uses 'holdout_identity': reads a holdout or evaluation split"),
