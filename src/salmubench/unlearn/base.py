@@ -152,9 +152,15 @@ def origin_of(cls: type) -> Origin:
         kind, source = _loading[-1]
     else:
         kind, source = "module", module
-    path = inspect.getsourcefile(cls)
+    try:
+        path = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # defined interactively (python -c, a REPL): no file behind it
+        path = None
     if path is None:
-        raise ConfigError(f"method class {cls.__name__} ({module}) has no source file to digest")
+        raise ConfigError(
+            f"method class {cls.__name__} ({module}) has no source file to digest: define it "
+            "in a .py file (--method-file PATH.py) or an installed package"
+        )
     return Origin(kind, source, module, sha256_file(path))
 
 
