@@ -201,6 +201,8 @@ BROKEN = {
                 "uses 'holdout_identity': reads a holdout or evaluation split"),
     "unknown_input": ("uses = frozenset({'forget', 'gallery'})", ASCENT,
                       "uses 'gallery': unknown input; valid inputs: forget, generic, retain"),
+    "generic_alone": ("uses = frozenset({'generic'})", "return f.generic.sum(), {}\n",
+                      "uses 'generic' without 'forget'"),
     "no_params": ("Params = None", ASCENT, "Params=None: must be a dataclass subclassing"),
     "plain_params": ("Params = dict", ASCENT, "must be a dataclass subclassing"),
     "non_scalar": ("", "return -(f.image * f.text).sum(1), {}\n",

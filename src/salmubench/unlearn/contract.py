@@ -98,6 +98,11 @@ def _declaration_problems(cls: type[Method]) -> list[str]:
             )
         else:
             problems.append(f"uses {item!r}: unknown input; valid inputs: {', '.join(INPUTS)}")
+    if "generic" in uses and "forget" not in uses:
+        problems.append(
+            "uses 'generic' without 'forget': the generic captions come with the forget batch "
+            "(step.forget.generic); declare both"
+        )
     reads = set(getattr(cls, "original_reads", ()))
     batches = set(GROUPS) & set(uses)
     if "original" in uses and (not reads or not reads <= batches):
