@@ -31,6 +31,25 @@ def params_file(params_yaml: str) -> str | None:
     return path
 
 
+def method_file(method_py: str) -> str | None:
+    """Write a method file's TEXT (a pipeline parameter) to a .py file named by its sha256;
+    its path, or None when empty. Content-addressed, so the origin recorded in manifests
+    (`file <path>`) is the same in every task and run of the same code."""
+    if not method_py.strip():
+        return None
+    import hashlib
+
+    data = method_py.encode("utf-8")
+    path = os.path.join(
+        tempfile.gettempdir(), f"salmubench-method-{hashlib.sha256(data).hexdigest()[:16]}.py"
+    )
+    fd, tmp = tempfile.mkstemp(prefix=".salmubench-method-", suffix=".py")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)  # atomic: tasks sharing a node never read half a file
+    return path
+
+
 def telemetry_env(pushgateway: str = "") -> None:
     """Let the stage's telemetry hook (in `salmubench.cli.main`) push where configured."""
     if pushgateway:
@@ -43,8 +62,10 @@ def run_stage(
     overrides: Sequence[str] = (),
     params_yaml: str = "",
     pushgateway: str = "",
+    method_py: str = "",
 ) -> None:
-    """`salmubench <args> [--params F] [--set K=V ...]`; RuntimeError on a non-zero status."""
+    """`salmubench <args> [--params F] [--method-file M] [--set K=V ...]`; RuntimeError on
+    a non-zero status. `method_py`: the text of a method file (stages that take one)."""
     from salmubench.cli import main
 
     telemetry_env(pushgateway)
@@ -52,6 +73,9 @@ def run_stage(
     path = params_file(params_yaml)
     if path:
         argv += ["--params", path]
+    method = method_file(method_py)
+    if method:
+        argv += ["--method-file", method]
     for item in overrides:
         argv += ["--set", item]
     stage = argv[0]

@@ -22,13 +22,19 @@ from salmubench_components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def plan(methods: str, seeds: list[int], world: int = 0) -> list[dict]:
+def plan(methods: str, seeds: list[int], world: int = 0, method_py: str = "") -> list[dict]:
     """The (method, seed) runs of one world: 'all' or a comma list, validated against the
-    registry. Each run carries its world's seed: kfp's local runner (2.17) hands a task
-    inside a nested ParallelFor the inner loop's item for an outer loop variable, so the
-    inner loop reads the world from its own items."""
-    from salmubench.bench import parse_methods
+    registry (plus the methods of `method_py`, a method file's text). Each run carries its
+    world's seed: kfp's local runner (2.17) hands a task inside a nested ParallelFor the
+    inner loop's item for an outer loop variable, so the inner loop reads the world from
+    its own items."""
+    from salmubench_components.shell import method_file
 
+    from salmubench.bench import parse_methods
+    from salmubench.unlearn.external import load_method_file
+
+    if method_py.strip():
+        load_method_file(method_file(method_py))
     if not seeds:
         raise ValueError("seeds: give at least one unlearning seed, e.g. [0]")
     return [{"method": m, "seed": s, "world": world} for m in parse_methods(methods)
@@ -126,8 +132,10 @@ def unlearn(
     overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
     params_yaml: str = "",
     pushgateway: str = "",
+    method_py: str = "",
 ):
-    """`salmubench unlearn`: one method from the Compromised model; budget 0 = the profile's."""
+    """`salmubench unlearn`: one method from the Compromised model; budget 0 = the profile's.
+    `method_py`: the text of a method file defining `method` (else a registered method)."""
     from salmubench_components.shell import run_stage
 
     args = [
@@ -148,7 +156,8 @@ def unlearn(
     ]
     if budget:
         args += ["--budget", repr(float(budget))]
-    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
+    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway,
+              method_py=method_py)  # fmt: skip
     unlearned.metadata.update({"method": method, "seed": seed, "budget": budget or "profile"})
 
 

@@ -313,9 +313,13 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         params_yaml: str = opts.params_text(),
         unlearn_set: list[str] = [],  # noqa: B006
         eval_set: list[str] = [],  # noqa: B006
+        method_py: str = "",
     ):
+        # method_py: the text of a method file (docs/METHODS.md), for a method the image
+        # does not have; empty = a registered method (built-in or the image's packages).
         common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
-        runs = _k8s(stages.plan(methods=method, seeds=seeds).set_display_name("plan runs"), opts)
+        runs = _k8s(stages.plan(methods=method, seeds=seeds, method_py=method_py)
+                    .set_display_name("plan runs"), opts)  # fmt: skip
         data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
         model = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=False)
         ev_clean = dsl.importer(artifact_uri=clean_eval_uri, artifact_class=Artifact)
@@ -328,6 +332,7 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
                 seed=run.seed,
                 budget=budget,
                 overrides=unlearn_set,
+                method_py=method_py,
                 **common,
             )
             _k8s(u.set_display_name("unlearn"), opts, train=True)

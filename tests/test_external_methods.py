@@ -302,3 +302,41 @@ def test_tune_tries_a_method_s_own_search_space_unless_given_a_grid(tmp_path, ca
     bad = _method_file(tmp_path, ASCENT, name="bad_space", extra="search_space = (0.0,)\n")
     with pytest.raises(ContractError, match=r"search_space=\(0\.0,\): must be None or"):
         external.load_method_file(bad)
+
+
+def test_the_kfp_plan_and_unlearn_components_take_a_method_file_as_text(
+    micro_dataset, micro_models, tmp_path
+):
+    import yaml
+    from kfp import dsl
+    from salmubench_components import stages
+
+    path = _method_file(tmp_path, ASCENT)
+    text = path.read_text()
+    assert stages.plan.python_func(methods="file_method", seeds=[0], method_py=text) == [
+        {"method": "file_method", "seed": 0, "world": 0}
+    ]
+    stages.unlearn.python_func(
+        data=dsl.Dataset(uri=str(micro_dataset)),
+        model=dsl.Model(uri=str(micro_models["compromised"])),
+        unlearned=dsl.Model(uri=str(tmp_path / "unlearned")),
+        method="file_method",
+        profile="micro",
+        budget=0.1,
+        params_yaml=(REPO / "params.yaml").read_text(),
+        method_py=text,
+    )
+    code = read_manifest(tmp_path / "unlearned", kind="model")["method_code"]
+    assert code["code_digest"] == sha256_file(path)  # the same bytes, whoever wrote them
+    assert code["origin"].startswith("file ") and "salmubench-method-" in code["origin"]
+    # The committed unlearn-eval pipeline has the parameter and hands it to both tasks.
+    with open(REPO / "pipelines/compiled/unlearn-eval.yaml", encoding="utf-8") as f:
+        spec = next(yaml.safe_load_all(f))
+    assert spec["root"]["inputDefinitions"]["parameters"]["method_py"]["defaultValue"] == ""
+    [unlearn] = [c["dag"]["tasks"]["unlearn"] for c in spec["components"].values()
+                 if "unlearn" in c.get("dag", {}).get("tasks", {})]  # in the seed loop  # fmt: skip
+    assert unlearn["inputs"]["parameters"]["method_py"] == {
+        "componentInputParameter": "pipelinechannel--method_py"
+    }
+    plan = spec["root"]["dag"]["tasks"]["plan"]["inputs"]["parameters"]
+    assert plan["method_py"] == {"componentInputParameter": "method_py"}
