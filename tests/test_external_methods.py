@@ -249,7 +249,7 @@ def test_a_loss_whose_shape_changes_with_the_batch_is_stopped_before_the_optimis
 
 
 def test_a_broken_installed_package_is_listed_as_refused_and_the_others_still_run(
-    installed, tmp_path
+    installed, tmp_path, capsys
 ):
     site = tmp_path / "site"
     shutil.copytree(installed["site"], site)
@@ -265,6 +265,9 @@ def test_a_broken_installed_package_is_listed_as_refused_and_the_others_still_ru
     ):
         base.build_method(NAME)
     assert base.build_method("neg_grad").name == "neg_grad"
+    assert main(["methods", "--profile", "micro"]) == 1  # listed, refused, and a failing status
+    printed = capsys.readouterr().out
+    assert f"{NAME:<18} REFUSED: method 'ext_ascent' (package" in printed and "neg_grad" in printed
 
 
 def test_the_new_method_scaffold_passes_its_own_test_unchanged(tmp_path, capsys):
