@@ -326,12 +326,7 @@ def submit(
     """
     client = connect(conn)
     pipeline_id, version_id = uploaded_version(client, conn, name, version, folder)
-    exp = _call(
-        f"experiment {experiment!r}",
-        client.create_experiment,
-        experiment,
-        namespace=conn.namespace or None,
-    )
+    exp = _experiment(client, conn, experiment)
     result = _call(
         f"submit {name}",
         client.run_pipeline,
@@ -343,6 +338,16 @@ def submit(
     )
     print(f"submitted {name}: run {result.run_id}")
     return result.run_id
+
+
+def _experiment(client: Any, conn: Connection, experiment: str) -> Any:
+    """The experiment `experiment` in the connection's namespace (created if missing)."""
+    return _call(
+        f"experiment {experiment!r}",
+        client.create_experiment,
+        experiment,
+        namespace=conn.namespace or None,
+    )
 
 
 def schedule(
@@ -360,12 +365,7 @@ def schedule(
     cron = check_cron(cron)
     client = connect(conn)
     pipeline_id, version_id = uploaded_version(client, conn, name, version, folder)
-    exp = _call(
-        f"experiment {experiment!r}",
-        client.create_experiment,
-        experiment,
-        namespace=conn.namespace or None,
-    )
+    exp = _experiment(client, conn, experiment)
     recurring = _call(
         f"schedule {name}",
         client.create_recurring_run,

@@ -146,9 +146,9 @@ def tune(
     if not 0 < target <= 1:
         raise ConfigError(f"target={target}: must be in (0, 1]")
     grids = {m: grid_for(m, grid) for m in methods}
-    grid = sorted(set(grid or DEFAULT_GRID))
-    if not grid or any(not lr > 0 for lr in grid):
-        raise ConfigError(f"grid {grid}: give positive learning rates")
+    for m, rates in grids.items():  # the grids actually run, a method's own included
+        if not rates or any(not lr > 0 for lr in rates):
+            raise ConfigError(f"{m}: grid {rates}: give positive learning rates")
     cfg = stage_configs(profile, params_path, None, unlearn_overrides)
     for m in methods:
         build_method(m, cfg["unlearn"].methods.get(m))
@@ -185,7 +185,7 @@ def tune(
         "budget": cfg["unlearn"].budget,
         "rule": RULE.format(target=target),
         "target": target,
-        "grid": grid,
+        "grid": sorted(set(grid)) if grid else None,  # None: each method's own, see grids
         "grids": grids,  # per method: a method's own search_space when no grid was given
         "unlearn_overrides": list(unlearn_overrides),
         "thresholds": to_dict(cfg["report"]),

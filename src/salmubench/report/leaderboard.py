@@ -627,7 +627,8 @@ def build_leaderboard(
         raise ManifestError("no eval folders to report on")
     worlds, warnings = [], []
     groups: dict[tuple, list[tuple[dict[str, Any], list[EvalRecord]]]] = {}
-    for dataset, world_records in split_worlds(records).items():
+    by_dataset = split_worlds(records)
+    for dataset, world_records in by_dataset.items():
         refs = {v: model_entry(_one_reference(world_records, v)) for v in ("clean", "compromised")}
         clean, compromised = refs["clean"]["metrics"], refs["compromised"]["metrics"]
         world = {
@@ -638,7 +639,7 @@ def build_leaderboard(
             "references": refs,
         }
         worlds.append(world)
-        prefix = f"{world['name']}: " if len(split_worlds(records)) > 1 else ""
+        prefix = f"{world['name']}: " if len(by_dataset) > 1 else ""
         warnings += [prefix + w for w in _reference_warnings(clean, compromised)]
         in_world: dict[tuple, list[EvalRecord]] = {}
         for r in world_records:
