@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,12 +148,38 @@ def _load_file(path: Path, arch: str) -> LoadedModel:
     try:
         oc.load_checkpoint(model, str(path), strict=True, weights_only=True)
     except RuntimeError as e:
+        if "state_dict" not in str(e):  # torch's own reader: truncated or not a zip archive
+            raise ModelError(f"{path} is not a readable OpenCLIP checkpoint: {_facts(e)}") from None
         first = str(e).strip().splitlines()[0][:300]
         raise ModelError(
             f"{path} does not fit architecture {arch!r} (another architecture's checkpoint?): "
             f"{first}"
         ) from e
     except Exception as e:  # unreadable, truncated or not a torch file
-        raise ModelError(f"{path} is not a readable OpenCLIP checkpoint: {e}") from e
+        # `from None`: torch's message also advises re-loading with weights_only=False,
+        # which runs the file's code; our message keeps only its facts.
+        raise ModelError(
+            f"{path} is not a readable OpenCLIP checkpoint ({type(e).__name__}): {_facts(e)}"
+        ) from None
     model.eval()
     return LoadedModel(model, arch, path)
+
+
+# Sentences of torch's load errors that advise rather than state: above all re-loading with
+# `weights_only=False` (arbitrary code execution) or allow-listing the file's classes.
+_ADVICE = re.compile(
+    r"weights_only|safe_globals|trust|documentation|can still be loaded|If you are seeing|"
+    r"This can happen|Re-running|Please use",
+    re.IGNORECASE,
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _facts(error: Exception) -> str:
+    """What a library's exception states, without its advice (at most 300 characters)."""
+    text = _ANSI.sub("", str(error))
+    # torch's weights-only refusal: the fact (which object it refused) follows this tag.
+    text = text.split("WeightsUnpickler error:", 1)[-1]
+    sentences = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
+    kept = [s.strip() for s in sentences if s.strip() and not _ADVICE.search(s)]
+    return (" ".join(kept) or type(error).__name__)[:300]
