@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -22,11 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 class Pushgateway:
     """A Pushgateway-compatible endpoint on 127.0.0.1 that records every push.
 
-    `pushes` holds (method, grouping key as a dict, parsed samples {name: [(labels, value)]}).
+    `pushes` holds (method, grouping key as a dict, parsed samples {name: [(labels, value)]});
+    `bodies` the exposition text of each push, as sent.
     """
 
     def __init__(self) -> None:
         self.pushes: list[tuple[str, dict[str, str], dict[str, list]]] = []
+        self.bodies: list[str] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +45,7 @@ class Pushgateway:
                     for s in family.samples:
                         samples.setdefault(s.name, []).append((s.labels, s.value))
                 recorder.pushes.append((self.command, key, samples))
+                recorder.bodies.append(body)
                 self.send_response(200)
                 self.end_headers()
 
@@ -79,15 +85,25 @@ def _folder(tmp_path: Path, name: str, manifest: dict) -> Path:
 def test_eval_pushes_the_ten_metrics_labelled_by_variant_and_method(tmp_path, gateway, monkeypatch):
     monkeypatch.setenv(telemetry.RUN_ID_ENV, "run-42")
     values = {name: 0.1 * i for i, name in enumerate(METRICS)}
-    model = {"variant": "unlearned", "method": "neg_grad", "seed": 3}
+    model = {"variant": "unlearned", "method": "neg_grad", "seed": 3, "budget": 5.0,
+             "dataset": "ab" * 32}  # fmt: skip
     out = _folder(tmp_path, "eval", {"kind": "eval", "model": model, "metrics": values})
 
+    before = time.time()
     assert telemetry.report_stage("eval", out, 1.5)
 
     [(method, key, samples)] = gateway.pushes
     assert method == "PUT"  # replaces the group: a re-run does not leave stale series
-    assert key == {"job": "salmubench", "stage": "eval", "run_id": "run-42", "model": "neg_grad-s3"}
+    # The job and the model it evaluated, never the run: one group per model, not per run.
+    assert key == {
+        "job": "salmubench",
+        "stage": "eval",
+        "model": "neg_grad-b5-s3",
+        "dataset": "ab" * 6,
+    }
     assert samples["salmubench_stage_duration_seconds"] == [({}, 1.5)]
+    [(_, stamp)] = samples["salmubench_stage_last_success_timestamp_seconds"]
+    assert before <= stamp <= time.time()
     assert len(METRICS) == 10
     for name, value in values.items():
         [(labels, pushed)] = samples[f"salmubench_eval_{name}"]
@@ -123,7 +139,7 @@ def test_train_and_unlearn_push_samples_and_final_losses(tmp_path, gateway):
 
     (_, tkey, tsamples), (_, ukey, usamples) = gateway.pushes
     assert tkey["model"] == "clean" and ukey["model"] == "grad_diff-s1"
-    assert tsamples["salmubench_train_samples_total"] == [({"variant": "clean"}, 12800.0)]
+    assert tsamples["salmubench_train_samples"] == [({"variant": "clean"}, 12800.0)]
     assert tsamples["salmubench_train_final_loss"] == [({"variant": "clean"}, 3.25)]
     assert sorted(usamples["salmubench_unlearn_final_loss"], key=str) == [
         ({"method": "grad_diff", "term": "forget"}, -1.5),
@@ -152,10 +168,10 @@ def test_the_stage_command_pushes_through_the_cli_hook(tmp_path, gateway):
     )
     assert code == 0
     [(_, key, samples)] = gateway.by_stage("synth")
-    assert key == {"job": "salmubench", "stage": "synth"}
+    assert set(key) == {"job", "stage", "dataset"} and key["stage"] == "synth"
     [(_, seconds)] = samples["salmubench_stage_duration_seconds"]
     assert seconds > 0
-    assert {labels["split"] for labels, _ in samples["salmubench_dataset_samples_total"]} >= {
+    assert {labels["split"] for labels, _ in samples["salmubench_dataset_samples"]} >= {
         "forget_identity",
         "holdout_identity",
         "retain_real",
@@ -190,3 +206,59 @@ def test_an_unreachable_gateway_warns_and_does_not_fail(tmp_path, monkeypatch, c
     )
     assert telemetry.report_stage("train", out, 1.0) is False
     assert "could not push train metrics" in caplog.text
+
+
+def promtool_check_metrics(exposition: str) -> subprocess.CompletedProcess:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is missing: `make test` installs Debian's prometheus package")
+    return subprocess.run(
+        [path, "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
+    )
+
+
+def test_promtool_check_metrics_is_clean_on_every_stage_exposition(tmp_path, gateway, monkeypatch):
+    """Every stage's push, as sent, plus the re-evaluation's and a failure's, linted by
+    Prometheus's own `promtool check metrics` (naming, units, _total on counters only)."""
+    from salmubench import monitor
+
+    dataset = "cd" * 32
+    model = {"variant": "unlearned", "method": "neg_grad", "seed": 0, "budget": 5.0,
+             "dataset": dataset}  # fmt: skip
+    evaluation = {"kind": "eval", "model": model, "metrics": dict.fromkeys(METRICS, 0.25)}
+    manifests = {
+        "synth": {"kind": "dataset", "digest": dataset, "counts": {"forget": 10, "retain": 5}},
+        "train": {"kind": "model", "variant": "clean", "seed": 0, "samples_seen": 64,
+                  "inputs": {"dataset": dataset}, "training": {"final_loss": 2.5}},
+        "unlearn": {"kind": "model", "variant": "unlearned", "method": "neg_grad", "seed": 0,
+                    "budget": 5.0, "inputs": {"dataset": dataset}, "steps": 3,
+                    "unlearning": {"final": {"forget": -1.0}}},
+        "eval": evaluation,
+        "report": {"kind": "report"},
+    }  # fmt: skip
+    assert set(manifests) == set(telemetry.STAGES)
+    store = tmp_path / "baselines"
+    monkeypatch.setenv(monitor.BASELINES_ENV, str(store))
+    for stage, manifest in manifests.items():
+        assert telemetry.report_stage(stage, _folder(tmp_path, stage, manifest), 1.0)
+    unlearned = _folder(tmp_path, "model", manifests["unlearn"])
+    monitor.report_failure(unlearned, gateway.url)
+    # stages + the re-evaluation push of the unlearned eval (no baseline yet) + the failure
+    assert len(gateway.bodies) == len(telemetry.STAGES) + 2
+    for body in gateway.bodies:
+        proc = promtool_check_metrics(body)
+        assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr + body
+    # With a baseline the re-evaluation pushes both series; still clean.
+    (store / dataset[:12]).mkdir(parents=True)
+    (store / dataset[:12] / "neg_grad-b5-s0.json").write_text(
+        json.dumps({"metrics": dict.fromkeys(monitor.EFFICACY, 0.2)})
+    )
+    assert telemetry.report_stage("eval", _folder(tmp_path, "again", evaluation), 1.0)
+    body = gateway.bodies[-1]
+    assert "salmubench_efficacy_baseline" in body and "salmubench_efficacy_current" in body
+    assert promtool_check_metrics(body).returncode == 0
+
+    # The check can fail: the old names (a gauge called *_total) are flagged.
+    bad = "# HELP salmubench_train_samples_total x\n# TYPE salmubench_train_samples_total gauge\n"
+    proc = promtool_check_metrics(bad + "salmubench_train_samples_total 1\n")
+    assert 'non-counter metrics should not have "_total" suffix' in proc.stdout + proc.stderr
