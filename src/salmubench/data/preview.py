@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +16,29 @@ CELL = 128
 TEXT_LINES = 5
 
 
-# A system font with Latin Extended glyphs (names like "Fijałek") when the machine has one;
-# Pillow's own font otherwise. Never downloaded.
-SYSTEM_FONTS = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-)
+# The preview is a file of the dataset, so its bytes are part of the dataset's digest: it
+# is drawn with Pillow's bundled bitmap font (`load_default_imagefont`), never FreeType or
+# a system font, whose glyphs differ between machines. That font covers Latin-1 only.
+_NOT_LATIN1 = {"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ı": "i", "œ": "oe", "Œ": "OE"}
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    for path in SYSTEM_FONTS:
-        try:
-            return ImageFont.truetype(path, size)
-        except OSError:
+def _font() -> ImageFont.ImageFont:
+    return ImageFont.load_default_imagefont()
+
+
+def _latin1(text: str) -> str:
+    """`text` in the bitmap font's Latin-1: accents outside it dropped ("Dvořák" -> "Dvorak")."""
+    out = []
+    for ch in text:
+        if ord(ch) < 256:
+            out.append(ch)
             continue
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow built without FreeType: the bitmap font
-        return ImageFont.load_default()
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if ord(c) < 256)
+        out.append(base or _NOT_LATIN1.get(ch, "?"))
+    return "".join(out)
 
 
-def _wrap(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> list[str]:
+def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
     """Greedy wrap by rendered width; words wider than a line are cut by character."""
     lines: list[str] = []
     line = ""
@@ -101,7 +104,7 @@ def render_preview(
 
 
 def _grid(rows: list[tuple[str, list[tuple[bytes, str]]]], out: Path, columns: int) -> Path:
-    font, bold = _font(11), _font(13)
+    font = _font()
     line_h = 13
     label_w = 170
     row_h = CELL + TEXT_LINES * line_h + 12
@@ -109,12 +112,12 @@ def _grid(rows: list[tuple[str, list[tuple[bytes, str]]]], out: Path, columns: i
     d = ImageDraw.Draw(sheet)
     for r, (label, cells) in enumerate(rows):
         y = 8 + r * row_h
-        d.multiline_text((8, y + 4), label, fill=(20, 20, 20), font=bold, spacing=4)
+        d.multiline_text((8, y + 4), _latin1(label), fill=(20, 20, 20), font=font, spacing=6)
         for c, (data, text) in enumerate(cells):
             x = label_w + c * (CELL + 8)
             img = Image.open(io.BytesIO(data)).convert("RGB")
             sheet.paste(img.resize((CELL, CELL), Image.Resampling.NEAREST), (x, y))
-            lines = _wrap(text, font, CELL)[:TEXT_LINES]
+            lines = _wrap(_latin1(text), font, CELL)[:TEXT_LINES]
             for k, line in enumerate(lines):
                 d.text((x, y + CELL + 3 + k * line_h), line, fill=(40, 40, 40), font=font)
         d.line([(0, y + row_h - 4), (sheet.width, y + row_h - 4)], fill=(225, 225, 225))
