@@ -14,6 +14,7 @@ which torchrun reads, and the library reads rank and world size from the environ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -605,144 +606,120 @@ def job_env(environ: dict[str, str], s3_secret: str):
     return env, secret_env
 
 
+@dataclass(frozen=True)
+class TrainRequest:
+    """One training as the train component receives it: what to train, and where and how
+    to run it. The one list of these settings: the component passes them by name."""
+
+    data: str  # the dataset folder
+    out: str  # the model folder to write
+    variant: str  # clean | compromised
+    profile: str
+    seed: int = 0
+    overrides: Sequence[str] = ()  # `--set key=value` items
+    params_yaml: str = ""  # the text of a params.yaml ("" = the image's own)
+    launcher: str = "local"  # local | trainjob | pytorchjob
+    nodes: int = 1
+    procs_per_node: int = 1
+    gpus_per_node: int = 0
+    image: str = ""  # the job's image ("" = this component's)
+    namespace: str = ""  # the job's namespace ("" = this pod's)
+    pvc: str = ""  # the claim shared with the job's pods (a cluster launcher needs one)
+    mount: str = "/shared"  # where that claim is mounted, here and in the job's pods
+    trainer_version: str = "auto"  # TrainJob's field set ("auto" = read from its CRD)
+    s3_secret: str = ""  # the Secret the job's pods read S3 credentials from
+    istio_opt_out: bool = True  # the job's pods skip Istio's sidecar (rendezvous hangs)
+
+    def validate(self) -> TrainRequest:
+        """Refuse what cannot run, before any work, even when local."""
+        check_launcher(self.launcher)
+        if self.trainer_version != "auto":
+            check_trainer_version(self.trainer_version)
+        if self.launcher == "local" and self.nodes != 1:
+            raise ValueError(
+                f"nodes={self.nodes} with launcher 'local': one machine only; use launcher "
+                "'trainjob' or 'pytorchjob' for several nodes"
+            )
+        if self.launcher != "local" and not self.pvc:
+            raise ValueError(
+                f"launcher {self.launcher!r} needs a shared PersistentVolumeClaim (pvc) "
+                f"mounted at {self.mount!r} in this pod and the job's pods, to hand over the "
+                "dataset and model"
+            )
+        return self
+
+    def train_args(self, data: str, out: str, params: str | None) -> list[str]:
+        """The stage command for these folders (here, or as the job's pods see them)."""
+        return train_args(data, out, self.variant, self.profile, self.seed, self.overrides,
+                          params)  # fmt: skip
+
+
 def run_cluster(
-    launcher: str,
-    *,
-    data: str,
-    out: str,
-    variant: str,
-    profile: str,
-    seed: int,
-    overrides: Sequence[str],
-    params_text: str,
-    image: str,
-    namespace: str,
-    nodes: int,
-    procs_per_node: int,
-    gpus_per_node: int,
-    pvc: str,
-    mount: str,
-    unique: str,
-    trainer_version: str = "auto",
-    s3_secret: str = "",
-    istio_opt_out: bool = True,
-    poll_seconds: float = 10.0,
+    request: TrainRequest, *, unique: str, poll_seconds: float = 10.0
 ) -> dict[str, Any]:
     """Stage inputs on the shared claim, create the job, follow it, copy the model back."""
-    if not pvc:
-        raise ValueError(
-            f"launcher {launcher!r} needs a shared PersistentVolumeClaim (pvc) mounted at "
-            f"{mount!r} in this pod and the job's pods, to hand over the dataset and model"
-        )
-    if trainer_version != "auto":
-        check_trainer_version(trainer_version)
-    name = job_name(f"salmubench-{variant}", unique)
+    r = request.validate()
+    trainer_version = r.trainer_version
+    name = job_name(f"salmubench-{r.variant}", unique)
     api, extensions = _kubernetes()
-    if launcher == "trainjob" and trainer_version == "auto":
+    if r.launcher == "trainjob" and trainer_version == "auto":
         trainer_version = detect_trainer_version(extensions)
         log.info("Trainer field set %s (from the TrainJob CRD)", trainer_version)
-    work = Path(mount) / name
-    shutil.copytree(data, work / "dataset", dirs_exist_ok=True)
+    work = Path(r.mount) / name
+    shutil.copytree(r.data, work / "dataset", dirs_exist_ok=True)
     params = None
-    if params_text:
-        (work / "params.yaml").write_text(params_text, encoding="utf-8")
+    if r.params_yaml:
+        (work / "params.yaml").write_text(r.params_yaml, encoding="utf-8")
         params = str(work / "params.yaml")
-    args = train_args(
-        str(work / "dataset"), str(work / "model"), variant, profile, seed, overrides, params
-    )
-    env, secret_env = job_env(dict(os.environ), s3_secret)
+    args = r.train_args(str(work / "dataset"), str(work / "model"), params)
+    env, secret_env = job_env(dict(os.environ), r.s3_secret)
     spec = JobSpec(
         name=name,
-        namespace=namespace or _namespace(),
-        image=image,
+        namespace=r.namespace or _namespace(),
+        image=r.image,
         command=torchrun_command(args),
-        nodes=nodes,
-        procs_per_node=procs_per_node,
-        gpus_per_node=gpus_per_node,
-        pvc=pvc,
-        mount=mount,
+        nodes=r.nodes,
+        procs_per_node=r.procs_per_node,
+        gpus_per_node=r.gpus_per_node,
+        pvc=r.pvc,
+        mount=r.mount,
         env=env,
         secret_env=secret_env,
-        trainer_version=trainer_version if launcher == "trainjob" else TRAINER_VERSIONS[-1],
-        istio_opt_out=istio_opt_out,
+        trainer_version=trainer_version if r.launcher == "trainjob" else TRAINER_VERSIONS[-1],
+        istio_opt_out=r.istio_opt_out,
     )
-    body = build_job(launcher, spec)
-    kind = body["kind"]
-    submit_and_follow(api, kind, body, poll_seconds=poll_seconds)
-    shutil.copytree(work / "model", out, dirs_exist_ok=True)
+    body = build_job(r.launcher, spec)
+    submit_and_follow(api, body["kind"], body, poll_seconds=poll_seconds)
+    shutil.copytree(work / "model", r.out, dirs_exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)  # the claim is shared: leave nothing behind
     return body
 
 
-def launch(
-    launcher: str,
-    *,
-    data: str,
-    out: str,
-    variant: str,
-    profile: str,
-    seed: int,
-    overrides: Sequence[str] = (),
-    params_yaml: str = "",
-    nodes: int = 1,
-    procs_per_node: int = 1,
-    gpus_per_node: int = 0,
-    image: str = "",
-    namespace: str = "",
-    pvc: str = "",
-    mount: str = "/shared",
-    trainer_version: str = "auto",
-    s3_secret: str = "",
-    istio_opt_out: bool = True,
-) -> None:
-    """The train component's body: `salmubench train` via torchrun, here or as a job."""
+def launch(launcher: str, **settings: Any) -> None:
+    """The train component's body: `salmubench train` via torchrun, here or as a job.
+
+    `settings`: the fields of `TrainRequest` by name (an unknown one is a TypeError).
+    """
     from salmubench_components import IMAGE
     from salmubench_components.shell import params_file
 
-    check_launcher(launcher)
-    if launcher == "local" and nodes != 1:
-        raise ValueError(
-            f"nodes={nodes} with launcher 'local': one machine only; use launcher "
-            "'trainjob' or 'pytorchjob' for several nodes"
-        )
-    if trainer_version != "auto":
-        check_trainer_version(trainer_version)  # before any work, even when local
-    print(f"[salmubench] train {variant} started ({launcher})", flush=True)
+    request = TrainRequest(launcher=launcher, **settings).validate()
+    print(f"[salmubench] train {request.variant} started ({launcher})", flush=True)
     start = time.perf_counter()
     if launcher == "local":
-        path = params_file(params_yaml)
+        path = params_file(request.params_yaml)
         try:
-            args = train_args(data, out, variant, profile, seed, overrides, path)
-            run_local(args, procs_per_node)
+            run_local(request.train_args(request.data, request.out, path), request.procs_per_node)
         finally:
             if path:
                 os.unlink(path)
     else:
-        run_cluster(
-            launcher,
-            data=data,
-            out=out,
-            variant=variant,
-            profile=profile,
-            seed=seed,
-            overrides=overrides,
-            params_text=params_yaml,
-            image=image or IMAGE,
-            namespace=namespace,
-            nodes=nodes,
-            procs_per_node=procs_per_node,
-            gpus_per_node=gpus_per_node,
-            pvc=pvc,
-            mount=mount,
-            # The run id (the pod's run label): two runs never share a name, a retried
-            # task of the same run does (and replaces its earlier job).
-            unique=os.environ.get("SALMUBENCH_RUN_ID") or uuid.uuid4().hex,
-            trainer_version=trainer_version,
-            s3_secret=s3_secret,
-            istio_opt_out=istio_opt_out,
-        )
+        # The run id (the pod's run label): two runs never share a name, a retried task of
+        # the same run does (and replaces its earlier job).
+        unique = os.environ.get("SALMUBENCH_RUN_ID") or uuid.uuid4().hex
+        run_cluster(dataclasses.replace(request, image=request.image or IMAGE), unique=unique)
     seconds = time.perf_counter() - start
-    print(f"[salmubench] train {variant} finished in {seconds:.1f} s", flush=True)
+    print(f"[salmubench] train {request.variant} finished in {seconds:.1f} s", flush=True)
 
 
 def _namespace() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 import uuid
 
@@ -14,6 +16,7 @@ from salmubench_components.launcher import (
     TRAINER_VERSIONS,
     JobFailed,
     JobSpec,
+    TrainRequest,
     build_job,
     build_pytorchjob,
     build_trainjob,
@@ -360,3 +363,17 @@ def test_follow_returns_on_success_and_times_out():
 def test_local_launcher_refuses_several_nodes():
     with pytest.raises(ValueError, match=r"nodes=2 with launcher 'local'.*'trainjob'"):
         launch("local", data="d", out="m", variant="clean", profile="micro", seed=0, nodes=2)
+
+
+def test_a_train_request_is_one_list_of_settings_refused_before_any_work():
+    with pytest.raises(TypeError, match="procs_per_nod"):
+        launch("local", data="d", out="m", variant="clean", profile="micro", procs_per_nod=2)
+    with pytest.raises(ValueError, match=r"launcher 'pytorchjob' needs a shared .*\(pvc\)"):
+        launch("pytorchjob", data="d", out="m", variant="clean", profile="micro", nodes=2)
+    # The train component passes every setting by name, under the request's field names.
+    from salmubench_components import stages
+
+    params = set(inspect.signature(stages.train.python_func).parameters)
+    renamed = {"model": "out", "job_image": "image"}  # artifact path, the job's image
+    component = {renamed.get(p, p) for p in params} - {"pushgateway"}  # this pod's setting
+    assert component == {f.name for f in dataclasses.fields(TrainRequest)}
