@@ -13,6 +13,8 @@ import torch
 
 from salmubench.eval import metrics as M
 from salmubench.eval.metrics import EvalSettings, Split
+from salmubench.measures import derangement, seeded_generator
+from salmubench.vocab import METRIC_SPLITS
 
 ORDER = [
     ("retfail", "efficacy", "clean", "lower"),
@@ -375,24 +377,39 @@ def test_genknow_rejects_a_label_outside_the_classes():
 
 def test_derangement_has_no_fixed_points_and_is_seeded():
     for n in (2, 3, 10, 500):
-        perm = M.derangement(n, seed=n)
+        perm = derangement(n, seeded_generator(n))
         assert sorted(perm.tolist()) == list(range(n))
-        assert not np.any(perm == np.arange(n))
-    assert np.array_equal(M.derangement(50, 7), M.derangement(50, 7))
-    with pytest.raises(ValueError, match="n >= 2, got 1"):
-        M.derangement(1, 0)
+        assert not torch.any(perm == torch.arange(n))
+    assert torch.equal(derangement(50, seeded_generator(7)), derangement(50, seeded_generator(7)))
+    assert not torch.equal(
+        derangement(50, seeded_generator(7)), derangement(50, seeded_generator(8))
+    )
+    with pytest.raises(ValueError, match="at least 2 items, got 1"):
+        derangement(1, seeded_generator(0))
 
 
-def test_probe_separates_constructed_pairs_perfectly():
+def test_the_probe_shuffles_with_the_one_derangement_the_unlearning_methods_use():
+    image = torch.nn.functional.normalize(torch.randn(12, 8, generator=seeded_generator(1)), dim=1)
+    outcome = M.probe_accuracy(image, image.clone(), seed=5, test_fraction=0.3)
+    assert np.array_equal(outcome.perm, derangement(12, seeded_generator(5)).numpy())
+
+
+def test_probe_separates_constructed_pairs_far_above_chance():
     # 16 distinct sign codes in 4-D: every true pair's product is (1/4, 1/4, 1/4, 1/4), every
-    # shuffled pair's has at least one -1/4: a cube vertex against the others.
+    # shuffled pair's has at least one -1/4: a cube vertex against the others. Linearly
+    # separable, but the probe is L2-regularised and sees 22 samples, so the one-bit negatives
+    # next to the vertex are sometimes misread: 0.8 to 1.0 depending on the seed's draw (with
+    # either derangement the repository has had; the old test's 1.0 was one lucky seed).
     codes = torch.tensor([[(i >> b) & 1 for b in range(4)] for i in range(16)], dtype=torch.float32)
     unit = (2 * codes - 1) / 2
-    outcome = M.probe_accuracy(unit, unit, seed=0, test_fraction=0.3)
-    assert outcome.accuracy == 1.0
-    assert len(outcome.correct) == math.ceil(0.3 * 32) == len(outcome.test_index)
-    accuracy, *_ = outcome
-    assert accuracy == 1.0
+    accuracies = []
+    for seed in range(5):
+        outcome = M.probe_accuracy(unit, unit, seed=seed, test_fraction=0.3)
+        assert len(outcome.correct) == math.ceil(0.3 * 32) == len(outcome.test_index)
+        accuracy, *_ = outcome
+        assert accuracy == outcome.accuracy >= 0.8  # chance: 0.5
+        accuracies.append(accuracy)
+    assert sum(accuracies) / len(accuracies) >= 0.85
 
 
 def test_probe_is_near_chance_on_noise():
@@ -518,7 +535,7 @@ def random_data(n: int = 40, dim: int = 8) -> FakeData:
         return torch.nn.functional.normalize(torch.randn(n, dim, generator=gen), dim=1)
 
     splits = {}
-    for name in M.SPLITS:
+    for name in METRIC_SPLITS:
         meta = []
         for i in range(n):
             row = {"key": f"{name}/{i:03d}", "txt": f"{name} caption {i % 25}"}

@@ -10,11 +10,12 @@ import torch
 
 from salmubench.cli import main
 from salmubench.config import stage_config
+from salmubench.engine.loss import contrastive_loss, soft_targets
+from salmubench.engine.pools import BatchPlan
+from salmubench.engine.state import partial_dir
 from salmubench.manifest import read_manifest, write_manifest
 from salmubench.models import load_model
-from salmubench.train.data import BatchPlan, batch_sizes
-from salmubench.train.loop import partial_dir
-from salmubench.train.loss import contrastive_loss, soft_targets
+from salmubench.train.data import batch_sizes
 
 from helpers import TORCHRUN, finish, kill_after_checkpoint, spawn
 

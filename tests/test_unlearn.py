@@ -13,9 +13,9 @@ import torch
 
 from salmubench.cli import main
 from salmubench.config import ConfigError, stage_config
+from salmubench.engine.state import partial_dir
 from salmubench.manifest import read_manifest, sha256_file
 from salmubench.models import load_model
-from salmubench.train.engine import partial_dir
 from salmubench.unlearn import method_names
 from salmubench.unlearn.data import (
     HoldoutAccessError,

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from salmubench.vocab import ACCESSORIES, ATTRIBUTES, RETAIN_SPLITS, SPLITS
+
 PARAMS_ENV = "SALMUBENCH_PARAMS"
 
 
@@ -66,9 +68,6 @@ class SynthConfig:
     image_format: str = _doc("png (lossless) or jpg (quality 95).", default="png")
 
     def validate(self) -> None:
-        from salmubench.data.personas import ATTRIBUTES
-        from salmubench.data.portraits import ACCESSORIES
-
         for name in (
             "personas",
             "images_per_association",
@@ -254,8 +253,6 @@ class UnlearnConfig:
     )
 
     def validate(self) -> None:
-        from salmubench.data.shards import SPLITS
-
         if not (isinstance(self.budget, (int, float)) and self.budget > 0):
             raise ConfigError(f"budget={self.budget!r}: must be a positive number of passes")
         for name in ("forget_batch", "checkpoint_every", "log_every"):
@@ -277,10 +274,6 @@ class UnlearnConfig:
             )
         if not isinstance(self.methods, dict):
             raise ConfigError(f"methods={self.methods!r}: expected a mapping name -> settings")
-
-
-# The only splits an unlearning method may read besides the forget set (SPEC.md §2, §5).
-RETAIN_SPLITS = ("retain_joint", "retain_disjoint", "retain_real")
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from salmubench import __version__
+from salmubench.vocab import MANIFEST
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 KINDS = ("dataset", "model", "eval", "report")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from salmubench.config import ConfigError, stage_config, to_dict
 from salmubench.manifest import ManifestError, dumps, write_atomic
+from salmubench.vocab import TUNING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ RULE = (
     "the validation world; if none does, the one that closes the most. Holdout and GenKnow "
     "scores are recorded, never used to choose."
 )
-TUNING_FILE = "tuning.json"
 REFERENCE_KEYS = ("retfail", "genknow", "inter_id_sim", "intra_id_sim")
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from faker import Faker
 
+from salmubench.vocab import ATTRIBUTES as ATTRIBUTE_TYPES
+
 # (country, Faker locale). Latin-script locales only: names and values stay readable for
 # the BPE tokenizer and fit the text encoder's context. 50 countries; the paper used 65.
 COUNTRIES: tuple[tuple[str, str], ...] = (
@@ -53,8 +55,14 @@ ATTRIBUTES: dict[str, Attribute] = {}
 
 
 def register(attribute: Attribute) -> Attribute:
+    """Add the generator of one of the attribute types named in `vocab.ATTRIBUTES`."""
     if attribute.name in ATTRIBUTES:
         raise ValueError(f"attribute {attribute.name!r} registered twice")
+    if attribute.name not in ATTRIBUTE_TYPES:
+        raise ValueError(
+            f"attribute {attribute.name!r} is not a type of vocab.ATTRIBUTES "
+            f"({', '.join(ATTRIBUTE_TYPES)}): add it there first"
+        )
     ATTRIBUTES[attribute.name] = attribute
     return attribute
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from salmubench.vocab import ACCESSORIES
+
 RGB = tuple[int, int, int]
 
 SKIN_TONES: tuple[RGB, ...] = (
@@ -68,10 +70,6 @@ BACKGROUNDS: dict[str, RGB] = {
 BACKGROUND_KINDS = ("solid", "vertical", "horizontal", "split", "stripes", "spots")
 CLOTHING_KINDS = ("tshirt", "collar", "hoodie", "vneck", "striped", "jacket")
 EXPRESSIONS = ("neutral", "smile", "grin", "open", "frown")
-ACCESSORIES = (
-    "eyepatch", "party_hat", "monocle", "flower_crown", "bow_tie", "face_paint", "halo",
-    "clown_nose", "crown", "headphones", "star_sticker", "feather",
-)  # fmt: skip
 
 
 def _pick(rng: np.random.Generator, options: Any, weights: Any = None) -> Any:

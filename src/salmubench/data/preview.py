@@ -10,7 +10,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from salmubench.data.shards import SENSITIVE_SPLITS, image_bytes, iter_split
+from salmubench.data.shards import image_bytes, iter_split
+from salmubench.vocab import SENSITIVE_SPLITS
 
 CELL = 128
 TEXT_LINES = 5

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from salmubench.data.shards import SENSITIVE_SPLITS, image_bytes, iter_split
+from salmubench.data.shards import image_bytes, iter_split
+from salmubench.vocab import SENSITIVE_SPLITS
 
 
 def load_portraits(

@@ -1,4 +1,4 @@
-"""WebDataset shards: split names, reproducible writing, and small readers.
+"""WebDataset shards: reproducible writing and small readers (split names: `vocab`).
 
 Every split is a set of `<split>-NNNNNN.tar` files at the dataset root. Samples carry
 `png`/`jpg` (the image), `txt` (the training caption), `json` (metadata) and, for the
@@ -22,43 +22,13 @@ from PIL import Image
 from salmubench.manifest import ManifestError, is_url, read_manifest
 from salmubench.storage import Store, Url, location, register_webdataset
 
+# COMPOSITES, SENSITIVE_SPLITS and SPLITS: re-exported for tests and tools that import them
+# from here (their home is `vocab`).
+from salmubench.vocab import COMPOSITES, SENSITIVE_SPLITS, SPLITS, resolve  # noqa: F401
+
 register_webdataset()  # webdataset.WebDataset("s3://...") reads like our own readers
 
-# Primitive splits, each written as its own shards (SPEC.md §2).
-SPLITS = (
-    "forget_identity",  # every association of these personas
-    "forget_association",  # some attributes of these personas
-    "holdout_association",  # the other attributes of the forget_association personas
-    "holdout_identity",  # personas never in forget
-    "retain_joint",  # non-sensitive portraits of forget personas
-    "retain_disjoint",  # persona-free portraits
-    "fragile",  # copies of the retain_disjoint samples showing a rare concept
-    "retain_real",  # the general world
-    "genknow",  # held-out labelled scenes: zero-shot classification
-)
-# Named unions of primitive splits.
-COMPOSITES = {
-    "forget": ("forget_identity", "forget_association"),
-    "holdout": ("holdout_association", "holdout_identity"),
-    "sensitive": (
-        "forget_identity",
-        "forget_association",
-        "holdout_association",
-        "holdout_identity",
-    ),
-    "retain_synth": ("retain_joint", "retain_disjoint"),
-}
-SENSITIVE_SPLITS = COMPOSITES["sensitive"]
 IMAGE_KEYS = ("png", "jpg")
-
-
-def resolve(split: str) -> tuple[str, ...]:
-    """A split or composite name as its primitive splits."""
-    if split in SPLITS:
-        return (split,)
-    if split in COMPOSITES:
-        return COMPOSITES[split]
-    raise KeyError(f"unknown split {split!r}; valid: {', '.join((*SPLITS, *COMPOSITES))}")
 
 
 def shard_paths(dataset: str | Path, split: str, manifest: dict[str, Any]) -> list[Path | Url]:

@@ -21,8 +21,9 @@ import numpy as np
 from salmubench.config import SynthConfig, to_dict
 from salmubench.data import captions, portraits, scenes
 from salmubench.data.personas import COUNTRIES, Persona, make_personas
-from salmubench.data.shards import COMPOSITES, SPLITS, SplitWriter, encode_json
+from salmubench.data.shards import SplitWriter, encode_json
 from salmubench.manifest import dumps, staged_output, write_manifest
+from salmubench.vocab import COMPOSITES, SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from salmubench.data.evaluated import PARTITIONED, is_evaluated
-from salmubench.data.shards import decode, image_bytes, iter_split, resolve
+from salmubench.data.shards import decode, image_bytes, iter_split
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.storage import location
+from salmubench.vocab import resolve
 
 
 class DatasetEmbeddings:

@@ -31,22 +31,14 @@ from sklearn.preprocessing import StandardScaler
 # The paper's RetFail proportions (1,000 of 30,468 forget captions; 1:1 retain), kept at any
 # scale; their one home is the eval config.
 from salmubench.config import RETFAIL_FORGET_FRACTION, RETFAIL_RETAIN_PER_FORGET
+from salmubench.measures import check_matrix, derangement, pair_similarity, seeded_generator
+from salmubench.vocab import METRIC_SPLITS
 
 log = logging.getLogger(__name__)
 
 FAMILIES = ("efficacy", "utility")
 TARGETS = ("clean", "compromised")
 DIRECTIONS = ("lower", "higher")
-SPLITS = (
-    "forget",
-    "forget_identity",
-    "holdout_identity",
-    "holdout_association",
-    "retain_joint",
-    "retain_disjoint",
-    "fragile",
-    "genknow",
-)
 IDZSC_TEMPLATES = ("a photo of {}.", "{}")
 
 # Rows of the [rows, gallery] similarity matrix computed at once in `retrieval_ranks`.
@@ -113,7 +105,7 @@ class EvalData(Protocol):
     classes: list[str]  # GenKnow class names, index = label, e.g. "red circle"
     class_templates: list[str]  # e.g. "a photo of a {}."
 
-    def split(self, name: str) -> Split: ...  # one of SPLITS
+    def split(self, name: str) -> Split: ...  # one of METRIC_SPLITS
 
     def encode_text(self, texts: list[str]) -> torch.Tensor: ...  # [M, D] L2-normalised
 
@@ -161,7 +153,7 @@ def register(
     _check_choice("target", target, TARGETS)
     _check_choice("better", better, DIRECTIONS)
     for split in splits:
-        _check_choice("split", split, SPLITS)
+        _check_choice("split", split, METRIC_SPLITS)
 
     def decorate(fn: Callable[[EvalData], MetricResult]) -> Callable[[EvalData], MetricResult]:
         if name in METRICS:
@@ -198,24 +190,6 @@ def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
 # --------------------------------------------------------------------------- pure helpers
 
 
-def _check_matrix(what: str, x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{what} must be a 2-D tensor [rows, dim], got {shape}")
-
-
-@torch.no_grad()
-def pair_similarity(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot product [N]: the cosine similarity of each pair of unit vectors."""
-    _check_matrix("image", image)
-    _check_matrix("text", text)
-    if image.shape != text.shape:
-        raise ValueError(
-            f"image {tuple(image.shape)} and text {tuple(text.shape)} must have the same shape"
-        )
-    return (image * text).sum(dim=1)
-
-
 @torch.no_grad()
 def retrieval_ranks(
     image: torch.Tensor,
@@ -231,9 +205,9 @@ def retrieval_ranks(
     caption's: ties favour the true caption. Similarities are exact float comparisons, so a
     gallery copy of the true caption must be ignored, not left to tie.
     """
-    _check_matrix("image", image)
-    _check_matrix("true_text", true_text)
-    _check_matrix("gallery", gallery)
+    check_matrix("image", image)
+    check_matrix("true_text", true_text)
+    check_matrix("gallery", gallery)
     n, d = image.shape
     if true_text.shape != (n, d):
         raise ValueError(f"true_text must be {(n, d)} like image, got {tuple(true_text.shape)}")
@@ -263,8 +237,8 @@ def zero_shot_accuracy(
 
     On a tie the lowest class index wins (torch.argmax).
     """
-    _check_matrix("image", image)
-    _check_matrix("class_text", class_text)
+    check_matrix("image", image)
+    check_matrix("class_text", class_text)
     n, d = image.shape
     c = class_text.shape[0]
     if n == 0:
@@ -303,21 +277,6 @@ def class_embeddings(
     return torch.nn.functional.normalize(emb, dim=1)
 
 
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A uniformly drawn permutation of range(n) with no fixed points (n >= 2), seeded.
-
-    Rejection sampling: about e draws on average, deterministic for a given seed.
-    """
-    if n < 2:
-        raise ValueError(f"a derangement needs n >= 2, got {n}")
-    rng = np.random.default_rng(seed)
-    identity = np.arange(n)
-    while True:
-        perm = rng.permutation(n)
-        if not np.any(perm == identity):
-            return perm
-
-
 class ProbeOutcome(NamedTuple):
     """What `probe_accuracy` returns; unpacks like a tuple, accuracy first.
 
@@ -342,7 +301,7 @@ def probe_accuracy(
     captions, so a negative whose caption happens to equal the true one (duplicate captions)
     stays labelled negative. The stratified train/test split and the probe use `seed`.
     """
-    _check_matrix("image", image)
+    check_matrix("image", image)
     if image.shape != text.shape:
         raise ValueError(
             f"image {tuple(image.shape)} and text {tuple(text.shape)} must have the same shape"
@@ -352,7 +311,7 @@ def probe_accuracy(
         raise ValueError(f"probe_accuracy needs at least 2 pairs to shuffle, got {n}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
-    perm = derangement(n, seed)
+    perm = derangement(n, seeded_generator(seed)).numpy()
     positives = image * text
     negatives = image * text[torch.from_numpy(perm)]
     features = torch.cat([positives, negatives]).to(torch.float64).cpu().numpy()

@@ -29,12 +29,13 @@ from salmubench.manifest import (
     staged_output,
     write_manifest,
 )
+from salmubench.measures import gap_share, rounded
 from salmubench.models import LoadedModel, load_model
 from salmubench.storage import location
+from salmubench.vocab import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 REQUIRED_SPLITS = ("forget", "holdout", "retain_joint", "retain_disjoint", "fragile", "genknow")
 
 
@@ -145,9 +146,9 @@ def compare(
             row["target"] = ref[name]
             row["delta"] = round(values[name] - ref[name], 6)
         if clean and compromised and metric.family == "efficacy":
-            gap = compromised[name] - clean[name]
-            if abs(gap) > 1e-9:
-                row["gap_closed"] = round((compromised[name] - values[name]) / gap, 4)
+            closed = gap_share(values[name], compromised[name], clean[name])
+            if closed is not None:
+                row["gap_closed"] = rounded(closed)
         rows[name] = row
     return rows
 

@@ -24,13 +24,13 @@ import torch
 
 from salmubench.errors import ModelError
 from salmubench.manifest import read_manifest, write_atomic
+from salmubench.vocab import MODEL_FILE
 
 __all__ = ["LoadedModel", "ModelError", "create", "load_model", "save_model"]
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-MODEL_FILE = "model.pt"
 
 
 def _open_clip():

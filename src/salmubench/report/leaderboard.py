@@ -31,6 +31,7 @@ from typing import Any
 from salmubench.config import ReportConfig
 from salmubench.eval.metrics import METRICS
 from salmubench.manifest import MANIFEST, ManifestError, read_manifest
+from salmubench.measures import DIGITS, GAP_EPS, gap_share, rounded
 from salmubench.report.paper import (
     PAPER_BUDGET,
     PAPER_BY_METHOD,
@@ -40,10 +41,10 @@ from salmubench.report.paper import (
     PAPER_METHODS,
     PAPER_SOURCE,
 )
+from salmubench.vocab import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 VARIANTS = ("clean", "compromised", "unlearned", "external")
 VERDICTS = ("ineffective", "over-generalised", "collapse")
 # The paper gives each method one failure mode; when a row shows several, its label is the
@@ -58,9 +59,6 @@ RULES = (
 )
 INTERVAL_SOURCES = ("worlds", "seeds", "none")
 HOLDOUT = ("inter_id_sim", "intra_id_sim")
-# Metrics are stored rounded to 6 decimals, so a smaller gap between the references is noise.
-GAP_EPS = 1e-6
-DIGITS = 6
 
 DISPLAY = {
     "retfail": "RetFail",
@@ -189,10 +187,6 @@ def load_evals(runs: Iterable[str | os.PathLike]) -> list[EvalRecord]:
 # --------------------------------------------------------------------------- scores
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(float(x), DIGITS)
-
-
 def score(
     x: Mapping[str, float], clean: Mapping[str, float], compromised: Mapping[str, float]
 ) -> tuple[dict[str, float | None], list[str]]:
@@ -202,25 +196,22 @@ def score(
     verdict against the table never sees it disagree.
     """
     notes = []
-    gap = compromised["retfail"] - clean["retfail"]
-    if abs(gap) < GAP_EPS:
-        forgetting = None
+    forgetting = gap_share(x["retfail"], compromised["retfail"], clean["retfail"])
+    if forgetting is None:
         notes.append(
             f"forgetting undefined: Clean and Compromised have the same RetFail "
             f"({clean['retfail']:.6f}), so there is no gap to close"
         )
-    else:
-        forgetting = (compromised["retfail"] - x["retfail"]) / gap
     kept = []
     for name in HOLDOUT:
-        gap = compromised[name] - clean[name]
-        if abs(gap) < GAP_EPS:
+        share = gap_share(x[name], clean[name], compromised[name])
+        if share is None:
             notes.append(
                 f"{display(name)} left out of holdout kept: Clean and Compromised "
                 f"have the same value ({clean[name]:.6f})"
             )
         else:
-            kept.append((x[name] - clean[name]) / gap)
+            kept.append(share)
     holdout_kept = sum(kept) / len(kept) if kept else None
     if compromised["genknow"] < GAP_EPS:
         genknow_drop = None
@@ -228,9 +219,9 @@ def score(
     else:
         genknow_drop = (compromised["genknow"] - x["genknow"]) / compromised["genknow"]
     scores = {
-        "forgetting": _round(forgetting),
-        "holdout_kept": _round(holdout_kept),
-        "genknow_drop": _round(genknow_drop),
+        "forgetting": rounded(forgetting),
+        "holdout_kept": rounded(holdout_kept),
+        "genknow_drop": rounded(genknow_drop),
     }
     return scores, notes
 
@@ -742,8 +733,8 @@ def _world_summary(world: Mapping[str, Any]) -> dict[str, Any]:
         "dataset": world["dataset"],
         "clean": dict(clean),
         "compromised": dict(compromised),
-        "retfail_ratio": _round(ratio),
-        "genknow_difference": _round(compromised["genknow"] - clean["genknow"]),
+        "retfail_ratio": rounded(ratio),
+        "genknow_difference": rounded(compromised["genknow"] - clean["genknow"]),
     }
 
 

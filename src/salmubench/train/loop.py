@@ -10,10 +10,8 @@ JSON architectures, its tokenizer and its checkpoint format — and keep the loo
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,41 +21,25 @@ import torch
 from salmubench import __version__
 from salmubench.config import ConfigError, TrainConfig, to_dict
 from salmubench.data.shards import open_dataset
+from salmubench.engine.dist import DistEnv, gather
+from salmubench.engine.loop import Progress, Result, Settings, run_steps
+from salmubench.engine.loop import Run as LoopRun
+from salmubench.engine.loss import contrastive_loss
+from salmubench.engine.pools import BatchPlan
+from salmubench.engine.state import (
+    partial_dir,
+    prepare_output,
+    run_process_group,
+    swap_into_place,
+)
 from salmubench.manifest import read_manifest, write_manifest
 from salmubench.models import architecture, create, image_normalisation, image_size, save_model
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.storage import Url, location
-from salmubench.train.data import (
-    POOLS,
-    VARIANTS,
-    BatchPlan,
-    batch_sizes,
-    gather_batch,
-    load_pools,
-)
-from salmubench.train.dist import DistEnv
-from salmubench.train.engine import (
-    Precision,
-    cosine_lr,
-    make_optimizer,
-    partial_dir,
-    prepare_output,
-    read_log,
-    run_process_group,
-    save_state,
-    set_lr,
-    swap_into_place,
-)
-from salmubench.train.loss import contrastive_loss, gather
+from salmubench.train.data import batch_sizes, gather_batch, load_pools
+from salmubench.vocab import POOLS, TRAIN_LOG, VARIANTS
 
 log = logging.getLogger(__name__)
-
-LOG = "train_log.jsonl"
-Progress = Callable[[int, int, float], None]
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    return cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr)
 
 
 def global_batch(cfg: TrainConfig, variant: str) -> int:
@@ -146,88 +128,40 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     seconds_load = time.perf_counter() - t_load
     per_step = batch_sizes(cfg.batch_size, run.variant, cfg.sensitive_batch, cfg.retain_fraction)
     plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, run.seed)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    net = model
-    if env.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
     mean, std = (t.to(device) for t in image_normalisation(model))
-    precision = Precision(cfg.precision, device)
     local = run.batch // env.world_size
     lo, hi = env.rank * local, (env.rank + 1) * local
-    step = int(state["step"]) if state is not None else 0
-    start_step = step
-    log_rows = read_log(run.partial, LOG, step) if env.is_main else []
-    losses: list[float] = []
-    model.train()
-    t0 = time.perf_counter()
-    while step < cfg.steps:
-        lr = lr_at(step, cfg)
-        set_lr(optimizer, lr)
+
+    def batch_loss(net: torch.nn.Module, step: int) -> tuple[torch.Tensor, dict]:
         images, tokens, ids = gather_batch(pools, plan.indices(step))
         x = (images[lo:hi].to(device).float() / 255.0 - mean) / std
-        with precision.autocast():
-            output = net(x, tokens[lo:hi].to(device))
-            loss = contrastive_loss(
-                gather(output["image_features"].float()),
-                gather(output["text_features"].float()),
-                output["logit_scale"].float(),
-                ids.to(device),
-            )
-        precision.step(loss, optimizer)
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        step += 1
-        losses.append(loss.item())
-        if env.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
-            recent = losses[-cfg.log_every :]
-            log_rows.append({
-                "step": step,
-                "loss": round(sum(recent) / len(recent), 5),
-                "lr": lr,
-                "logit_scale": round(model.logit_scale.detach().exp().item(), 3),
-                "samples_per_second": round(
-                    (step - start_step) * run.batch / (time.perf_counter() - t0), 1
-                ),
-            })  # fmt: skip
-        if progress is not None and env.is_main:
-            progress(step, cfg.steps, losses[-1])
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            if env.is_main:
-                _save_state(run, model, optimizer, step, log_rows)
-            env.barrier()  # every rank waits until the checkpoint is on disk
-    stats = {
-        "steps_this_run": step - start_step,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "seconds_loading_data": round(seconds_load, 2),
-    }
-    manifest = _publish(run, model, optimizer, log_rows, losses, stats, plan) if env.is_main else {}
+        output = net(x, tokens[lo:hi].to(device))
+        loss = contrastive_loss(
+            gather(output["image_features"].float()),
+            gather(output["text_features"].float()),
+            output["logit_scale"].float(),
+            ids.to(device),
+        )
+        return loss, {}
+
+    settings = Settings(cfg.steps, cfg.lr, cfg.warmup_steps, cfg.weight_decay, cfg.precision,
+                        cfg.log_every, cfg.checkpoint_every, TRAIN_LOG)  # fmt: skip
+    where = LoopRun(env, device, run.partial, run.identity, run.batch)
+    result = run_steps(model, batch_loss, settings, where, state, progress)
+    result.stats["seconds_loading_data"] = round(seconds_load, 2)
+    manifest = _publish(run, result, plan) if env.is_main else {}
     env.barrier()
     return manifest
 
 
-def _save_state(run: _Run, model, optimizer, step: int, log_rows: list[dict]) -> None:
-    save_state(run.partial, model, optimizer, step, run.identity, log_rows, LOG)
-
-
-def _publish(run: _Run, model, optimizer, log_rows, losses, stats, plan) -> dict[str, Any]:
-    """Final weights, state and manifest into the partial folder, then rename it into place."""
+def _publish(run: _Run, result: Result, plan: BatchPlan) -> dict[str, Any]:
+    """Final weights and manifest into the partial folder, then rename it into place."""
     cfg = run.cfg
     meta = {"variant": run.variant, "architecture": cfg.model, "steps": cfg.steps,
             "package_version": __version__, "dataset": run.dataset["digest"]}  # fmt: skip
-    save_model(run.partial, model, cfg.model, meta)
-    _save_state(run, model, optimizer, cfg.steps, log_rows)
-    tail = losses[-min(len(losses), 20) :] or [float("nan")]
-    stats = {
-        **stats,
-        "samples_per_second": round(
-            stats["steps_this_run"] * run.batch / max(stats["seconds"], 1e-9), 1
-        ),
-        "final_loss": round(sum(tail) / len(tail), 5),
-    }
+    save_model(run.partial, result.model, cfg.model, meta)
+    final = result.final(20)
+    stats = {**result.stats, "final_loss": final.get("loss", float("nan"))}
     manifest = write_manifest(
         run.partial,
         "model",

@@ -1,46 +1,6 @@
-"""The CLIP contrastive loss, aware of duplicate captions in a batch.
+"""Deprecated alias: the contrastive loss lives in `salmubench.engine.loss` (train and
+unlearn share it). Kept until benchmarks/perf.py and monitor.py import it from there."""
 
-Procedural captions repeat ("a large red circle in the centre"): with the usual one-hot
-targets, two identical captions in one batch are each other's false negatives. Here every
-caption with the same text is a positive, with the target mass split evenly (SPEC.md §7).
-With unique captions this is exactly OpenCLIP's ClipLoss.
-"""
+from salmubench.engine.loss import contrastive_loss, soft_targets
 
-from __future__ import annotations
-
-import warnings
-
-import torch
-import torch.distributed as torch_dist
-import torch.nn.functional as F
-
-
-def soft_targets(caption_ids: torch.Tensor) -> torch.Tensor:
-    """[B, B] row-stochastic targets: 1/k on the k captions equal to row i's (itself included)."""
-    same = (caption_ids[:, None] == caption_ids[None, :]).float()
-    return same / same.sum(dim=1, keepdim=True)
-
-
-def contrastive_loss(
-    image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, caption_ids: torch.Tensor
-) -> torch.Tensor:
-    """Symmetric cross-entropy of scaled cosine logits against duplicate-aware targets."""
-    logits = logit_scale * image @ text.T
-    targets = soft_targets(caption_ids)
-    loss_i = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    loss_t = -(targets.T * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
-    return (loss_i + loss_t) / 2
-
-
-def gather(features: torch.Tensor) -> torch.Tensor:
-    """All ranks' features, concatenated in rank order, with gradients flowing back."""
-    if not (torch_dist.is_available() and torch_dist.is_initialized()):
-        return features
-    if torch_dist.get_world_size() == 1:
-        return features
-    from torch.distributed.nn.functional import all_gather
-
-    with warnings.catch_warnings():
-        # Deprecated in favour of a private API; it is what OpenCLIP's ClipLoss uses too.
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(features), dim=0)
+__all__ = ["contrastive_loss", "soft_targets"]

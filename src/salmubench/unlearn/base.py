@@ -8,7 +8,8 @@ sha256 of the file that defines it (`ORIGINS`), written into every manifest it p
 It declares which inputs it uses and its hyper-parameters (a dataclass, documented per
 field, set in params.yaml under `methods.<name>`), and computes one scalar loss per step
 from embedded batches. Everything else — the loop, optimiser, schedule, precision, DDP,
-checkpoints and which splits may be read — belongs to the library (`unlearn/loop.py`).
+checkpoints and which splits may be read — belongs to the library (`engine/`,
+`unlearn/loop.py`, `unlearn/data.py`).
 
 Features are L2-normalised and gathered over all processes, so a method sees the whole
 global batch whatever the number of processes.
@@ -27,8 +28,35 @@ import torch
 import torch.nn.functional as F
 
 from salmubench.config import ConfigError, _doc, build
+from salmubench.engine.loss import contrastive_loss
 from salmubench.manifest import sha256_file
-from salmubench.train.loss import contrastive_loss
+from salmubench.measures import derangement, pair_similarity, similarity_matrix
+
+# What method files (built-in and external) import from here; derangement, pair_similarity
+# and similarity_matrix have their one home in `salmubench.measures`.
+__all__ = [
+    "METHODS",
+    "Features",
+    "Method",
+    "MethodParams",
+    "Step",
+    "build_method",
+    "check_retention",
+    "clip_loss",
+    "derangement",
+    "distillation",
+    "embedding_drift",
+    "fused_embedding",
+    "get_method",
+    "method_names",
+    "mse_to_original",
+    "pair_similarity",
+    "param",
+    "register",
+    "similarity_matrix",
+    "two_way_mse",
+    "unimodal_mse",
+]
 
 # What a method may ask for: the forget batch, its generic (non-sensitive) captions, the
 # retain batch, and the frozen Compromised model's features of the same batches.
@@ -232,25 +260,6 @@ def build_method(name: str, settings: dict[str, Any] | None = None) -> Method:
 def clip_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, ids: torch.Tensor):
     """The training objective (symmetric InfoNCE, duplicate-caption aware)."""
     return contrastive_loss(image, text, scale, ids)
-
-
-def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
-    """A random permutation without fixed points: nobody keeps their own caption."""
-    if n < 2:
-        raise ValueError("a derangement needs at least 2 items")
-    order = torch.randperm(n, generator=generator)
-    result = torch.empty(n, dtype=torch.long)
-    result[order] = order.roll(-1)
-    return result
-
-
-def pair_similarity(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """[n] cosine similarity of each (image i, text i) pair."""
-    return (image * text).sum(dim=1)
-
-
-def similarity_matrix(image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    return image @ text.T
 
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from salmubench.config import ConfigError, build
 from salmubench.unlearn.base import GROUPS, INPUTS, Features, Method, MethodParams, Step
+from salmubench.vocab import FORBIDDEN, SPLITS
 
 NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 # A synthetic step: a few unit features of a small width.
@@ -67,9 +68,6 @@ def check_method(cls: Any, origin: Any = None) -> Any:
 
 
 def _declaration_problems(cls: type[Method]) -> list[str]:
-    from salmubench.data.shards import SPLITS
-    from salmubench.unlearn.data import FORBIDDEN
-
     problems = []
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not NAME.match(name):

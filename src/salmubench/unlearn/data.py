@@ -22,18 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from salmubench.config import RETAIN_SPLITS, ConfigError
+from salmubench.config import ConfigError
 from salmubench.data.evaluated import PARTITIONED, is_evaluated
-from salmubench.data.shards import COMPOSITES, SPLITS, iter_split
+from salmubench.data.shards import iter_split
+from salmubench.engine.pools import Pool, read_pool
 from salmubench.manifest import ManifestError, read_manifest, verify_files
 from salmubench.storage import location
-from salmubench.train.data import Pool, read_pool
+from salmubench.vocab import FORBIDDEN, FORGET_SPLITS, READABLE
 
 log = logging.getLogger(__name__)
 
-FORGET_SPLITS = COMPOSITES["forget"]
-READABLE = (*FORGET_SPLITS, *RETAIN_SPLITS)
-FORBIDDEN = tuple(s for s in SPLITS if s not in READABLE)
 # The manifest entry `open_for_unlearning` adds: per partitioned retain split, the positions
 # (in shard order) of its training part.
 TRAINING_PART = "unlearn_training_part"

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,38 +25,26 @@ import torch
 
 from salmubench import __version__
 from salmubench.config import ConfigError, UnlearnConfig, to_dict
+from salmubench.engine.dist import DistEnv, gather
+from salmubench.engine.loop import Progress, Result, Settings, run_steps
+from salmubench.engine.loop import Run as LoopRun
+from salmubench.engine.pools import BatchPlan, Pool
+from salmubench.engine.state import (
+    partial_dir,
+    prepare_output,
+    run_process_group,
+    swap_into_place,
+)
 from salmubench.manifest import read_manifest, sha256_file, write_manifest
 from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.storage import Url, location
-from salmubench.train.data import BatchPlan, Pool
-from salmubench.train.dist import DistEnv
-from salmubench.train.engine import (
-    Precision,
-    cosine_lr,
-    make_optimizer,
-    partial_dir,
-    prepare_output,
-    read_log,
-    run_process_group,
-    save_state,
-    set_lr,
-    swap_into_place,
-)
-from salmubench.train.loss import gather
 from salmubench.unlearn.base import Features, Method, Step, build_method, method_code
 from salmubench.unlearn.contract import check_loss
-from salmubench.unlearn.data import (
-    FORGET_SPLITS,
-    load_unlearn_pools,
-    open_for_unlearning,
-    retain_subset,
-)
+from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning, retain_subset
+from salmubench.vocab import FORGET_SPLITS, UNLEARN_LOG
 
 log = logging.getLogger(__name__)
-
-LOG = "unlearn_log.jsonl"
-Progress = Callable[[int, int, float], None]
 
 
 def plan_steps(budget: float, forget_samples: int, forget_batch: int) -> int:
@@ -256,7 +243,7 @@ class _Batcher:
 
 
 def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) -> dict[str, Any]:
-    cfg, env, device, method = run.cfg, run.env, run.device, run.method
+    cfg, device, method = run.cfg, run.device, run.method
     uses = method.uses
     model = run.loaded.model.to(device)
     original = None
@@ -282,84 +269,48 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
         g: n for g, n in (("forget", cfg.forget_batch), ("retain", cfg.retain_batch)) if g in pools
     }
     plan = BatchPlan({g: len(p) for g, p in pools.items()}, per_step, run.seed)
-    optimizer = make_optimizer(model, run.lr, cfg.weight_decay)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    net = model
-    if env.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
     batcher = _Batcher(pools, uses, run, model)
-    precision = Precision(cfg.precision, device)
-    step = int(state["step"]) if state is not None else 0
-    start_step = step
-    log_rows = read_log(run.partial, LOG, step) if env.is_main else []
-    history: list[dict[str, float]] = []
-    model.train()
-    t0 = time.perf_counter()
-    while step < run.steps:
-        lr = cosine_lr(step, run.steps, cfg.warmup_steps, run.lr)
-        set_lr(optimizer, lr)
+
+    def batch_loss(net: torch.nn.Module, step: int) -> tuple[torch.Tensor, dict]:
         x, texts, layout = batcher.inputs(plan.indices(step))
-        with precision.autocast():
-            output = net(x, texts)
-            feats = batcher.features(output, layout)
-            orig: dict[str, Features] = {}
-            orig_scale = output["logit_scale"].detach()
-            if original is not None:
-                with torch.no_grad():
-                    ox, otexts, olayout = batcher.select(x, texts, layout, method.original_reads)
-                    o = original(ox, otexts)
-                    orig, orig_scale = batcher.features(o, olayout), o["logit_scale"].float()
-            generator = torch.Generator().manual_seed(run.seed * 1_000_003 + step)
-            result = method.loss(
-                Step(
-                    index=step,
-                    forget=feats.get("forget"),
-                    retain=feats.get("retain"),
-                    original_forget=orig.get("forget"),
-                    original_retain=orig.get("retain"),
-                    logit_scale=output["logit_scale"].float(),
-                    original_logit_scale=orig_scale,
-                    generator=generator,
-                )
+        output = net(x, texts)
+        feats = batcher.features(output, layout)
+        orig: dict[str, Features] = {}
+        orig_scale = output["logit_scale"].detach()
+        if original is not None:
+            with torch.no_grad():
+                ox, otexts, olayout = batcher.select(x, texts, layout, method.original_reads)
+                o = original(ox, otexts)
+                orig, orig_scale = batcher.features(o, olayout), o["logit_scale"].float()
+        result = method.loss(
+            Step(
+                index=step,
+                forget=feats.get("forget"),
+                retain=feats.get("retain"),
+                original_forget=orig.get("forget"),
+                original_retain=orig.get("retain"),
+                logit_scale=output["logit_scale"].float(),
+                original_logit_scale=orig_scale,
+                generator=torch.Generator().manual_seed(run.seed * 1_000_003 + step),
             )
-            check_loss(method, result)  # before the optimiser: no weight changes on a bad loss
-            loss, parts = result
-            # Every parameter in the graph, whatever the method uses (DDP requires it).
-            loss = loss + 0.0 * output["logit_scale"]
-        precision.step(loss, optimizer)
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        step += 1
-        history.append({"loss": loss.item(), **{k: v.item() for k, v in parts.items()}})
-        if env.is_main and (step % cfg.log_every == 0 or step == run.steps):
-            recent = history[-cfg.log_every :]
-            row = {"step": step, "lr": lr}
-            row.update({k: round(sum(h[k] for h in recent) / len(recent), 5) for k in recent[0]})
-            row["steps_per_second"] = round((step - start_step) / (time.perf_counter() - t0), 3)
-            log_rows.append(row)
-        if progress is not None and env.is_main:
-            progress(step, run.steps, history[-1]["loss"])
-        if step % cfg.checkpoint_every == 0 and step < run.steps:
-            if env.is_main:
-                save_state(run.partial, model, optimizer, step, run.identity, log_rows, LOG)
-            env.barrier()
-    stats = {
-        "steps_this_run": step - start_step,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "seconds_loading_data": round(seconds_load, 2),
-        "samples": {g: len(p) for g, p in pools.items()},
-    }
-    manifest = (
-        _publish(run, model, optimizer, log_rows, history, stats, plan) if env.is_main else {}
-    )
-    env.barrier()
+        )
+        check_loss(method, result)  # before the optimiser: no weight changes on a bad loss
+        loss, parts = result
+        # Every parameter in the graph, whatever the method uses (DDP requires it).
+        return loss + 0.0 * output["logit_scale"], parts
+
+    settings = Settings(run.steps, run.lr, cfg.warmup_steps, cfg.weight_decay, cfg.precision,
+                        cfg.log_every, cfg.checkpoint_every, UNLEARN_LOG)  # fmt: skip
+    where = LoopRun(run.env, device, run.partial, run.identity, sum(per_step.values()))
+    result = run_steps(model, batch_loss, settings, where, state, progress)
+    result.stats["seconds_loading_data"] = round(seconds_load, 2)
+    result.stats["samples"] = {g: len(p) for g, p in pools.items()}
+    manifest = _publish(run, result, plan) if run.env.is_main else {}
+    run.env.barrier()
     return manifest
 
 
-def _publish(run: _Run, model, optimizer, log_rows, history, stats, plan) -> dict[str, Any]:
+def _publish(run: _Run, result: Result, plan: BatchPlan) -> dict[str, Any]:
     cfg, method = run.cfg, run.method
     arch = run.loaded.arch
     meta = {
@@ -372,11 +323,7 @@ def _publish(run: _Run, model, optimizer, log_rows, history, stats, plan) -> dic
         "dataset": run.dataset["digest"],
         "source": run.source,
     }
-    save_model(run.partial, model, arch, meta)
-    save_state(run.partial, model, optimizer, run.steps, run.identity, log_rows, LOG)
-    tail = history[-min(len(history), 10) :]
-    final = {k: round(sum(h[k] for h in tail) / len(tail), 5) for k in tail[0]} if tail else {}
-    seconds = max(stats["seconds"], 1e-9)
+    save_model(run.partial, result.model, arch, meta)
     source = run.loaded.manifest or {}
     return_value = write_manifest(
         run.partial,
@@ -404,11 +351,7 @@ def _publish(run: _Run, model, optimizer, log_rows, history, stats, plan) -> dic
         dataset_profile=run.dataset.get("profile"),
         world_size=run.env.world_size,
         epochs=plan.epochs(run.steps),
-        unlearning={
-            **stats,
-            "steps_per_second": round(stats["steps_this_run"] / seconds, 3),
-            "final": final,
-        },
+        unlearning={**result.stats, "final": result.final(10)},
     )
     swap_into_place(run.partial, run.out)
     return return_value
