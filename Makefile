@@ -7,7 +7,7 @@ PROFILE ?= tiny
 SEED    ?= 0
 OUT     ?= runs/$(PROFILE)-kfp
 
-.PHONY: venv run test lint lint-venv container-test bench clean
+.PHONY: venv run test lint lint-venv container-test bench clean monitoring-servers
 
 venv: $(VENV)/.installed
 
@@ -57,8 +57,23 @@ container-test: venv
 	docker/smoke.sh
 
 ## Every test: lint first, then pytest (pytest exits 5, a failure, if nothing is collected).
-test: lint
+test: lint monitoring-servers
 	$(BIN)/pytest
+
+## Debian's Prometheus (with promtool) and Pushgateway, which the monitoring tests start on
+## 127.0.0.1: installed with apt only when a binary is missing (sudo unless root).
+MONITORING_BINS = prometheus promtool prometheus-pushgateway
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+
+monitoring-servers:
+	@missing=""; for bin in $(MONITORING_BINS); do \
+	  command -v "$$bin" >/dev/null 2>&1 || missing="$$missing $$bin"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing; installing Debian's prometheus prometheus-pushgateway"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+	    -y -qq --no-install-recommends prometheus prometheus-pushgateway || exit 1; \
+	fi
 
 ## The performance suite (docs/BENCHMARKS.md): every stage side by side, medians of 3 rounds,
 ## then docs/BENCHMARKS.md re-rendered from benchmarks/results/perf-*.json (~35-40 min).
