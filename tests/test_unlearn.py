@@ -23,7 +23,7 @@ from salmubench.unlearn.data import (
     readable,
     retain_subset,
 )
-from salmubench.unlearn.loop import forget_samples, unlearn
+from salmubench.unlearn.loop import ForeignModelError, forget_samples, unlearn
 
 from helpers import TORCHRUN, finish, kill_after_checkpoint, spawn
 
@@ -92,18 +92,35 @@ def test_a_budget_that_is_not_positive_is_refused(tmp_path, capsys, micro_datase
     assert not out.exists()
 
 
-def test_unlearning_a_model_that_is_not_the_compromised_one_warns_loudly(
-    tmp_path, caplog, micro_dataset, micro_models
+def test_a_model_of_another_dataset_is_refused_naming_both_digests(
+    tmp_path, capsys, caplog, micro_dataset, micro_manifest, micro_models
 ):
+    other = tmp_path / "other-model"
+    shutil.copytree(micro_models["compromised"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    foreign = "f" * 64
+    manifest["inputs"]["dataset"] = foreign  # trained, as far as it says, on another dataset
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "u"
+    assert main(unlearn_args(micro_dataset, other, out, "neg_grad", "--budget", "0.1")) == 2
+    err = capsys.readouterr().err
+    assert foreign in err and micro_manifest["digest"] in err and "--allow-foreign-model" in err
+    assert not out.exists() and not partial_dir(out).exists()
+    # The override runs it, and says so.
+    with caplog.at_level("WARNING", logger="salmubench"):
+        assert main(unlearn_args(micro_dataset, other, out, "neg_grad", "--budget", "0.1",
+                                 "--allow-foreign-model")) == 0  # fmt: skip
+    assert read_manifest(out, kind="model", verify=True)["inputs"]["model"] == manifest["digest"]
+    assert any("NOT THE COMPROMISED MODEL" in r.getMessage() for r in caplog.records)
+
+
+def test_a_model_that_is_not_the_compromised_one_is_refused(tmp_path, micro_dataset, micro_models):
     cfg = stage_config("unlearn", "micro", ["budget=0.1"], params_path=REPO / "params.yaml")
-    with caplog.at_level("WARNING", logger="salmubench"):
+    with pytest.raises(ForeignModelError, match="'clean' model, not the Compromised one"):
         unlearn(micro_dataset, micro_models["clean"], "neg_grad", cfg, tmp_path / "u")
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("NOT THE COMPROMISED MODEL" in w and "'clean'" in w for w in warnings), warnings
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="salmubench"):
-        unlearn(micro_dataset, micro_models["compromised"], "neg_grad", cfg, tmp_path / "v")
-    assert not [r for r in caplog.records if "NOT THE COMPROMISED" in r.getMessage()]
+    assert not (tmp_path / "u").exists()
+    unlearn(micro_dataset, micro_models["compromised"], "neg_grad", cfg, tmp_path / "v")
+    assert read_manifest(tmp_path / "v", kind="model")["source"]["variant"] == "compromised"
 
 
 def test_retain_size_is_checked_against_the_training_parts_only(micro_dataset, micro_manifest):

@@ -233,6 +233,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             profile=args.profile,
             resume=args.resume,
             force=args.force,
+            allow_foreign_model=args.allow_foreign_model,
             progress=update,
         )
     finally:
@@ -530,6 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--force", action="store_true", help="replace a finished model / restart")
+    p.add_argument(
+        "--allow-foreign-model",
+        action="store_true",
+        help="unlearn a model that is not the Compromised model of --data (refused otherwise)",
+    )
     _add_overrides(p, "override an unlearn value, e.g. --set methods.neg_grad.lr=1e-5")
     p.set_defaults(func=cmd_unlearn)
 

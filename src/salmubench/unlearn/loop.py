@@ -70,20 +70,40 @@ def with_budget(cfg: UnlearnConfig, budget: float) -> UnlearnConfig:
     return dataclasses.replace(cfg, budget=float(budget))
 
 
+class ForeignModelError(ConfigError):
+    """The model is not the Compromised model of this dataset: nothing of it to unlearn."""
+
+
 def source_problems(loaded: LoadedModel, dataset: dict[str, Any]) -> list[str]:
-    """Why `loaded` may not be the Compromised model of this dataset (empty if it is)."""
+    """Why `loaded` is not the Compromised model of this dataset (empty if it is). An
+    external checkpoint has no manifest: its provenance cannot be checked, so none is said."""
     m = loaded.manifest
     if m is None:
-        return [f"{loaded.path} is an external checkpoint: its provenance cannot be checked"]
+        return []
     problems = []
     if m.get("variant") != "compromised":
         problems.append(f"{loaded.path} is a {m.get('variant')!r} model, not the Compromised one")
-    if m["inputs"].get("dataset") != dataset["digest"]:
+    trained_on = m["inputs"].get("dataset")
+    if trained_on != dataset["digest"]:
         problems.append(
-            f"{loaded.path} was trained on dataset {str(m['inputs'].get('dataset'))[:12]}, not "
-            f"on this one ({dataset['digest'][:12]}): there is nothing of it to unlearn"
+            f"{loaded.path} was trained on dataset {trained_on}, not on this one "
+            f"({dataset['digest']}): there is nothing of it to unlearn"
         )
     return problems
+
+
+def check_source(loaded: LoadedModel, dataset: dict[str, Any], allow_foreign: bool) -> None:
+    """Refuse a model that is not the Compromised model of this dataset, unless allowed."""
+    if loaded.manifest is None:
+        log.warning("%s is an external checkpoint: its provenance cannot be checked", loaded.path)
+    problems = source_problems(loaded, dataset)
+    if problems and not allow_foreign:
+        raise ForeignModelError(
+            "; ".join(problems) + ". Unlearn the Compromised model trained on this dataset, or "
+            "pass --allow-foreign-model to run anyway"
+        )
+    for problem in problems:
+        log.warning("!!! NOT THE COMPROMISED MODEL OF THIS DATASET (allowed): %s !!!", problem)
 
 
 def unlearn(
@@ -99,9 +119,12 @@ def unlearn(
     profile: str = "custom",
     resume: bool = False,
     force: bool = False,
+    allow_foreign_model: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Apply `method` to the Compromised `model` and publish the result at `out`."""
+    """Apply `method` to the Compromised `model` and publish the result at `out`. `force`
+    replaces a finished output; `allow_foreign_model` unlearns a model that is not the
+    Compromised model of `data` (refused otherwise)."""
     impl = build_method(method, cfg.methods.get(method))
     cfg = run_config(cfg, method, budget)
     uses = impl.uses
@@ -122,8 +145,7 @@ def unlearn(
     dataset = open_for_unlearning(data, retain)
     retain_subset(dataset, retain, cfg.retain_size, seed)  # a bad size fails before loading
     loaded = load_model(model, arch)
-    for problem in source_problems(loaded, dataset):
-        log.warning("!!! NOT THE COMPROMISED MODEL OF THIS DATASET: %s !!!", problem)
+    check_source(loaded, dataset, allow_foreign_model)
     steps = plan_steps(cfg.budget, forget_samples(dataset), cfg.forget_batch)
     partial = partial_dir(out)
     source = loaded.manifest["digest"] if loaded.manifest else sha256_file(loaded.path)
