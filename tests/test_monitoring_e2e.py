@@ -32,7 +32,7 @@ from salmubench.config import stage_config
 from s3server import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = REPO / "k8s/base/monitoring/salmubench-rules.yaml"
+RULES = REPO / "k8s/monitoring/salmubench-rules.yaml"
 EVERY = "1s"  # scrape and rule evaluation interval of the test's Prometheus
 
 
@@ -258,7 +258,7 @@ def draw(servers: Servers, sel: str, start: float, out: Path, firing: list[dict]
     model = firing[0]["labels"]["model"]
     fig.suptitle(
         f"{model}: re-evaluated as accepted (no alert), then after the resurfacing drill "
-        f"(Prometheus 2.42 + Pushgateway 1.5, rules from k8s/base/monitoring)",
+        f"(Prometheus 2.42 + Pushgateway 1.5, rules from k8s/monitoring)",
         fontsize=10,
     )
     fig.tight_layout()

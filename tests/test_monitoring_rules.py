@@ -5,6 +5,7 @@ renders from the measured margins."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from salmubench import monitor
 from salmubench.eval.metrics import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-DEPLOYED = REPO / "k8s/base/monitoring"
+DEPLOYED = REPO / "k8s/monitoring"
 JOB = {"job": monitor.JOB}
 
 
@@ -209,7 +210,7 @@ def test_stale_failed_and_missing_baseline_alerts(tmp_path):
 def test_committed_rules_prometheusrule_and_dashboard_are_rendered_from_the_margins():
     for name, text in monitor.rendered().items():
         assert (DEPLOYED / name).read_text(encoding="utf-8") == text, (
-            f"k8s/base/monitoring/{name} is stale: run `salmubench monitor rules`"
+            f"k8s/monitoring/{name} is stale: run `salmubench monitor rules`"
         )
     proc = subprocess.run(
         [promtool(), "check", "rules", str(DEPLOYED / "salmubench-rules.yaml")],
@@ -257,3 +258,52 @@ def test_noise_is_the_pooled_spread_of_seeds(tmp_path):
         assert noise["metrics"][metric]["margin"] == pytest.approx(0.068)  # ceil(3 sd, 3 dp)
     with pytest.raises(ValueError, match="two seeds"):
         monitor.measure_noise(dirs[::2])
+
+
+LINT_PYTHON = Path(os.environ.get("SALMUBENCH_LINT_PYTHON", REPO / ".venv-lint/bin/python"))
+
+
+def lint(*args: str) -> subprocess.CompletedProcess:
+    if not LINT_PYTHON.exists():
+        pytest.fail(f"{LINT_PYTHON} missing: create the checkers' venv with `make lint-venv`")
+    return subprocess.run([str(LINT_PYTHON), str(REPO / "k8s/lint.py"), *args],
+                          capture_output=True, text=True, cwd=REPO, check=False)  # fmt: skip
+
+
+def test_the_component_renders_into_an_overlay_against_the_operator_schema(tmp_path):
+    """An overlay with `components: [k8s/monitoring]` renders, its core objects validate
+    strictly and the PrometheusRule matches the Prometheus Operator's CRD schema."""
+    k8s = os.path.relpath(REPO / "k8s", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {k8s}/overlays/cpu\ncomponents:\n  - {k8s}/monitoring\n"
+    )
+    proc = lint("--overlay", str(tmp_path), "--only", "render", "validate", "schemas")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "2 custom resources" in out  # the PodMonitor and the PrometheusRule
+    rendered = subprocess.run(
+        [str(LINT_PYTHON.parent / "kubectl"), "kustomize", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered) if d}
+    rule_doc = docs[("PrometheusRule", "salmubench-leakage")]
+    assert rule_doc["metadata"]["namespace"] == "salmubench"
+    assert rule_doc["spec"] == monitor.rules()
+    board = docs[("ConfigMap", "salmubench-grafana-dashboard")]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["salmubench-leakage.json"]) == monitor.dashboard()
+
+
+def test_the_prometheusrule_schema_rejects_what_the_operator_would(tmp_path):
+    bad = monitor.prometheus_rule()
+    rule_ = bad["spec"]["groups"][0]["rules"][0]
+    rule_["for"] = "5 minutes"  # not a Prometheus duration
+    rule_["severity"] = "critical"  # belongs under labels
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = lint("--only", "schemas", "--manifest", str(path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "FAIL schemas" in out, out
+    assert "spec/groups/0/rules/0/for: '5 minutes' does not match" in out
+    assert "'severity' was unexpected" in out

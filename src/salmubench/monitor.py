@@ -12,7 +12,7 @@ stored model again; this module gives those numbers a reference and a place in P
   a last-success timestamp; `report_failure` adds a failure timestamp to the same group.
 - `drill`: re-teach an unlearned model its forget set, to check the alerting end to end.
 - `rules`, `prometheus_rule`, `dashboard`: the alerts and the Grafana dashboard, rendered
-  from MARGINS (`salmubench monitor rules` writes them into k8s/base/monitoring/; a test
+  from MARGINS (`salmubench monitor rules` writes them into k8s/monitoring/; a test
   holds the committed files equal to what it renders, so they never drift apart).
 
 A model keeps its identity (method, budget, seed, dataset) when its weights change: that
