@@ -73,6 +73,9 @@ class Options:
     job_image: str = ""  # the training job's image ("" = the components' image)
     trainer_version: str = "auto"  # TrainJob field set: 2.0-2.3, auto = from the CRD
     pushgateway: str = ""  # Prometheus Pushgateway URL for every stage ("" = none)
+    # With a Pushgateway, `reevaluate` pushes each unlearned model's efficacy beside the
+    # baseline recorded here (`salmubench monitor baseline`; docs/MONITORING.md).
+    baselines: str = "s3://salmubench/monitoring/baselines"
     publish_git_url: str = ""  # with publish: the git repository of the runs/<id> branches
     publish_dvc_remote: str = "minio"  # with publish: the DVC remote pushed to
 
@@ -420,6 +423,8 @@ def reevaluate(opts: Options = Options()) -> Callable:
                 overrides=eval_set,
                 **common,
             )
+            if opts.pushgateway and opts.baselines:
+                ev.set_env_variable("SALMUBENCH_BASELINES", opts.baselines)
             tasks += [model, ev.set_display_name("eval unlearned")]
         rep = stages.report(
             clean=ev_clean.outputs["evaluation"],
