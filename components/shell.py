@@ -85,15 +85,28 @@ def run_stage(
         code = main(argv)
     except SystemExit as e:  # argparse rejects bad arguments by exiting
         code = e.code if isinstance(e.code, int) else 2
+    except BaseException:
+        _report_failure(argv, pushgateway)
+        raise
     finally:
         if path:
             os.unlink(path)
     seconds = time.perf_counter() - start
     if code != 0:
+        _report_failure(argv, pushgateway)
         raise RuntimeError(
             f"salmubench {stage} failed with exit status {code} after {seconds:.1f} s"
         )
     print(f"[salmubench] {stage} finished in {seconds:.1f} s", flush=True)
+
+
+def _report_failure(argv: Sequence[str], pushgateway: str) -> None:
+    """A monitored re-evaluation (an eval with a baseline store) that failed: push the
+    failure for the leakage alerts (docs/MONITORING.md); warns, never raises."""
+    from salmubench import monitor
+
+    if argv[0] == "eval" and pushgateway and monitor.baselines() and "--model" in argv:
+        monitor.report_failure_quietly(argv[argv.index("--model") + 1], pushgateway)
 
 
 def fetch_folder(uri: str, out: str) -> dict:

@@ -224,6 +224,20 @@ def report_failure(model: str | os.PathLike, url: str, now: float | None = None)
     return labels
 
 
+def report_failure_quietly(model: str | os.PathLike, url: str) -> bool:
+    """`report_failure` for a stage that is already failing: warns instead of raising
+    (the model itself may be what cannot be read). True if pushed."""
+    from salmubench.manifest import ManifestError
+
+    try:
+        labels = report_failure(model, url)
+    except (OSError, ValueError, KeyError, RuntimeError, ManifestError) as e:
+        log.warning("monitoring: could not push the failure of %s to %s: %s", model, url, e)
+        return False
+    log.info("monitoring: pushed the failed re-evaluation of %s to %s", labels, url)
+    return True
+
+
 # --------------------------------------------------------------------------- drill
 
 
