@@ -83,8 +83,6 @@ def _write(location: str, text: str) -> None:
 
         Store().put_bytes(text.encode(), location)
         return
-    from pathlib import Path
-
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     write_atomic(location, text)
 
@@ -97,8 +95,6 @@ def _read(location: str) -> str | None:
 
         store = Store()
         return store.get_bytes(location).decode() if store.stat(location) else None
-    from pathlib import Path
-
     path = Path(location)
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
@@ -268,7 +264,14 @@ def drill(
     force: bool = False,
 ) -> dict[str, Any]:
     """Re-expose the unlearned `model` (a model folder) to the forget set of `data` and
-    publish the result at `out`; its manifest."""
+    publish the result at `out`; its manifest.
+
+    What an accidental fine-tune on data that mentions the forgotten people does, on
+    purpose: the CLIP objective on forget batches. The result keeps the source's identity
+    (method, budget, seed, dataset), as a checkpoint changed under the same registry entry
+    would, and records the drill in its manifest (`drill`, `inputs.model`), so nobody
+    mistakes it for an unlearned model. Re-evaluated and pushed, it should fire the
+    resurfacing alert."""
     import torch
 
     from salmubench.manifest import staged_output, write_manifest
