@@ -26,7 +26,7 @@ def _fail(command: str, error: Exception) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from salmubench_pipelines.local import run_local
+    from salmubench_pipelines.local import RunFailed, run_local
 
     from salmubench.config import ConfigError
 
@@ -43,6 +43,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except (ConfigError, ValueError) as e:
         return _fail("run", e)
+    except RunFailed as e:  # the failed task's log tail is printed already
+        print(f"salmubench run: error: {e}", file=sys.stderr)
+        return 1
     if args.publish:
         from salmubench_pipelines.local import run_folder
 

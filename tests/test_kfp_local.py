@@ -10,13 +10,17 @@ every stage to a Pushgateway-compatible endpoint, and every world's artifacts pu
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import kfp.local
 import pytest
+from kfp_toys import failing_toy_pipeline
+from salmubench_pipelines.local import LOG_FILE, TAIL_LINES, RunFailed, leaderboard_table, quiet
 from test_telemetry import Pushgateway
 
 from salmubench.cli import main
@@ -60,23 +64,43 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     finally:
         gateway.close()
     seconds = time.perf_counter() - start
-    printed = capsys.readouterr().out
-    assert code == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, printed + captured.err
     print(f"micro pipeline under kfp's local runner: {seconds:.0f} s")
 
     report = out / "report"
     leaderboard = (report / "leaderboard.md").read_text(encoding="utf-8")
-    assert leaderboard in printed  # the job ends with the leaderboard ...
+    # A quiet job: a header, one line per task, the leaderboard table, where the report is.
+    job = printed[: printed.index("published run micro-kfp")].splitlines()
+    assert len(job) <= 60, printed
+    tasks = 1 + len(WORLDS) * (7 + 2 * len(METHODS))  # report; per world: plan, synth,
+    # 2 trainings, 2 evals, unlearn + eval per method, the bundle
+    done = [
+        line for line in job if re.fullmatch(rf"\[ ?\d+/{tasks}\] \S+ +SUCCESS +\d+\.\d s", line)
+    ]
+    assert len(done) == tasks, printed
+    assert [int(line[1:3]) for line in done] == list(range(1, tasks + 1))
+    assert any(line.split()[1] == "train" for line in done)
+    table = leaderboard_table(leaderboard)
+    assert table in printed and "| rank | method |" in table  # the leaderboard ...
     assert str(report / "report.html") in printed  # ... and where the report is
+    # kfp's own output is not on the terminal but in the run folder's log, whole.
+    assert "Executing task" not in printed and "[salmubench]" not in printed
+    kfp_log = (out / LOG_FILE).read_text(encoding="utf-8")
+    assert str(out / LOG_FILE) in printed
+    assert kfp_log.count("Executing task") == tasks
+    for stage in ("synth", "train", "eval", "unlearn", "report"):
+        assert re.search(rf"\[salmubench\] {stage}( \w+)? finished in ", kfp_log), stage
+    assert len(kfp_log.splitlines()) > 10 * len(job)
     assert (report / "report.html").read_text(encoding="utf-8").lstrip().startswith("<")
     assert list(report.glob("*.png"))
     board = json.loads((report / "leaderboard.json").read_text(encoding="utf-8"))
-    assert set(METHODS) <= {row.get("method") for row in _rows(board)}
+    # OUR rows only: the paper's rows (board["paper"]) name the same methods.
+    ours = [row for row in board["rows"] if row["variant"] == "unlearned"]
+    assert sorted(row["method"] for row in ours) == sorted(METHODS)
+    assert all(sorted(row["worlds"]) == [f"world {w}" for w in WORLDS] for row in ours)
     assert len(board["worlds"]) == len(WORLDS)  # one report, every world scored in-world
-    # Progress per stage: numbered start and end lines with the elapsed time.
-    # report, and per world: plan, synth, 2 trainings, 2 evals, unlearn + eval, bundle
-    assert f"[ 1/{1 + len(WORLDS) * (7 + 2 * len(METHODS))}] " in printed
-    assert "train: SUCCESS in " in printed
 
     # Each evaluation's Metrics artifact carries the ten metrics (what the dashboard shows).
     outputs = list((out / "kfp").glob("*/**/executor_output.json"))
@@ -149,18 +173,6 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
-def _rows(board) -> list[dict]:
-    """The method rows of leaderboard.json, whatever its nesting."""
-    if isinstance(board, dict):
-        rows = [board] if "method" in board else []
-        for value in board.values():
-            rows += _rows(value)
-        return rows
-    if isinstance(board, list):
-        return [row for item in board for row in _rows(item)]
-    return []
-
-
 def test_run_rejects_unknown_methods_before_any_work(tmp_path, capsys):
     code = main(["run", "--profile", "micro", "--methods", "finetune,forget_all",
                  "--out", str(tmp_path / "run")])  # fmt: skip
@@ -168,3 +180,22 @@ def test_run_rejects_unknown_methods_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "['forget_all']" in err and "valid: all, " in err and "finetune" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_task_prints_its_log_tail_and_the_rest_stays_in_the_log(tmp_path, capsys):
+    """kfp's real local runner; only the failed task's tail reaches the terminal."""
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
+                   pipeline_root=str(tmp_path / "kfp"))  # fmt: skip
+    failed = pytest.raises(RunFailed, match=r"task failing-toy failed .*kfp's full log: ")
+    with failed as caught, quiet(tmp_path, total=2):
+        failing_toy_pipeline(n=1)
+    assert str(tmp_path / LOG_FILE) in str(caught.value)
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"\[ 1/2\] chatty-toy +SUCCESS +\d+\.\d s", lines[0]), lines
+    assert re.fullmatch(r"\[ 2/2\] failing-toy +FAILURE +\d+\.\d s", lines[1]), lines
+    assert lines[-1] == "    | the fact that failed it (input 2)"
+    assert len(lines) == 3 + TAIL_LINES and lines[-2] == "    | before the failure 199"
+    assert not any("chatter" in line for line in lines)
+    kfp_log = (tmp_path / LOG_FILE).read_text(encoding="utf-8")
+    assert all(f"chatter {i}\n" in kfp_log for i in range(200))
+    assert all(f"before the failure {i}\n" in kfp_log for i in range(200))
