@@ -30,7 +30,7 @@ def plan(methods: str, seeds: list[int], world: int = 0, method_py: str = "") ->
     its own items."""
     from salmubench_components.shell import method_file
 
-    from salmubench.bench import parse_methods
+    from salmubench.unlearn import parse_methods
     from salmubench.unlearn.external import load_method_file
 
     if method_py.strip():

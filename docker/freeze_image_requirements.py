@@ -1,7 +1,7 @@
 """Write requirements/image.txt: the runtime closure of salmubench, pinned as installed.
 
-Walks the installed `salmubench` distribution's requirements (extras requested by a
-requirement included; the project's own optional extras, e.g. `dev`, not) and pins each
+Walks the installed `salmubench` distribution's requirements with its `all` extra (the
+Kubeflow shells and DVC; extras requested by a requirement included; `dev`, not) and pins each
 package at the version the project venv holds, so the image gets exactly what the tests ran.
 
   .venv/bin/python docker/freeze_image_requirements.py            # rewrite the file
@@ -30,6 +30,10 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# The project's own extras the image installs: everything but the dev tools.
+IMAGE_EXTRAS = ("all",)
+
+
 def closure(root: str = "salmubench") -> dict[str, str]:
     """{canonical name: installed version} of everything `root` needs at run time."""
     pins: dict[str, str] = {}
@@ -47,7 +51,7 @@ def closure(root: str = "salmubench") -> dict[str, str]:
                 if req.marker is None or req.marker.evaluate({"extra": extra}):
                     walk(req.name, tuple(req.extras))
 
-    walk(root)
+    walk(root, IMAGE_EXTRAS)
     pins.pop(canonical(root))
     return dict(sorted(pins.items()))
 

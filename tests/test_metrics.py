@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from salmubench.eval import metrics as M
-from salmubench.eval.metrics import EvalSettings, Split
+from salmubench.eval.metrics import EvalSettings, Split, ranking
 from salmubench.measures import derangement, seeded_generator
 from salmubench.vocab import METRIC_SPLITS
 
@@ -99,7 +99,7 @@ def test_retrieval_ranks_chunks_agree_with_one_shot(monkeypatch):
     image, text, gallery = (torch.randn(n, 5, generator=gen) for n in (37, 37, 11))
     ignore = torch.rand(37, 11, generator=gen) < 0.3
     whole = M.retrieval_ranks(image, text, gallery, ignore)
-    monkeypatch.setattr(M, "_RANK_CHUNK", 4)
+    monkeypatch.setattr(ranking, "_RANK_CHUNK", 4)
     assert torch.equal(M.retrieval_ranks(image, text, gallery, ignore), whole)
 
 

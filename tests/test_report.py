@@ -23,7 +23,8 @@ from salmubench.manifest import (
     write_manifest,
 )
 from salmubench.report import build_leaderboard, build_report, load_evals
-from salmubench.report.leaderboard import find_eval_folders, judge, paper_rows, score
+from salmubench.report.leaderboard import judge, paper_rows, score
+from salmubench.report.records import find_eval_folders
 
 D = "d" * 64
 OTHER_D = "e" * 64

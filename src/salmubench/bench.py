@@ -21,24 +21,13 @@ from typing import Any
 from salmubench.config import ConfigError, stage_config, to_dict
 from salmubench.manifest import ManifestError, dumps, read_manifest, write_atomic
 
+# parse_methods: re-exported for pipelines/local.py, which still imports it from here.
+from salmubench.unlearn.base import parse_methods  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 
 STAGE_CONFIGS = ("synth", "train", "eval", "unlearn", "report")
-
-
-def parse_methods(text: str) -> list[str]:
-    """'all' or a comma-separated list of registered method names, validated."""
-    from salmubench.unlearn import method_names
-
-    names = method_names()
-    if text.strip() == "all":
-        return names
-    chosen = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in names]
-    if unknown or not chosen:
-        raise ConfigError(f"unknown method(s) {unknown or text!r}; valid: all, {', '.join(names)}")
-    return list(dict.fromkeys(chosen))
 
 
 def _reusable(folder: Path, kind: str, **expected: Any) -> dict[str, Any] | None:
@@ -260,7 +249,7 @@ def bench(
     trainings and unlearning runs. Returns the report's manifest.
     """
     from salmubench.report import build_report
-    from salmubench.tune import check_leaderboard_world, load_tuning
+    from salmubench.tuning import check_leaderboard_world, load_tuning
     from salmubench.unlearn import build_method
 
     if not seeds:

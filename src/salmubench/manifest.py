@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from salmubench import __version__
+from salmubench.errors import ManifestError
+from salmubench.hashing import sha256_file
+from salmubench.s3 import Url, is_url, read_remote_manifest, verify_remote
 from salmubench.vocab import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -28,20 +31,8 @@ FORMAT_VERSION = 1
 KINDS = ("dataset", "model", "eval", "report")
 
 
-class ManifestError(ValueError):
-    """A folder that is incomplete, of the wrong kind, or whose files do not match."""
-
-
 class OutputExistsError(FileExistsError):
     """The output folder already holds something and --force was not given."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dumps(obj: Any) -> str:
@@ -109,8 +100,6 @@ def read_manifest(
     recorded sha256 (a HEAD each), and readers check the bytes as they stream them.
     """
     if is_url(folder):
-        from salmubench.storage import Url, read_remote_manifest, verify_remote
-
         url = Url(str(folder))
         manifest = read_remote_manifest(url)
         _check_kind(url, manifest, kind)
@@ -141,15 +130,8 @@ def _check_kind(folder: Any, manifest: dict[str, Any], kind: str | None) -> None
         raise ManifestError(f"{folder}: is a {manifest.get('kind')!r} folder, expected {kind!r}")
 
 
-def is_url(location: Any) -> bool:
-    """An object-storage location (`s3://...`) rather than a local path."""
-    return str(location).startswith("s3://")
-
-
 def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
     if is_url(folder):
-        from salmubench.storage import Url, verify_remote
-
         verify_remote(Url(str(folder)), manifest)
         return
     listed = manifest.get("files", {})

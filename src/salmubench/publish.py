@@ -25,33 +25,38 @@ world's under `worlds/<dataset seed>/`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salmubench.errors import PublishError
 from salmubench.manifest import MANIFEST, ManifestError, dumps, read_manifest
+from salmubench.vcs import (
+    default_remote,
+    dvc,
+    git,
+    has_remote,
+    head,
+    link_tree,
+    local_config,
+    pushed_count,
+    record_remote,
+    run_process,
+    temporary_checkout,
+    toplevel,
+)
 
 log = logging.getLogger(__name__)
 
+
 ARTIFACTS = "artifacts"
 BRANCH_PREFIX = "runs/"
-_AUTH = re.compile(r"SignatureDoesNotMatch|InvalidAccessKeyId|AccessDenied|403|Forbidden")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-class PublishError(RuntimeError):
-    """Publishing failed; the message says at which step and what to do."""
 
 
 @dataclass(frozen=True)
@@ -154,129 +159,6 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-# -- processes ---------------------------------------------------------------------------
-def _run(cmd: Sequence[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> str:
-    log.debug("$ %s", " ".join(cmd))
-    try:
-        done = subprocess.run(
-            list(cmd), cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
-        )
-    except FileNotFoundError:
-        raise PublishError(f"{what}: {cmd[0]!r} is not installed or not on PATH") from None
-    if done.returncode != 0:
-        detail = _redact((done.stderr or done.stdout).strip())
-        if _AUTH.search(detail):
-            what += (
-                "; the S3 endpoint rejected the credentials: check AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY"
-            )
-        shown = " ".join(["dvc", *cmd[3:5]] if cmd[0] == sys.executable else cmd[:3])
-        raise PublishError(f"{what} failed ({shown}...):\n{detail}")
-    return done.stdout + done.stderr
-
-
-def _redact(text: str) -> str:
-    """Never echo a secret a tool might print back."""
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GIT_PASSWORD"):
-        if value := os.environ.get(name):
-            text = text.replace(value, "***")
-    return text
-
-
-_ASKPASS = """#!/bin/sh
-case "$1" in
-  Username*) printf '%s\\n' "$GIT_USERNAME" ;;
-  *) printf '%s\\n' "$GIT_PASSWORD" ;;
-esac
-"""
-
-
-def _git(*args: str, cwd: Path, what: str) -> str:
-    """git with a fallback identity and, for HTTPS remotes, credentials from the env.
-
-    GIT_USERNAME / GIT_PASSWORD (a token; in Kubernetes from a Secret) reach git through
-    an askpass script that reads them from the environment: never on a command line,
-    in a URL or in a file.
-    """
-    identity = ["-c", "user.name=salmubench", "-c", "user.email=salmubench@localhost"]
-    has_identity = subprocess.run(
-        ["git", "config", "user.email"], cwd=cwd, capture_output=True
-    ).returncode == 0  # fmt: skip
-    env = {"GIT_TERMINAL_PROMPT": "0"}
-    with tempfile.TemporaryDirectory() as tmp:
-        if os.environ.get("GIT_PASSWORD"):
-            askpass = Path(tmp) / "askpass.sh"
-            askpass.write_text(_ASKPASS, encoding="utf-8")
-            askpass.chmod(0o700)
-            env["GIT_ASKPASS"] = str(askpass)
-        return _run(["git", *([] if has_identity else identity), *args], cwd, what, env)
-
-
-def _dvc(*args: str, cwd: Path, what: str) -> str:
-    # DVC of this environment (a dependency), whatever PATH says.
-    return _run([sys.executable, "-m", "dvc", *args], cwd, what)
-
-
-@contextlib.contextmanager
-def _checkout(repo: Path | None, git_url: str | None, base: str) -> Iterator[tuple[Path, Path]]:
-    """A scratch checkout of `base` to commit in: a worktree of `repo` or a clone of `git_url`.
-
-    Yields (checkout, the repository that owns the branch).
-    """
-    scratch = Path(tempfile.mkdtemp(prefix="salmubench-publish-"))
-    try:
-        if git_url:
-            _git("clone", "-q", "--branch", base, git_url, str(scratch / "repo"), cwd=scratch,
-                 what=f"cloning {git_url}")  # fmt: skip
-            yield scratch / "repo", scratch / "repo"
-        else:
-            assert repo is not None
-            tree = scratch / "tree"
-            _git("worktree", "add", "-q", "--detach", str(tree), base, cwd=repo,
-                 what="creating a git worktree")  # fmt: skip
-            try:
-                yield tree, repo
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,
-                               capture_output=True)  # fmt: skip
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    """Copy a folder, hard-linking files where the filesystem allows (no extra space)."""
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link)
-
-
-def _local_config(checkout: Path, repo: Path) -> None:
-    """Give a worktree the caller's DVC setup: its local config, cache and local remote."""
-    dvc_dir = repo / ".dvc"
-    if (dvc_dir / "config.local").is_file():
-        shutil.copy2(dvc_dir / "config.local", checkout / ".dvc" / "config.local")
-    _dvc("cache", "dir", "--local", str(dvc_dir / "cache"), cwd=checkout, what="dvc cache")
-    # Relative local-remote URLs resolve against .dvc/: make them the caller's.
-    urls = {}
-    for level in ("--project", "--local"):  # later levels win, as in DVC
-        listed = subprocess.run([sys.executable, "-m", "dvc", "config", "--list", level],
-                                cwd=repo, capture_output=True, text=True).stdout  # fmt: skip
-        for line in listed.splitlines():  # remote.NAME.url=URL
-            key, _, value = line.partition("=")
-            if key.startswith("remote.") and key.endswith(".url"):
-                urls[key[len("remote.") : -len(".url")]] = value.strip()
-    for name, url in urls.items():
-        if "://" not in url:  # a local remote: relative to the caller's .dvc/
-            absolute = os.path.normpath(dvc_dir / url)
-            _dvc("remote", "modify", "--local", name, "url", absolute, cwd=checkout,
-                 what="dvc remote modify")  # fmt: skip
-
-
 @dataclass
 class Published:
     run_id: str
@@ -316,34 +198,34 @@ def publish(
     artifacts = find_artifacts(runs)  # verified before any git or network work
     run_id = check_run_id(run_id or default_run_id(artifacts))
     branch = BRANCH_PREFIX + run_id
-    repo_path = None if git_url else _toplevel(Path(repo))
+    repo_path = None if git_url else toplevel(Path(repo))
     if git_url and base == "HEAD":
         base = "main"
-    with _checkout(repo_path, git_url, base) as (checkout, owner):
+    with temporary_checkout(repo_path, git_url, base) as (checkout, owner):
         _refuse_existing(branch, owner, git_remote)
         if not (checkout / ".dvc").is_dir():
             raise PublishError(f"{checkout} at {base} is not a DVC project (no .dvc/)")
         if repo_path is not None:
-            _local_config(checkout, repo_path)
-        remote = remote or _default_remote(checkout)
+            local_config(checkout, repo_path)
+        remote = remote or default_remote(checkout)
         targets = []
         for artifact in artifacts:
             target = checkout / ARTIFACTS / artifact.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link_tree(artifact.source, target)
+            link_tree(artifact.source, target)
             targets.append(f"{ARTIFACTS}/{artifact.name}")
-        record = _record(run_id, artifacts, remote, _head(checkout))
+        record = _record(run_id, artifacts, remote, head(checkout))
         log.info("tracking %d artifacts with DVC", len(targets))
-        _dvc("add", "-q", *targets, cwd=checkout, what="dvc add")
+        dvc("add", "-q", *targets, cwd=checkout, what="dvc add")
         # On the run branch a plain `dvc pull` fetches from where the run was pushed: the
         # remote, its URL and S3 endpoint (not a secret) go into the branch's .dvc/config,
         # so a clone needs only credentials.
-        endpoint = _record_remote(checkout, remote)
+        endpoint = record_remote(checkout, remote)
         record["storage_endpoint"] = endpoint
         (checkout / ARTIFACTS / "RUN.json").write_text(dumps(record), encoding="utf-8")
         log.info("pushing to DVC remote %r", remote)
-        pushed = _pushed_count(
-            _dvc("push", "-r", remote, *targets, cwd=checkout,
+        pushed = pushed_count(
+            dvc("push", "-r", remote, *targets, cwd=checkout,
                  what=f"dvc push to remote {remote!r} (nothing was committed to git; run "
                  "publish again once the remote is reachable)")
         )  # fmt: skip
@@ -353,63 +235,20 @@ def publish(
         # pipeline that made them is the parent commit (RUN.json: source_commit).
         for name in ("dvc.yaml", "dvc.lock"):
             if (checkout / name).exists():
-                _git("rm", "-q", "--cached", name, cwd=checkout, what=f"git rm {name}")
+                git("rm", "-q", "--cached", name, cwd=checkout, what=f"git rm {name}")
                 (checkout / name).unlink()
-        _git("add", ARTIFACTS, ".dvc/config", cwd=checkout, what="git add")
+        git("add", ARTIFACTS, ".dvc/config", cwd=checkout, what="git add")
         names = "\n".join(a.name for a in artifacts)
-        _git("commit", "-q", "-m", f"Run {run_id}: {len(artifacts)} artifacts\n\n{names}\n",
+        git("commit", "-q", "-m", f"Run {run_id}: {len(artifacts)} artifacts\n\n{names}\n",
              cwd=checkout, what="git commit")  # fmt: skip
-        commit = _head(checkout)
-        git_pushed = bool(git_remote and _has_remote(checkout, git_remote))
+        commit = head(checkout)
+        git_pushed = bool(git_remote and has_remote(checkout, git_remote))
         if git_pushed:
-            _git("push", "-q", str(git_remote), f"{commit}:refs/heads/{branch}", cwd=checkout,
+            git("push", "-q", str(git_remote), f"{commit}:refs/heads/{branch}", cwd=checkout,
                  what=f"git push {git_remote} {branch}")  # fmt: skip
         if not git_url:  # a worktree: name the branch in the caller's repository
-            _git("branch", branch, commit, cwd=owner, what=f"git branch {branch}")
+            git("branch", branch, commit, cwd=owner, what=f"git branch {branch}")
     return Published(run_id, branch, commit, remote, artifacts, pushed, git_pushed, endpoint)
-
-
-# Where a run's S3 endpoint comes from when the DVC config has none: the variables boto3
-# reads (a cluster task gets AWS_ENDPOINT_URL_S3 from the pipeline).
-ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-# Fail fast when the recorded endpoint is unreachable (botocore's default is 60 s per try).
-CONNECT_TIMEOUT_SECONDS = 10
-
-
-def _config_value(checkout: Path, key: str) -> str:
-    """A DVC config value as DVC resolves it (every level, local last); "" if unset."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "config", key], cwd=checkout,
-                          capture_output=True, text=True)  # fmt: skip
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def _record_remote(checkout: Path, remote: str) -> str:
-    """Make `remote` the branch's default with its URL and S3 endpoint in .dvc/config.
-
-    The endpoint is the one the push used: the remote's `endpointurl` (e.g. from
-    `salmubench remote`, in the untracked config.local) or $AWS_ENDPOINT_URL_S3. Returns
-    it ("" for a non-S3 remote, or S3 on AWS itself).
-    """
-    url = _config_value(checkout, f"remote.{remote}.url")
-    if not url:
-        raise PublishError(f"DVC remote {remote!r} is not configured (dvc remote list)")
-    args = ("remote", "modify", "--project", remote)
-    listed = _dvc("remote", "list", "--project", cwd=checkout, what="dvc remote").split()
-    if remote not in listed:
-        _dvc("remote", "add", "--project", remote, url, cwd=checkout, what="dvc remote add")
-    elif "://" in url:  # a local remote keeps its project-relative URL
-        _dvc(*args, "url", url, cwd=checkout, what="dvc remote modify")
-    _dvc("remote", "default", "--project", remote, cwd=checkout, what="dvc remote default")
-    if not url.startswith("s3://"):
-        return ""
-    endpoint = _config_value(checkout, f"remote.{remote}.endpointurl")
-    endpoint = endpoint or next((os.environ[k] for k in ENDPOINT_ENV if os.environ.get(k)), "")
-    if endpoint:
-        _dvc(*args, "endpointurl", endpoint, cwd=checkout, what="dvc remote modify")
-    if not _config_value(checkout, f"remote.{remote}.connect_timeout"):
-        _dvc(*args, "connect_timeout", str(CONNECT_TIMEOUT_SECONDS), cwd=checkout,
-             what="dvc remote modify")  # fmt: skip
-    return endpoint
 
 
 def _record(run_id: str, artifacts: Sequence[Artifact], remote: str, source: str) -> dict:
@@ -429,45 +268,15 @@ def _record(run_id: str, artifacts: Sequence[Artifact], remote: str, source: str
 
 
 def _refuse_existing(branch: str, owner: Path, git_remote: str | None) -> None:
-    exists = _run(["git", "branch", "--list", branch], owner, "git branch").strip()
-    if not exists and git_remote and _has_remote(owner, git_remote):
-        exists = _run(["git", "ls-remote", "--heads", git_remote, branch], owner,
+    exists = run_process(["git", "branch", "--list", branch], owner, "git branch").strip()
+    if not exists and git_remote and has_remote(owner, git_remote):
+        exists = run_process(["git", "ls-remote", "--heads", git_remote, branch], owner,
                       f"git ls-remote {git_remote}").strip()  # fmt: skip
     if exists:
         raise PublishError(
             f"branch {branch} already exists: a run is published once; choose another "
             "--run-id (or delete the branch)"
         )
-
-
-def _toplevel(path: Path) -> Path:
-    if not path.is_dir():
-        raise PublishError(f"{path}: no such folder (expected the project's git checkout)")
-    out = _run(["git", "rev-parse", "--show-toplevel"], path, f"finding the git repo of {path}")
-    return Path(out.strip())
-
-
-def _head(checkout: Path) -> str:
-    return _run(["git", "rev-parse", "HEAD"], checkout, "git rev-parse").strip()
-
-
-def _has_remote(checkout: Path, name: str) -> bool:
-    return name in _run(["git", "remote"], checkout, "git remote").split()
-
-
-def _default_remote(checkout: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "dvc", "remote", "default"], cwd=checkout,
-                         capture_output=True, text=True)  # fmt: skip
-    name = out.stdout.strip()
-    if out.returncode != 0 or not name:
-        raise PublishError("the project has no default DVC remote; pass --remote NAME")
-    return name
-
-
-def _pushed_count(output: str) -> int:
-    if m := re.search(r"(\d+) files? pushed", output):
-        return int(m[1])
-    return 0
 
 
 def summary(published: Published) -> str:
@@ -490,39 +299,3 @@ def write_record(path: str | Path, published: Published) -> None:
         json.dumps({"run_id": published.run_id, "branch": published.branch,
                     "commit": published.commit, "remote": published.remote,
                     "pushed": published.pushed}, indent=2) + "\n", encoding="utf-8")  # fmt: skip
-
-
-def configure_remote(
-    endpoint: str,
-    *,
-    bucket: str = "salmubench",
-    prefix: str = "dvc",
-    name: str = "minio",
-    repo: str | Path = ".",
-    make_default: bool = True,
-) -> list[str]:
-    """Point the project's DVC remote `name` at an S3 endpoint, in `.dvc/config.local`.
-
-    The endpoint and bucket go into the untracked local config (credentials stay in the
-    environment: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Returns the commands run.
-    """
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValueError(
-            f"endpoint {endpoint!r} must start with http:// or https://, "
-            "e.g. http://minio.salmubench.svc.cluster.local:9000"
-        )
-    from salmubench.storage import split_url
-
-    split_url(f"s3://{bucket}/{prefix}")  # validates the bucket name
-    top = _toplevel(Path(repo))
-    commands = [
-        ["remote", "modify", "--local", name, "endpointurl", endpoint.rstrip("/")],
-        ["remote", "modify", "--local", name, "url", f"s3://{bucket}/{prefix.strip('/')}"],
-    ]
-    if make_default:
-        commands.append(["remote", "default", "--local", name])
-    if name not in _dvc("remote", "list", cwd=top, what="dvc remote list").split():
-        commands.insert(0, ["remote", "add", "--local", name, f"s3://{bucket}/{prefix}"])
-    for args in commands:
-        _dvc(*args, cwd=top, what=f"dvc {' '.join(args[:2])}")
-    return ["dvc " + " ".join(a) for a in commands]

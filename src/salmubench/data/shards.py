@@ -20,7 +20,7 @@ import webdataset as wds
 from PIL import Image
 
 from salmubench.manifest import ManifestError, is_url, read_manifest
-from salmubench.storage import Store, Url, location, register_webdataset
+from salmubench.s3 import Store, Url, location, register_webdataset
 
 # COMPOSITES, SENSITIVE_SPLITS and SPLITS: re-exported for tests and tools that import them
 # from here (their home is `vocab`).

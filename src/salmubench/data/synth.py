@@ -23,7 +23,7 @@ from salmubench.data import captions, portraits, scenes
 from salmubench.data.personas import COUNTRIES, Persona, make_personas
 from salmubench.data.shards import SplitWriter, encode_json
 from salmubench.manifest import dumps, staged_output, write_manifest
-from salmubench.vocab import COMPOSITES, SPLITS
+from salmubench.vocab import ACCESSORIES, COMPOSITES, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def retain_disjoint_items(
 ) -> list[Item]:
     """Persona-free people, one image each; the first ones carry a rare concept (fragile)."""
     faces = {portraits.trait_key(p.traits) for p in personas}
-    concepts = portraits.ACCESSORIES[: cfg.fragile_concepts]
+    concepts = ACCESSORIES[: cfg.fragile_concepts]
     items = []
     for i in range(cfg.retain_disjoint):
         gender = "female" if rng.random() < 0.5 else "male"
@@ -361,8 +361,7 @@ def synth(
             countries=len({p.country for p in personas}),
             countries_available=len(COUNTRIES),
             fragile_concepts={
-                c: captions.ACCESSORY_PHRASES[c]
-                for c in portraits.ACCESSORIES[: cfg.fragile_concepts]
+                c: captions.ACCESSORY_PHRASES[c] for c in ACCESSORIES[: cfg.fragile_concepts]
             },
             templates_per_attribute={a: captions.template_count(a) for a in cfg.attributes},
             caption_styles=list(captions.STYLES),

@@ -49,7 +49,8 @@ class Run:
     device: torch.device
     partial: Path
     identity: dict[str, Any]
-    samples_per_step: int  # the global batch, for the log's throughput
+    # The global batch, for throughput in samples/s (None: steps/s only).
+    samples_per_step: int | None = None
 
 
 @dataclass
@@ -115,9 +116,10 @@ def run_steps(
             row.update({k: round(sum(h[k] for h in recent) / len(recent), 5) for k in recent[0]})
             row["logit_scale"] = round(model.logit_scale.detach().exp().item(), 3)
             row["steps_per_second"] = round((step - start_step) / seconds, 3)
-            row["samples_per_second"] = round(
-                (step - start_step) * run.samples_per_step / seconds, 1
-            )
+            if run.samples_per_step is not None:
+                row["samples_per_second"] = round(
+                    (step - start_step) * run.samples_per_step / seconds, 1
+                )
             log_rows.append(row)
         if progress is not None and env.is_main:
             progress(step, settings.steps, history[-1]["loss"])
@@ -132,8 +134,9 @@ def run_steps(
         "steps_this_run": step - start_step,
         "seconds": seconds,
         "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
-        "samples_per_second": round(
-            (step - start_step) * run.samples_per_step / max(seconds, 1e-9), 1
-        ),
     }
+    if run.samples_per_step is not None:
+        stats["samples_per_second"] = round(
+            (step - start_step) * run.samples_per_step / max(seconds, 1e-9), 1
+        )
     return Result(model, optimizer, log_rows, history, stats)

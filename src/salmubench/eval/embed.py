@@ -24,7 +24,7 @@ from salmubench.data.shards import decode, image_bytes, iter_split
 from salmubench.eval.metrics import EvalSettings, Split
 from salmubench.models import LoadedModel, image_normalisation, image_size
 from salmubench.models import tokenizer as get_tokenizer
-from salmubench.storage import location
+from salmubench.s3 import location
 from salmubench.vocab import resolve
 
 

@@ -31,7 +31,7 @@ from salmubench.manifest import (
 )
 from salmubench.measures import gap_share, rounded
 from salmubench.models import LoadedModel, load_model
-from salmubench.storage import location
+from salmubench.s3 import location
 from salmubench.vocab import METRICS_FILE
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from salmubench.engine.state import (
 from salmubench.manifest import read_manifest, write_manifest
 from salmubench.models import architecture, create, image_normalisation, image_size, save_model
 from salmubench.models import tokenizer as get_tokenizer
-from salmubench.storage import Url, location
+from salmubench.s3 import Url, location
 from salmubench.train.data import batch_sizes, gather_batch, load_pools
 from salmubench.vocab import POOLS, TRAIN_LOG, VARIANTS
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from salmubench.config import ConfigError, build
-from salmubench.unlearn.base import GROUPS, INPUTS, Features, Method, MethodParams, Step
+from salmubench.unlearn.method import GROUPS, INPUTS, Features, Method, MethodParams, Step
 from salmubench.vocab import FORBIDDEN, SPLITS
 
 NAME = re.compile(r"[a-z][a-z0-9_]*\Z")

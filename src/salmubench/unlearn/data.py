@@ -27,7 +27,7 @@ from salmubench.data.evaluated import PARTITIONED, is_evaluated
 from salmubench.data.shards import iter_split
 from salmubench.engine.pools import Pool, read_pool
 from salmubench.manifest import ManifestError, read_manifest, verify_files
-from salmubench.storage import location
+from salmubench.s3 import location
 from salmubench.vocab import FORBIDDEN, FORGET_SPLITS, READABLE
 
 log = logging.getLogger(__name__)

@@ -24,60 +24,26 @@ import importlib.util
 import logging
 import os
 import sys
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from salmubench.config import ConfigError
-from salmubench.manifest import sha256_file
-from salmubench.unlearn.base import METHODS, ORIGINS, Method, loading, method_names, register
-from salmubench.unlearn.contract import ContractError
+from salmubench.hashing import sha256_file
+from salmubench.unlearn.method import Method
+
+# REFUSED, _scanned, load_entry_points: the entry-point route, re-exported from the registry
+# for the tests that reset or drive it through this module.
+from salmubench.unlearn.registry import (  # noqa: F401
+    METHODS,
+    ORIGINS,
+    REFUSED,
+    _scanned,
+    load_entry_points,
+    loading,
+    method_names,
+    register,
+)
 
 log = logging.getLogger(__name__)
-
-GROUP = "salmubench.methods"
-# Entry points refused by name, with the error to raise when that name is asked for.
-REFUSED: dict[str, ConfigError] = {}
-_scanned: set[tuple[str, str]] = set()  # (name, value) of entry points already handled
-
-
-def load_entry_points() -> list[str]:
-    """Register the methods of every installed `salmubench.methods` entry point not yet
-    handled in this process; returns the names registered now."""
-    added = []
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
-        if (ep.name, ep.value) in _scanned:
-            continue
-        _scanned.add((ep.name, ep.value))
-        try:
-            added.append(_register_entry_point(ep))
-        except ConfigError as e:
-            REFUSED[ep.name] = e
-            log.warning("refused method %r: %s", ep.name, e)
-    return added
-
-
-def _distribution(ep: EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{dist.name} {dist.version}" if dist is not None else ep.value.split(":")[0]
-
-
-def _register_entry_point(ep: EntryPoint) -> str:
-    where = f"package {_distribution(ep)}"
-    with loading("package", _distribution(ep)):
-        try:
-            cls = ep.load()
-        except Exception as e:  # (a broken package must not break the others)
-            raise ContractError(
-                f"method {ep.name!r} ({where}): entry point {ep.value!r} cannot be loaded: "
-                f"{type(e).__name__}: {e}"
-            ) from e
-        if isinstance(cls, type) and issubclass(cls, Method) and cls.name != ep.name:
-            raise ContractError(
-                f"method {cls.name!r} ({where}): its entry point is named {ep.name!r}; name "
-                f'the entry point after the method ({cls.name} = "{ep.value}")'
-            )
-        register(cls)
-    return ep.name
 
 
 def load_method_file(path: str | os.PathLike) -> list[str]:

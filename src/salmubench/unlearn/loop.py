@@ -38,7 +38,7 @@ from salmubench.engine.state import (
 from salmubench.manifest import read_manifest, sha256_file, write_manifest
 from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
 from salmubench.models import tokenizer as get_tokenizer
-from salmubench.storage import Url, location
+from salmubench.s3 import Url, location
 from salmubench.unlearn.base import Features, Method, Step, build_method, method_code
 from salmubench.unlearn.contract import check_loss
 from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning, retain_subset
@@ -323,7 +323,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
 
     settings = Settings(run.steps, run.lr, cfg.warmup_steps, cfg.weight_decay, cfg.precision,
                         cfg.log_every, cfg.checkpoint_every, UNLEARN_LOG)  # fmt: skip
-    where = LoopRun(run.env, device, run.partial, run.identity, sum(per_step.values()))
+    where = LoopRun(run.env, device, run.partial, run.identity)
     result = run_steps(model, batch_loss, settings, where, state, progress)
     result.stats["seconds_loading_data"] = round(seconds_load, 2)
     result.stats["samples"] = {g: len(p) for g, p in pools.items()}
