@@ -7,9 +7,7 @@ starts; the resolved config is written into every output manifest.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +15,20 @@ from typing import Any
 
 import yaml
 
-from salmubench.vocab import ACCESSORIES, ATTRIBUTES, RETAIN_SPLITS, SPLITS
+# ConfigError, _doc, build, to_dict: the typed-config machinery (`typed.py`), also imported
+# from here by every stage.
+from salmubench.typed import (  # noqa: F401
+    ConfigError,
+    _doc,
+    build,
+    check_non_negative,
+    check_positive,
+    set_dotted,
+    to_dict,
+)
+from salmubench.vocab import ACCESSORIES, ATTRIBUTE_TYPES, RETAIN_SPLITS, SPLITS
 
 PARAMS_ENV = "SALMUBENCH_PARAMS"
-
-
-class ConfigError(ValueError):
-    """A profile, override or params file that cannot be used, with what would be valid."""
-
-
-def _doc(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ class SynthConfig:
             "general_world",
             "genknow_per_class",
         ):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in (
             "retain_joint_per_persona",
             "retain_disjoint",
             "fragile_concepts",
             "fragile_images_per_concept",
         ):
-            _non_negative(name, getattr(self, name))
+            check_non_negative(name, getattr(self, name))
         if self.personas < 4:
             raise ConfigError(
                 f"personas={self.personas}: need at least 4 so that every persona group "
@@ -95,9 +96,11 @@ class SynthConfig:
                 f"attributes={list(self.attributes)}: need at least 2 attribute types, so that "
                 "forget_association personas keep some attributes in holdout_association"
             )
-        unknown = [a for a in self.attributes if a not in ATTRIBUTES]
+        unknown = [a for a in self.attributes if a not in ATTRIBUTE_TYPES]
         if unknown:
-            raise ConfigError(f"unknown attribute type(s) {unknown}; valid: {sorted(ATTRIBUTES)}")
+            raise ConfigError(
+                f"unknown attribute type(s) {unknown}; valid: {sorted(ATTRIBUTE_TYPES)}"
+            )
         if len(set(self.attributes)) != len(self.attributes):
             raise ConfigError(f"attributes={list(self.attributes)} lists a type twice")
         if len(self.group_ratio) != 3 or any(r <= 0 for r in self.group_ratio):
@@ -151,14 +154,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            _positive(name, getattr(self, name))
-        _non_negative("warmup_steps", self.warmup_steps)
-        _non_negative("threads", self.threads)
+            check_positive(name, getattr(self, name))
+        check_non_negative("warmup_steps", self.warmup_steps)
+        check_non_negative("threads", self.threads)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr={self.lr!r}: must be a positive number")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay={self.weight_decay!r}: must be >= 0")
-        _non_negative("sensitive_batch", self.sensitive_batch)
+        check_non_negative("sensitive_batch", self.sensitive_batch)
         if not (isinstance(self.retain_fraction, (int, float)) and 0 <= self.retain_fraction < 1):
             raise ConfigError(f"retain_fraction={self.retain_fraction!r}: must be in [0, 1)")
         if self.precision not in PRECISIONS:
@@ -171,6 +174,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # The paper's RetFail gallery (SPEC.md §4): the true caption + 1,000 distractors drawn from
 # its 30,468 forget captions (~3.3%) + as many (1,000) from retain_disjoint.
 RETFAIL_FORGET_FRACTION = 1000 / 30468
+
+
 RETFAIL_RETAIN_PER_FORGET = 1.0
 
 
@@ -198,8 +203,8 @@ class EvalConfig:
     acs_test_fraction: float = _doc("Held-out share of the ACS probe's pairs.", default=0.3)
 
     def validate(self) -> None:
-        _positive("batch_size", self.batch_size)
-        _positive("retfail_distractors", self.retfail_distractors)
+        check_positive("batch_size", self.batch_size)
+        check_positive("retfail_distractors", self.retfail_distractors)
         if not 0 < self.retfail_forget_fraction <= 1:
             raise ConfigError(
                 f"retfail_forget_fraction={self.retfail_forget_fraction!r}: must be in (0, 1] "
@@ -256,9 +261,9 @@ class UnlearnConfig:
         if not (isinstance(self.budget, (int, float)) and self.budget > 0):
             raise ConfigError(f"budget={self.budget!r}: must be a positive number of passes")
         for name in ("forget_batch", "checkpoint_every", "log_every"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("retain_batch", "retain_size", "warmup_steps", "threads"):
-            _non_negative(name, getattr(self, name))
+            check_non_negative(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr={self.lr!r}: must be a positive number")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -328,16 +333,6 @@ STAGES: dict[str, type] = {
 }
 
 
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name}={value!r}: must be a positive integer")
-
-
-def _non_negative(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{name}={value!r}: must be a non-negative integer")
-
-
 def find_params(path: str | os.PathLike | None = None) -> Path:
     """The params file: explicit path, $SALMUBENCH_PARAMS, ./params.yaml, the source tree's."""
     candidates = []
@@ -392,82 +387,5 @@ def stage_config(
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
-        _set_dotted(values, key.strip(), yaml.safe_load(raw))
+        set_dotted(values, key.strip(), yaml.safe_load(raw))
     return build(STAGES[stage], values)
-
-
-def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
-    """`a.b.c=v` sets values["a"]["b"]["c"] (for nested settings such as methods.<name>)."""
-    *parents, last = key.split(".")
-    node = values
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a mapping")
-        else:
-            child = node[part] = dict(child)
-        node = child
-    node[last] = value
-
-
-def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate a config dataclass from plain values, checking names and types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} key(s) {unknown}; valid: {sorted(fields)}")
-    missing = sorted(
-        name
-        for name, f in fields.items()
-        if name not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    )
-    if missing:
-        raise ConfigError(f"{cls.__name__} is missing key(s) {missing}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
-    config = cls(**kwargs)
-    config.validate()
-    return config
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name}={value!r}: expected a mapping")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name}={value!r}: expected a list")
-        item_type = typing.get_args(hint)[0]
-        return tuple(_coerce(name, v, item_type) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        kinds = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _coerce(name, value, kinds[0]) if len(kinds) == 1 else value
-    if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise ConfigError(f"{name}={value!r}: expected an integer")
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{name}={value!r}: expected a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}={value!r}: expected a number")
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{name}={value!r}: expected a string")
-    return value
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A config as plain JSON-able data (tuples become lists)."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
-    }

@@ -77,7 +77,7 @@ METRIC_SPLITS = (
 
 # Sensitive attribute types a persona may have (`data/personas.py` registers one generator
 # for each, and only these).
-ATTRIBUTES = (
+ATTRIBUTE_TYPES = (
     "city",
     "job",
     "phone",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from faker import Faker
 
-from salmubench.vocab import ATTRIBUTES as ATTRIBUTE_TYPES
+from salmubench.vocab import ATTRIBUTE_TYPES
 
 # (country, Faker locale). Latin-script locales only: names and values stay readable for
 # the BPE tokenizer and fit the text encoder's context. 50 countries; the paper used 65.
@@ -55,12 +55,12 @@ ATTRIBUTES: dict[str, Attribute] = {}
 
 
 def register(attribute: Attribute) -> Attribute:
-    """Add the generator of one of the attribute types named in `vocab.ATTRIBUTES`."""
+    """Add the generator of one of the attribute types named in `vocab.ATTRIBUTE_TYPES`."""
     if attribute.name in ATTRIBUTES:
         raise ValueError(f"attribute {attribute.name!r} registered twice")
     if attribute.name not in ATTRIBUTE_TYPES:
         raise ValueError(
-            f"attribute {attribute.name!r} is not a type of vocab.ATTRIBUTES "
+            f"attribute {attribute.name!r} is not a type of vocab.ATTRIBUTE_TYPES "
             f"({', '.join(ATTRIBUTE_TYPES)}): add it there first"
         )
     ATTRIBUTES[attribute.name] = attribute

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from salmubench.eval.metrics import METRICS
 from salmubench.manifest import MANIFEST, ManifestError, read_manifest
-from salmubench.report.scoring import VARIANTS, EvalRecord
+from salmubench.report.scoring import MODEL_VARIANTS, EvalRecord
 from salmubench.vocab import METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ def load_eval(folder: str | os.PathLike) -> EvalRecord:
             "dataset digest (written by an older salmubench?)"
         )
     variant = model.get("variant")
-    if variant not in VARIANTS:
+    if variant not in MODEL_VARIANTS:
         raise ManifestError(
-            f"{folder}: unknown model variant {variant!r}; valid: {', '.join(VARIANTS)}"
+            f"{folder}: unknown model variant {variant!r}; valid: {', '.join(MODEL_VARIANTS)}"
         )
     if variant == "unlearned" and not model.get("method"):
         raise ManifestError(f"{folder}: an unlearned model without a method name")

@@ -3,10 +3,7 @@ page (for the Kubeflow UI's HTML viewer, which shows a single file: figures are 
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from salmubench.report.leaderboard import PRECEDENCE, SCORES, display, label_text
@@ -21,6 +18,8 @@ LEADERBOARD_METRICS = (
     "vis_id_int",
     "frag_sim",
 )
+
+
 HOW_TO_READ = (
     "Each unlearned model starts from the Compromised model, which memorised the forget set, "
     "and should end up like the Clean model, which never saw it. Efficacy metrics (RetFail, "
@@ -32,27 +31,6 @@ HOW_TO_READ = (
     "knowledge, GenKnow, drops). A method can reach Clean-level RetFail and keep GenKnow yet "
     "be over-generalised; the paper reports that no published method avoids all three."
 )
-VERDICT_COLOURS = {
-    "none": "#d8f0d8",
-    "ineffective": "#fbe7b5",
-    "over-generalised": "#e6d5f5",
-    "collapse": "#f7c6c0",
-    "several": "#f4b6a8",
-    "borderline": "#fff4cc",
-    "reference": "#eeeeee",
-}
-CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif;
-       margin: 1.5em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
-th { background: #f4f4f4; } td.l, th.l { text-align: left; }
-tr.ref td { background: #fafafa; font-style: italic; }
-.muted { color: #777; font-size: 0.85em; } figure { margin: 1em 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-code { font-size: 0.9em; }
-"""
 
 
 def fmt(x: Any, digits: int = 4, std: float | None = None) -> str:
@@ -104,7 +82,7 @@ def verdict_text(row: Mapping[str, Any]) -> str:
     return text
 
 
-def _verdict_class(row: Mapping[str, Any]) -> str:
+def verdict_class(row: Mapping[str, Any]) -> str:
     if row["rank"] is None:
         return "reference"
     v = row["verdicts"]
@@ -231,14 +209,14 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
     lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in body]
     return lines
 
 
-def _provenance(board: Mapping[str, Any]) -> list[str]:
+def provenance(board: Mapping[str, Any]) -> list[str]:
     return [f"{e['path']} ({e['row']}, digest {e['digest'][:12]})" for e in board["evals"]]
 
 
@@ -299,24 +277,24 @@ def markdown(
     lines += ["", uncertainty_text(board), ""]
     if board["warnings"]:
         lines += ["**Warnings:**", ""] + [f"- {w}" for w in board["warnings"]] + [""]
-    lines += ["## Leaderboard", "", *_md_table(*leaderboard_table(board)), ""]
+    lines += ["## Leaderboard", "", *md_table(*leaderboard_table(board)), ""]
     notes = [f"- {row['label']}: {n}" for row in board["rows"] for n in row["notes"]]
     if notes:
         lines += ["Notes:", "", *notes, ""]
     lines += method_code_lines(board)
-    lines += ["## Worlds", "", *_md_table(*worlds_table(board)), ""]
-    lines += ["## All metrics", "", *_md_table(*metrics_table(board)), ""]
+    lines += ["## Worlds", "", *md_table(*worlds_table(board)), ""]
+    lines += ["## All metrics", "", *md_table(*metrics_table(board)), ""]
     lines += [
         f"## Ours vs paper ({board['paper']['source']})",
         "",
         "Absolute values depend on the model and data scale; the labels are comparable. "
         + agreement_text(board),
         "",
-        *_md_table(*paper_table(board)),
+        *md_table(*paper_table(board)),
         "",
         "The paper's rows judged by the same rules, beside the label the paper states:",
         "",
-        *_md_table(*paper_scores_table(board)),
+        *md_table(*paper_scores_table(board)),
         "",
     ]
     if tuning:
@@ -327,126 +305,11 @@ def markdown(
             f"`{tuning['world']['dataset'][:12]}`), which no leaderboard world is. Rule, fixed "
             f"before looking: {tuning['rule']}",
             "",
-            *_md_table(*sweep_table(tuning)),
+            *md_table(*sweep_table(tuning)),
             "",
         ]
     lines += ["## Figures", ""]
     for name, caption in figures.items():
         lines += [f"- `{name}`: {caption}", "", f"  ![{name}]({name})", ""]
-    lines += ["## Inputs", "", *(f"- {p}" for p in _provenance(board)), ""]
+    lines += ["## Inputs", "", *(f"- {p}" for p in provenance(board)), ""]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- HTML
-
-
-def _html_table(
-    header: Sequence[str],
-    body: Sequence[Sequence[str]],
-    verdict_classes: Sequence[str] | None = None,
-    left: int = 2,
-    verdict_cols: Sequence[int] = (),
-) -> str:
-    e = html.escape
-    out = ["<table>", "<tr>"]
-    out += [
-        f'<th class="l">{e(h)}</th>' if i < left else f"<th>{e(h)}</th>"
-        for i, h in enumerate(header)
-    ]
-    out.append("</tr>")
-    for r, cells in enumerate(body):
-        ref = verdict_classes is not None and verdict_classes[r] == "reference"
-        out.append('<tr class="ref">' if ref else "<tr>")
-        for i, c in enumerate(cells):
-            if i in verdict_cols:
-                colour = VERDICT_COLOURS.get(_class_of_text(c), "")
-                style = f' style="background:{colour}"' if colour else ""
-                out.append(f'<td class="l"{style}>{e(c)}</td>')
-            elif i < left:
-                out.append(f'<td class="l">{e(c)}</td>')
-            else:
-                out.append(f"<td>{e(c)}</td>")
-        out.append("</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _class_of_text(text: str) -> str:
-    text = text.removesuffix(" (1 run: no interval)")
-    if text in VERDICT_COLOURS:
-        return text
-    if text.startswith("borderline"):
-        return "borderline"
-    head = text.split(" (+")[0].split(";")[0]
-    return "several" if "(+" in text or "," in head else head if head in VERDICT_COLOURS else ""
-
-
-def page(
-    board: Mapping[str, Any],
-    title: str,
-    figures: Mapping[str, str],
-    folder: str | Path,
-    tuning: Mapping[str, Any] | None = None,
-) -> str:
-    """The report as one HTML page; figures are read from `folder` and inlined as base64."""
-    e = html.escape
-    folder = Path(folder)
-    classes = [_verdict_class(row) for row in board["rows"]]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        f'<p class="muted">{e(dataset_text(board))}</p>',
-        "<h2>How to read this</h2>",
-        f"<p>{e(HOW_TO_READ)}</p>",
-        "<p>A method is judged</p><ul>",
-        *(f"<li>{e(rule)};</li>" for rule in board["rules"].values()),
-        "</ul>",
-        f"<p>{e(uncertainty_text(board))}</p>",
-    ]
-    if board["warnings"]:
-        parts += ["<p><strong>Warnings:</strong></p><ul>"]
-        parts += [f"<li>{e(w)}</li>" for w in board["warnings"]] + ["</ul>"]
-    header, body = leaderboard_table(board)
-    parts += [
-        "<h2>Leaderboard</h2>",
-        _html_table(header, body, classes, left=4, verdict_cols=(len(header) - 1,)),
-    ]
-    notes = [f"{row['label']}: {n}" for row in board["rows"] for n in row["notes"]]
-    if notes:
-        parts += ["<p>Notes:</p><ul>", *(f"<li>{e(n)}</li>" for n in notes), "</ul>"]
-    parts += ["<h2>Worlds</h2>", _html_table(*worlds_table(board), left=2)]
-    parts += ["<h2>All metrics</h2>", _html_table(*metrics_table(board), classes, left=1)]
-    header, body = paper_table(board)
-    n = len(header)
-    parts += [
-        f"<h2>Ours vs paper ({e(board['paper']['source'])})</h2>",
-        "<p>Absolute values depend on the model and data scale; the labels are comparable. "
-        f"{e(agreement_text(board))}</p>",
-        _html_table(header, body, left=2, verdict_cols=(n - 3, n - 2)),
-        "<p>The paper's rows judged by the same rules, beside the label the paper states:</p>",
-    ]
-    header, body = paper_scores_table(board)
-    n = len(header)
-    parts.append(_html_table(header, body, left=2, verdict_cols=(n - 3, n - 2)))
-    if tuning:
-        parts += [
-            "<h2>Tuning (validation world)</h2>",
-            f"<p>Settings were chosen on {e(tuning['world']['name'])}, which no leaderboard "
-            f"world is. Rule, fixed before looking: {e(tuning['rule'])}</p>",
-            _html_table(*sweep_table(tuning), left=1),
-        ]
-    parts.append("<h2>Figures</h2>")
-    for name, caption in figures.items():
-        data = base64.b64encode((folder / name).read_bytes()).decode("ascii")
-        parts += [
-            "<figure>",
-            f'<img alt="{e(name)}" src="data:image/png;base64,{data}">',
-            f"<figcaption>{e(name)}: {e(caption)}</figcaption>",
-            "</figure>",
-        ]
-    parts += ["<h2>Inputs</h2><ul>", *(f"<li>{e(p)}</li>" for p in _provenance(board))]
-    parts += ["</ul>", "</body></html>", ""]
-    return "\n".join(parts)

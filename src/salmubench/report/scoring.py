@@ -37,7 +37,7 @@ from salmubench.report.paper import (
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("clean", "compromised", "unlearned", "external")
+MODEL_VARIANTS = ("clean", "compromised", "unlearned", "external")
 VERDICTS = ("ineffective", "over-generalised", "collapse")
 # The paper gives each method one failure mode; when a row shows several, its label is the
 # first of these it shows (DirectSimMin erases holdouts too, but the paper calls it collapse).

@@ -14,10 +14,11 @@ from typing import Any
 
 from salmubench.config import ReportConfig, to_dict
 from salmubench.manifest import check_output, dumps, staged_output, write_manifest
+from salmubench.report.html import page
 from salmubench.report.leaderboard import build_leaderboard
 from salmubench.report.plots import plot_all
 from salmubench.report.records import load_evals
-from salmubench.report.render import markdown, page
+from salmubench.report.render import markdown
 from salmubench.tuning import check_not_tuned_on, load_tuning
 
 log = logging.getLogger(__name__)
