@@ -1,8 +1,9 @@
-"""benchmarks/perf.py runs on micro, writes its JSON and renders the benchmark document."""
+"""benchmarks/perf.py runs on micro, writes its JSON and renders the benchmark document;
+its suites and worker subcommands are explicit tables (benchmarks/perf/cli.py)."""
 
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
 import subprocess
 import sys
@@ -11,40 +12,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PERF = REPO / "benchmarks" / "perf.py"
+PERF = REPO / "benchmarks" / "perf.py"  # the command line; the code: benchmarks/perf/
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def _perf():
-    spec = importlib.util.spec_from_file_location("perf", PERF)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from perf import cli, common  # noqa: E402
 
 
 def test_interleave_rotates_the_order_and_ratios_pair_rounds():
-    perf = _perf()
     calls = []
     variants = {n: (lambda n=n: calls.append(n) or {"x": len(calls)}) for n in "abc"}
-    rows = perf.interleave(3, variants)
+    rows = common.interleave(3, variants)
     assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert [r["round"] for r in rows["a"]] == [0, 1, 2]
-    ratio = perf.paired([{"v": 2.0}, {"v": 3.0}, {"v": 9.0}], [{"v": 1.0}] * 3, "v")
+    ratio = common.paired([{"v": 2.0}, {"v": 3.0}, {"v": 9.0}], [{"v": 1.0}] * 3, "v")
     assert ratio == {"median": 3.0, "all": [2.0, 3.0, 9.0]}
 
 
 def test_peak_rss_is_the_commands_own_not_inherited_from_a_big_caller():
-    perf = _perf()
     import torch  # noqa: F401  (this process holds torch: hundreds of MiB)
 
     ballast = bytearray(300 << 20)  # and 300 MiB more, touched
     ballast[::4096] = b"x" * len(ballast[::4096])
-    small = perf.run([sys.executable, "-S", "-c", "pass"])
-    big = perf.run([sys.executable, "-S", "-c", "b = bytearray(200 << 20); b[::4096] = "
+    small = common.run([sys.executable, "-S", "-c", "pass"])
+    big = common.run([sys.executable, "-S", "-c", "b = bytearray(200 << 20); b[::4096] = "
                     "b'x' * len(b[::4096])"])  # fmt: skip
     assert small["peak_rss_mib"] < 100, small
     assert 200 < big["peak_rss_mib"] < 300, big
     with pytest.raises(SystemExit, match="failed"):
-        perf.run([sys.executable, "-c", "raise SystemExit(3)"])
+        common.run([sys.executable, "-c", "raise SystemExit(3)"])
 
 
 def test_perf_suites_run_on_micro_write_json_and_render_the_doc(
@@ -85,3 +80,24 @@ def test_perf_suites_run_on_micro_write_json_and_render_the_doc(
     assert "{{" not in text and "no GPU" in text
     assert "python benchmarks/perf.py train eval unlearn doc --profile micro" in text
     assert "not measured yet: `python benchmarks/perf.py e2e`" in text
+
+
+def test_the_suites_and_workers_are_tables_and_every_worker_called_exists():
+    choices = next(a for a in cli.parser()._actions if a.dest == "suites").choices
+    assert set(choices) == {*cli.SUITES, "all", "doc"}
+    assert set(cli.IN_ALL) == set(cli.SUITES) - {"gpu"}
+    called = {
+        node.args[0].value
+        for path in (REPO / "benchmarks" / "perf").glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "worker"
+    }
+    assert called and called <= set(cli.WORKERS), sorted(called - set(cli.WORKERS))
+    # No module keeps state: every module-level name is a constant, a function or a class.
+    for path in (REPO / "benchmarks" / "perf").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Global | ast.AugAssign):
+                raise AssertionError(f"{path.name}: module-level state at line {node.lineno}")
+        assert not any(isinstance(n, ast.Global) for n in ast.walk(tree)), path.name
+        assert "globals()" not in path.read_text(), path.name
