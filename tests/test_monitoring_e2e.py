@@ -6,9 +6,10 @@ scheduled pipeline runs it) pushes; Prometheus, evaluating the committed rules, 
 no alert. The drill re-teaches the model its forget set; re-evaluated and pushed, the
 resurfacing alert fires with the model in its labels.
 
-With $SALMUBENCH_MONITORING_PNG set, the test also draws what it saw (efficacy over the
-test against the baseline and the alert threshold, read back from Prometheus) there:
-that is how docs/monitoring-resurfacing.png is made.
+With $SALMUBENCH_MONITORING_FIGURES set (a folder), the test also draws what it saw there:
+monitoring-resurfacing.png (efficacy over the test against the baseline and the alert
+threshold, read back from Prometheus) and monitoring-alerts.png (Prometheus's alerts page,
+headless Chromium). That is how the pictures in docs/ are made.
 """
 
 from __future__ import annotations
@@ -217,8 +218,62 @@ def test_a_drilled_model_fires_the_resurfacing_alert(
     elapsed = time.time() - start
     print(f"monitoring e2e: {elapsed:.1f} s; firing on {sorted(metrics)}")
 
-    if os.environ.get("SALMUBENCH_MONITORING_PNG"):
-        draw(servers, sel, start, Path(os.environ["SALMUBENCH_MONITORING_PNG"]), firing)
+    if os.environ.get("SALMUBENCH_MONITORING_FIGURES"):
+        figures = Path(os.environ["SALMUBENCH_MONITORING_FIGURES"])
+        draw(servers, sel, start, figures / "monitoring-resurfacing.png", firing)
+        screenshot(f"{servers.prometheus}/classic/alerts",
+                   figures / "monitoring-alerts.png")  # fmt: skip
+
+
+def screenshot(url: str, out: Path) -> None:
+    """Prometheus's alerts page, as an operator's browser shows it: Debian's chromium,
+    driven over the DevTools protocol to expand the firing alerts and their annotations
+    (Debian's Prometheus ships the classic UI only, whose rows open on a click)."""
+    import websocket  # websocket-client, installed with the kubernetes client
+
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("chromium is missing: apt-get install chromium (only for the figures)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         f"--remote-debugging-port={port}", "--window-size=1400,1000", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=5) as r:
+            [page] = [p for p in json.load(r) if p["type"] == "page"]
+        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+        calls = iter(range(1, 100))
+
+        def call(method: str, **params) -> dict:
+            n = next(calls)
+            ws.send(json.dumps({"id": n, "method": method, "params": params}))
+            while True:
+                reply = json.loads(ws.recv())
+                if reply.get("id") == n:
+                    return reply.get("result", {})
+
+        call("Page.enable")
+        call("Page.navigate", url=url)
+        time.sleep(2)  # the page and its jQuery handlers
+        call("Runtime.evaluate", expression=(
+            "$('#alertsTable > tbody > tr.alert-success').hide();"
+            "$('tr.alert_header.alert-danger').first().click();"
+            "$('div.show-annotations').click();"))  # fmt: skip
+        height = call("Runtime.evaluate", expression="document.body.scrollHeight")
+        call("Emulation.setDeviceMetricsOverride", width=1400, deviceScaleFactor=1,
+             height=int(height["result"]["value"]) + 20, mobile=False)  # fmt: skip
+        time.sleep(0.5)
+        shot = call("Page.captureScreenshot", format="png")
+        ws.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    import base64
+
+    out.write_bytes(base64.b64decode(shot["data"]))
 
 
 def draw(servers: Servers, sel: str, start: float, out: Path, firing: list[dict]) -> None:
