@@ -1,6 +1,7 @@
 """`salmubench run` and `salmubench pipeline compile|upload|submit|schedule`.
 
-Registered into the main parser by `salmubench.cli.build_parser`. This module imports only
+Added to the `salmubench` command through the `salmubench.commands` entry point
+(pyproject.toml; the library never imports this package). This module imports only
 argparse at load time; kfp is imported when one of these commands runs, so the stage
 commands never pay for it (and the library never imports it).
 """

@@ -78,6 +78,14 @@ def _add_method_file(p: argparse.ArgumentParser) -> None:
                    help="register the methods defined in this file (repeatable)")  # fmt: skip
 
 
+def _add_runs_of_methods(p: argparse.ArgumentParser) -> None:
+    """What `bench` and `tune` share: which methods they run, and how."""
+    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    _add_method_file(p)
+    p.add_argument("--force", action="store_true", help="redo every stage")
+    _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
@@ -180,7 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", required=True, help="run folder; finished stages in it are reused")
-    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
     p.add_argument("--budget", type=positive_budget, help="forget passes (default: the profile's)")
     p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0],
                    help="unlearning seeds (the report shows the spread)")  # fmt: skip
@@ -192,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/world-<seed>; one report over all, with intervals over worlds",
     )
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
-    _add_method_file(p)
-    p.add_argument("--force", action="store_true", help="redo every stage")
-    _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
+    _add_runs_of_methods(p)
     p.set_defaults(func=commands.cmd_bench)
 
     from salmubench.tune import DEFAULT_GRID, TARGET, VALIDATION_SEEDS
@@ -212,11 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=VALIDATION_SEEDS,
         help=f"validation world seed (>= {VALIDATION_SEEDS}; default %(default)s)",
     )
-    p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
     p.add_argument("--lrs", type=float, nargs="+", default=None,
                    help="learning-rate grid (default: each method's search_space, else "
                    f"{list(DEFAULT_GRID)})")  # fmt: skip
-    _add_method_file(p)
     p.add_argument("--target", type=float, default=TARGET,
                    help="forgetting the chosen lr must reach (default %(default)s)")  # fmt: skip
     p.add_argument(
@@ -224,8 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the whole grid (default: stop one rate past the chosen one)",
     )
-    p.add_argument("--force", action="store_true", help="redo every stage")
-    _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
+    _add_runs_of_methods(p)
     p.set_defaults(func=commands.cmd_tune)
 
     p = sub.add_parser(

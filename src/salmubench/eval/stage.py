@@ -19,7 +19,7 @@ from typing import Any
 from salmubench.config import EvalConfig, to_dict
 from salmubench.data.shards import open_dataset
 from salmubench.eval.embed import DatasetEmbeddings
-from salmubench.eval.metrics import METRICS, EvalSettings, compute_all
+from salmubench.eval.metrics import METRICS, EvalSettings, compute_all, describe_metrics
 from salmubench.eval.plot import plot_targets
 from salmubench.manifest import (
     MANIFEST,
@@ -235,15 +235,7 @@ def evaluate(
                 k: str(v) for k, v in (("clean", clean), ("compromised", compromised)) if v
             },
             "timing": timing,
-            "metrics": {
-                n: {
-                    "family": m.family,
-                    "target": m.target,
-                    "better": m.better,
-                    "description": m.description,
-                }
-                for n, m in METRICS.items()
-            },
+            "metrics": describe_metrics(),
         }
         (tmp / "summary.json").write_text(dumps(summary), encoding="utf-8")
         manifest = write_manifest(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import ReportConfig
-from salmubench.eval.metrics import METRICS
+from salmubench.eval.metrics import describe_metrics
 from salmubench.manifest import ManifestError
 from salmubench.measures import rounded
 from salmubench.report.paper import (
@@ -301,15 +301,7 @@ def build_leaderboard(
             for r in records
         ],
         "architectures": architectures,
-        "metrics": {
-            n: {
-                "family": m.family,
-                "target": m.target,
-                "better": m.better,
-                "description": m.description,
-            }
-            for n, m in METRICS.items()
-        },
+        "metrics": describe_metrics(),
         "warnings": warnings,
     }
 

@@ -29,6 +29,7 @@ from salmubench.eval.metrics.base import (
     MetricResult,
     Split,
     compute_all,
+    describe_metrics,
     get_metric,
     register,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Split",
     "class_embeddings",
     "compute_all",
+    "describe_metrics",
     "get_metric",
     "pair_similarity",
     "probe_accuracy",

@@ -146,6 +146,15 @@ def register(
     return decorate
 
 
+def describe_metrics() -> dict[str, dict[str, str]]:
+    """What summaries and leaderboards record of each metric, in registry order."""
+    return {
+        n: {"family": m.family, "target": m.target, "better": m.better,
+            "description": m.description}
+        for n, m in METRICS.items()
+    }  # fmt: skip
+
+
 def get_metric(name: str) -> Metric:
     try:
         return METRICS[name]
