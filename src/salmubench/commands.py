@@ -98,7 +98,7 @@ def _step_bar(total: int, show: bool, label: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from salmubench.train.dist import DistEnv
+    from salmubench.engine.dist import DistEnv
     from salmubench.train.loop import check_variant, train
 
     check_variant(args.variant)
@@ -180,7 +180,7 @@ def _load_method_files(args: argparse.Namespace) -> None:
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
-    from salmubench.train.dist import DistEnv
+    from salmubench.engine.dist import DistEnv
     from salmubench.unlearn import build_method
     from salmubench.unlearn.loop import unlearn
 
