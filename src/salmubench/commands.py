@@ -81,6 +81,21 @@ def _print_dataset_summary(manifest: dict, out: Path, seconds: float, total: int
     print(f"preview: {out / 'preview.png'}   digest: {manifest['digest'][:16]}")
 
 
+def _run_options(args: argparse.Namespace) -> dict:
+    """The options every resumable stage (train, unlearn) takes from its command line."""
+    return {"seed": args.seed, "profile": args.profile, "resume": args.resume,
+            "force": args.force}  # fmt: skip
+
+
+def _with_bar(total: int, show: bool, label: str, run: Callable[[Callable], dict]) -> dict:
+    """`run(progress)` under a step progress bar (closed whatever happens)."""
+    bar, update = _step_bar(total, show, label)
+    try:
+        return run(update)
+    finally:
+        bar.close()
+
+
 def _step_bar(total: int, show: bool, label: str):
     """A progress bar over optimiser steps, and the callback the loops report to."""
     from tqdm import tqdm
@@ -115,21 +130,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         env.world_size,
         args.out,
     )
-    bar, update = _step_bar(cfg.steps, show, f"train {args.variant}")
-    try:
-        manifest = train(
-            args.data,
-            args.variant,
-            cfg,
-            args.out,
-            seed=args.seed,
-            profile=args.profile,
-            resume=args.resume,
-            force=args.force,
-            progress=update,
-        )
-    finally:
-        bar.close()
+
+    def run(progress: Callable) -> dict:
+        options = _run_options(args)
+        return train(args.data, args.variant, cfg, args.out, **options, progress=progress)
+
+    manifest = _with_bar(cfg.steps, show, f"train {args.variant}", run)
     if show and manifest:
         t = manifest["training"]
         print(
@@ -188,9 +194,9 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     cfg = stage_config("unlearn", args.profile, args.set, args.params)
     build_method(args.method, cfg.methods.get(args.method))  # unknown method: fail now
     show = DistEnv.from_env().is_main and not args.quiet
-    bar, update = _step_bar(0, show, f"unlearn {args.method}")
-    try:
-        manifest = unlearn(
+
+    def run(progress: Callable) -> dict:
+        return unlearn(
             args.data,
             args.model,
             args.method,
@@ -198,15 +204,12 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             args.out,
             arch=args.arch,
             budget=args.budget,
-            seed=args.seed,
-            profile=args.profile,
-            resume=args.resume,
-            force=args.force,
             allow_foreign_model=args.allow_foreign_model,
-            progress=update,
+            **_run_options(args),
+            progress=progress,
         )
-    finally:
-        bar.close()
+
+    manifest = _with_bar(0, show, f"unlearn {args.method}", run)
     if show and manifest:
         u = manifest["unlearning"]
         parts = ", ".join(f"{k} {v:.4f}" for k, v in u["final"].items())
