@@ -286,11 +286,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_seed=args.seed,
         worlds=worlds,
         tuning=args.tuning,
-        unlearn_overrides=args.set,
-        params_path=args.params,
-        force=args.force,
-        show=not args.quiet,
-        step_bar=_bar_callbacks,
+        **_comparison_options(args),
     )
     return 0
 
@@ -308,13 +304,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         grid=args.lrs,
         target=args.target,
         full=args.full,
-        unlearn_overrides=args.set,
-        params_path=args.params,
-        force=args.force,
-        show=not args.quiet,
-        step_bar=_bar_callbacks,
+        **_comparison_options(args),
     )
     return 0
+
+
+def _comparison_options(args: argparse.Namespace) -> dict:
+    """The options `bench` and `tune` (runs of many stages) take from their command line."""
+    return {"unlearn_overrides": args.set, "params_path": args.params, "force": args.force,
+            "show": not args.quiet, "step_bar": _bar_callbacks}  # fmt: skip
 
 
 def _bar_callbacks(label: str):
