@@ -79,7 +79,7 @@ def _write(location: str, text: str) -> None:
     from salmubench.manifest import is_url, write_atomic
 
     if is_url(location):
-        from salmubench.storage import Store
+        from salmubench.s3 import Store
 
         Store().put_bytes(text.encode(), location)
         return
@@ -91,7 +91,7 @@ def _read(location: str) -> str | None:
     from salmubench.manifest import is_url
 
     if is_url(location):
-        from salmubench.storage import Store
+        from salmubench.s3 import Store
 
         store = Store()
         return store.get_bytes(location).decode() if store.stat(location) else None
