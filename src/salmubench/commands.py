@@ -391,7 +391,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_remote(args: argparse.Namespace) -> int:
-    from salmubench.publish import configure_remote
+    from salmubench.vcs import configure_remote
 
     for line in configure_remote(args.endpoint, bucket=args.bucket, prefix=args.prefix,
                                  name=args.name, make_default=not args.no_default):  # fmt: skip
