@@ -57,7 +57,8 @@ def test_a_model_equal_to_the_original_feels_only_the_forget_push():
     for anchor in ("anchor", "identity", "generic", "retain", "unimodal"):
         assert parts[anchor].item() == pytest.approx(0.0, abs=1e-6), anchor
     assert parts["forget"].item() > 0.3  # memorised pairs sit far above the floor
-    assert loss.item() == pytest.approx(parts["forget"].item(), abs=1e-6)
+    # (the weight-300 embedding term turns float rounding of 1 - cos into ~1e-6)
+    assert loss.item() == pytest.approx(parts["forget"].item(), abs=1e-4)
 
 
 def test_pairs_pushed_to_the_floor_feel_no_gradient():
@@ -95,3 +96,35 @@ def test_anchors_grow_when_the_model_moves_away_from_the_original():
 def test_bad_floor_quantile_is_refused_naming_the_value():
     with pytest.raises(ValueError, match=r"floor_quantile=1.5.*\(0, 1\)"):
         build_method("precise", {"floor_quantile": 1.5})
+
+
+def test_text_push_moves_only_the_captions():
+    f = _world()
+    image = f.image.clone().requires_grad_(True)
+    text = f.text.clone().requires_grad_(True)
+    model = Features(image, text, f.ids, generic=f.generic, generic_ids=f.generic_ids)
+    zero = {"anchor_weight": 0, "identity_weight": 0, "generic_weight": 0, "retain_weight": 0,
+            "unimodal_weight": 0}  # fmt: skip
+    _, parts = build_method("precise", {**zero, "push": "text"}).loss(_step(model, f))
+    parts["forget"].backward()
+    assert image.grad is None or image.grad.abs().max() == 0
+    assert text.grad.abs().max() > 0
+
+
+def test_the_published_settings_were_chosen_on_a_validation_world():
+    """params.yaml's PRECISE rate and the ablation's come from the validation world, and the
+    ablation's `full` row is the method as published (its defaults, at that rate)."""
+    import json
+    from pathlib import Path
+
+    from salmubench.config import load_params
+    from salmubench.tune import is_validation_world
+
+    root = Path(__file__).resolve().parents[1]
+    ablation = json.loads((root / "benchmarks/results/ablation-precise-tiny.json").read_text())
+    assert is_validation_world(ablation["world"]["seed"])
+    assert ablation["method"] == "precise" and not ablation.get("set")
+    lr = load_params(root / "params.yaml")["methods"]["precise"]["lr"]
+    assert ablation["lr"] == lr
+    full = next(r for r in ablation["rows"] if r["variant"] == "full")
+    assert full["settings"] == []

@@ -46,6 +46,9 @@ from salmubench.unlearn.base import (
     similarity_matrix,
 )
 
+ANCHORS = ("pairs", "means")
+PUSHES = ("both", "text")
+
 
 @dataclass(frozen=True)
 class Params(MethodParams):
@@ -65,10 +68,22 @@ class Params(MethodParams):
         "forget captions.",
         default=0.2,
     )
+    push: str = param(
+        "Which tower the forget push moves: 'both', or 'text' (the image side of the forget "
+        "term is detached: faces are left to the anchors, only the sensitive captions move).",
+        default="both",
+    )
     anchor_weight: float = param(
-        "Weight of the MSE of the forget batch's other (not memorised) pairs' similarities to "
-        "the original's.",
+        "Weight of the forget-batch anchor: the other (not memorised) pairs' similarities "
+        "kept at the original's (see `anchor`).",
         default=10.0,
+    )
+    anchor: str = param(
+        "What the forget-batch anchor keeps: 'pairs' (the MSE of every other pair's "
+        "similarity to the original's) or 'means' (the MSE of each image's mean similarity "
+        "to the other captions, and each caption's to the other images: the never-seen "
+        "level stays put, while a caption may turn away from its own face).",
+        default="pairs",
     )
     identity_weight: float = param(
         "Weight of the forget images' embedding drift from the original's (mean 1 - cos).",
@@ -85,12 +100,18 @@ class Params(MethodParams):
         default=1.0,
     )
     unimodal_weight: float = param(
-        "Weight of the retain image and text embeddings' drift from the original's (mean 1 - cos).",
-        default=1.0,
+        "Weight of the retain image and text embeddings' drift from the original's (mean "
+        "1 - cos). Large, because the first Adam steps move every weight by about the "
+        "learning rate, and this term is what pulls the general world back.",
+        default=300.0,
     )
 
     def validate(self) -> None:
         super().validate()
+        if self.push not in PUSHES:
+            raise ConfigError(f"push={self.push!r}; valid: {', '.join(map(repr, PUSHES))}")
+        if self.anchor not in ANCHORS:
+            raise ConfigError(f"anchor={self.anchor!r}; valid: {', '.join(map(repr, ANCHORS))}")
         if not 0 < self.floor_quantile < 1:
             raise ConfigError(f"floor_quantile={self.floor_quantile}: must be in (0, 1)")
 
@@ -113,6 +134,18 @@ def floors(original: torch.Tensor, ids: torch.Tensor, quantile: float) -> torch.
     return (rows + cols) / 2
 
 
+def _anchor(sims: torch.Tensor, original: torch.Tensor, keep: torch.Tensor, form: str):
+    """The forget-batch anchor over the pairs `keep` (see Params.anchor)."""
+    if not keep.any():
+        return sims.sum() * 0
+    if form == "pairs":
+        return (sims - original)[keep].pow(2).mean()
+    diff = (sims - original) * keep
+    rows = diff.sum(1) / keep.sum(1).clamp(min=1)
+    cols = diff.sum(0) / keep.sum(0).clamp(min=1)
+    return (rows.pow(2).mean() + cols.pow(2).mean()) / 2
+
+
 def _retention(r: Features, orr: Features, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
     """(KL of the retain retrieval distributions to the original's, embedding drift)."""
     sims, original = similarity_matrix(r.image, r.text), similarity_matrix(orr.image, orr.text)
@@ -128,7 +161,6 @@ class Precise(Method):
     )
     uses = frozenset({"forget", "generic", "retain", "original"})
     Params = Params
-    search_space = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 
     def loss(self, step: Step):
         p = self.params
@@ -139,12 +171,12 @@ class Precise(Method):
             floor = floors(original, f.ids, p.floor_quantile)
             memorised = memorised_pairs(original, f.ids, floor, p.memorised_gap)
         # Each memorised pair (i, j) is pushed to row i's floor; only what lies above counts.
-        excess = torch.relu(sims - (floor[:, None] - p.margin))[memorised]
+        pushed = sims if p.push == "both" else similarity_matrix(f.image.detach(), f.text)
+        excess = torch.relu(pushed - (floor[:, None] - p.margin))[memorised]
         # Averaged over the pairs still above their floor, so that the last ones get the
         # same push as the first (a plain mean fades as pairs reach the floor).
         forget = excess.sum() / (excess > 0).sum().clamp(min=1)
-        anchored = ~memorised
-        anchor = (sims - original)[anchored].pow(2).mean() if anchored.any() else sims.sum() * 0
+        anchor = _anchor(sims, original, ~memorised, p.anchor)
         identity = (1 - pair_similarity(f.image, of.image)).mean()
         generic = (
             (pair_similarity(f.image, f.generic) - pair_similarity(of.image, of.generic))
