@@ -2,14 +2,16 @@
 
 One micro project for the module: a git repository with a bare `origin`, its DVC remote
 `minio` pointed (by `salmubench remote`) at moto's S3 server on 127.0.0.1, and the whole
-pipeline reproduced with `dvc repro` (synth, both trainings, their evals, one unlearning
-method and its eval, the report).
+dataset pinned by data.dvc (tools/pin_data.py), and the whole pipeline reproduced with
+`dvc repro` (both trainings, their evals, one unlearning method and its eval, the report).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,11 @@ from salmubench.manifest import read_manifest
 from s3server import BUCKET, FaultProxy
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import dvc_deps  # noqa: E402
+
+# `-X importtime` lines (PYTHONPROFILEIMPORTTIME): "import time: self | cumulative | name"
+IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(salmubench(?:\.\w+)*)\s*$", re.MULTILINE)
 METHOD = "delete"  # one method keeps the module fast; dvc.yaml runs every method in params
 TRACKED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
 # Published name -> the dvc.yaml output it came from.
@@ -73,6 +80,9 @@ def project(tmp_path_factory, env, s3) -> Path:
     params["methods"] = {METHOD: params["methods"][METHOD]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run("git", "init", "-q", "-b", "main", cwd=project, env=env)
+    # The dataset is pinned, as in this repository: synthesised and tracked by data.dvc.
+    run(sys.executable, str(REPO / "tools" / "pin_data.py"), "--repo", str(project),
+        cwd=project, env=env)  # fmt: skip
     run("git", "add", "-A", cwd=project, env=env)
     run("git", "commit", "-q", "-m", "micro project", cwd=project, env=env)
     run("git", "remote", "add", "origin", str(origin), cwd=project, env=env)
@@ -82,7 +92,13 @@ def project(tmp_path_factory, env, s3) -> Path:
               cwd=project, env=env).stdout  # fmt: skip
     assert "config.local" in out
     assert s3.endpoint not in (project / ".dvc" / "config").read_text()  # never committed
-    run("dvc", "repro", cwd=project, env=env)
+    # Every Python process of the stages reports each module it imports (stderr, merged in
+    # order with dvc's "Running stage" lines): the real import closure of every stage.
+    traced = {**env, "PYTHONPROFILEIMPORTTIME": "1", "PYTHONUNBUFFERED": "1"}
+    repro = subprocess.run(["dvc", "repro"], cwd=project, env=traced, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=900)  # fmt: skip
+    assert repro.returncode == 0, repro.stdout[-5000:]
+    (root / "repro.log").write_text(repro.stdout, encoding="utf-8")
     return project
 
 
@@ -100,7 +116,9 @@ def test_dvc_repro_runs_the_whole_benchmark(project, env):
     assert METHOD in (project / "report" / "leaderboard.md").read_text()
 
     lock = yaml.safe_load((project / "dvc.lock").read_text())
-    assert lock["stages"]["synth"]["params"]["params.yaml"]["run.profile"] == "micro"
+    assert lock["stages"]["train@clean"]["params"]["params.yaml"]["run.profile"] == "micro"
+    assert "data" in [d["path"] for d in lock["stages"]["train@clean"]["deps"]]
+    assert "synth" not in lock["stages"]  # the dataset is data.dvc's, not a stage's
     assert {"train@compromised", "eval@clean", f"unlearn@{METHOD}", f"eval-unlearned@{METHOD}",
             "report"} <= set(lock["stages"])  # fmt: skip
     # Each method's stage depends on its own settings and file only.
@@ -147,14 +165,60 @@ def test_publish_then_pull_in_a_fresh_clone_is_byte_identical(project, env, s3, 
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_resynthesis_with_the_same_seed_pushes_nothing(project, env):
-    run("dvc", "push", "data", cwd=project, env=env)
-    before = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["synth"]["outs"]
-    run("dvc", "repro", "-f", "-s", "synth", cwd=project, env=env)
-    after = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["synth"]["outs"]
-    assert after == before
-    out = run("dvc", "push", "data", cwd=project, env=env)
+def test_every_module_a_stage_imported_is_one_of_its_deps(project):
+    """dvc.yaml's code deps (tools/dvc_deps.py) against what each stage really imported.
+
+    `-X importtime` logs the imports made by import statements; the registry's method files,
+    loaded with importlib.import_module, are not in it: the static rule covers them.
+    """
+    log = (project.parent / "repro.log").read_text(encoding="utf-8")
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    parts = re.split(r"^Running stage '([^']+)':$", log, flags=re.MULTILINE)
+    ran = dict(zip(parts[1::2], parts[2::2], strict=True))
+    assert set(ran) == set(lock["stages"])
+    for name, output in ran.items():
+        modules = set(IMPORTED.findall(output))
+        assert "salmubench.cli" in modules, name  # the trace saw the stage's command
+        deps = [d["path"] for d in lock["stages"][name]["deps"]]
+        files = {_source(project, m) for m in modules}
+        unlisted = sorted(
+            f for f in files if not any(f == d or f.startswith(d + "/") for d in deps)
+        )
+        assert not unlisted, f"{name} imported {unlisted}, which dvc.yaml does not list"
+
+
+def _source(project: Path, module: str) -> str:
+    path = dvc_deps.module_file(project, module)
+    return path.relative_to(project).as_posix() if path else f"{module} (not in the copy)"
+
+
+def test_the_pinned_dataset_comes_back_from_pull_and_from_its_recipe(project, env):
+    """data.dvc: `dvc pull data` and the synth command in its meta give the same bytes."""
+    pin = yaml.safe_load((project / "data.dvc").read_text())
+    assert pin["meta"]["profile"] == "micro" and pin["meta"]["seed"] == 0
+    assert pin["meta"]["digest"] == read_manifest(project / "data", kind="dataset")["digest"]
+    before = tree_digests(project / "data")
+    run("dvc", "push", "data.dvc", cwd=project, env=env)
+    shutil.rmtree(project / "data")
+    run("dvc", "pull", "data", cwd=project, env=env)
+    assert tree_digests(project / "data") == before
+    shutil.rmtree(project / "data")
+    run(*shlex.split(pin["meta"]["command"]), cwd=project, env=env)
+    assert tree_digests(project / "data") == before
+    assert "up to date" in run("dvc", "status", "data.dvc", cwd=project, env=env).stdout
+    out = run("dvc", "push", "data.dvc", cwd=project, env=env)
     assert "Everything is up to date" in out.stdout + out.stderr
+    # A changed pin (another seed) is caught by the check, which re-synthesises.
+    check = [sys.executable, str(REPO / "tools" / "pin_data.py"), "--check", "--repo",
+             str(project)]  # fmt: skip
+    assert run(*check, cwd=project, env=env).returncode == 0
+    text = (project / "data.dvc").read_text()
+    try:
+        (project / "data.dvc").write_text(text.replace("seed: 0", "seed: 1"))
+        failed = run(*check, cwd=project, env=env, ok=False)
+        assert failed.returncode == 1 and "params.yaml runs micro/0" in failed.stdout
+    finally:
+        (project / "data.dvc").write_text(text)
 
 
 def test_server_down_mid_push_then_retry_leaves_nothing_corrupt(project, env, s3):
