@@ -289,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default", action="store_true", help="do not make it the default")
     p.set_defaults(func=commands.cmd_remote)
 
+    # `drill` and `monitor ...`: leakage monitoring (docs/MONITORING.md)
+    from salmubench.monitor import add_commands as add_monitor_commands
+
+    add_monitor_commands(sub, common)
+
     # Commands of the shells (`run` and `pipeline ...`, from the pipelines package): each
     # entry point of the group adds its subcommands; the library never imports a shell.
     for command in entry_points(group=COMMANDS_GROUP):
