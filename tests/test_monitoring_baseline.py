@@ -44,10 +44,16 @@ def test_a_baseline_is_recorded_once_per_model_and_read_back(tmp_path):
     assert monitor.load_baseline(str(store), labels)["retfail"] == 0.5
 
 
-def test_references_have_no_baseline(tmp_path):
+def test_references_have_no_baseline(tmp_path, capsys):
+    from salmubench.cli import main
+
     clean = evaluation(tmp_path / "clean", model={"variant": "clean", "dataset": DATASET})
     with pytest.raises(monitor.BaselineError, match="baselines are for unlearned models"):
         monitor.record_baseline(clean, str(tmp_path / "store"))
+    # The command says so and exits 2, as for any error a user can fix.
+    code = main(["monitor", "baseline", "--eval", str(clean), "--store", str(tmp_path / "s")])
+    assert code == 2
+    assert "baselines are for unlearned models" in capsys.readouterr().err
 
 
 def test_baselines_on_s3(tmp_path, s3, s3_env):

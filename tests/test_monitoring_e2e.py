@@ -176,7 +176,7 @@ def test_a_drilled_model_fires_the_resurfacing_alert(
     evaluate(micro_dataset, unlearned, accepted,
              cfg=stage_config("eval", "micro", params_path=REPO / "params.yaml"))  # fmt: skip
     store = tmp_path / "baselines"
-    monitor.record_baseline(accepted, str(store))
+    assert main(["monitor", "baseline", "--eval", str(accepted), "--store", str(store)]) == 0
 
     monkeypatch.setenv(telemetry.GATEWAY_ENV, servers.gateway)
     monkeypatch.setenv(monitor.BASELINES_ENV, str(store))
@@ -203,7 +203,10 @@ def test_a_drilled_model_fires_the_resurfacing_alert(
 
     # Night 2: the checkpoint was re-taught its forget set (the drill); same model name.
     drilled = tmp_path / "drilled"
-    monitor.drill(micro_dataset, unlearned, drilled, monitor.DrillConfig(steps=10))
+    code = main(["drill", "--data", str(micro_dataset), "--model", str(unlearned),
+                 "--out", str(drilled), "--steps", "10", "--quiet"])  # fmt: skip
+    assert code == 0
+    assert json.loads((drilled / "manifest.json").read_text())["drill"]["steps"] == 10
     reevaluate(micro_dataset, drilled, tmp_path / "eval-night-2")
     firing = servers.wait(
         "the resurfacing alert",

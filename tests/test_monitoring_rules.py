@@ -307,3 +307,23 @@ def test_the_prometheusrule_schema_rejects_what_the_operator_would(tmp_path):
     assert proc.returncode == 1 and "FAIL schemas" in out, out
     assert "spec/groups/0/rules/0/for: '5 minutes' does not match" in out
     assert "'severity' was unexpected" in out
+
+
+def test_the_monitor_commands_render_the_rules_and_measure_noise(tmp_path, capsys):
+    from salmubench.cli import main
+    from salmubench.manifest import write_manifest
+
+    assert main(["monitor", "rules", "--out", str(tmp_path / "k8s")]) == 0
+    for name, text in monitor.rendered().items():
+        assert (tmp_path / "k8s" / name).read_text(encoding="utf-8") == text
+    dirs = []
+    for seed, value in enumerate((0.2, 0.3)):
+        folder = tmp_path / f"e{seed}"
+        folder.mkdir()
+        write_manifest(folder, "eval", config={},
+                       model={"method": "m", "seed": seed, "budget": 1.0, "dataset": "x"},
+                       metrics=dict.fromkeys(monitor.EFFICACY, value))  # fmt: skip
+        dirs.append(str(folder))
+    capsys.readouterr()
+    assert main(["monitor", "noise", *dirs]) == 0
+    assert json.loads(capsys.readouterr().out) == monitor.measure_noise(dirs)

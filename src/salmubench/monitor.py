@@ -725,8 +725,8 @@ def add_commands(sub, common) -> None:
     q.add_argument("--gateway", default=telemetry.gateway(), required=telemetry.gateway() is None,
                    help=f"Pushgateway URL (default ${telemetry.GATEWAY_ENV})")  # fmt: skip
     q.set_defaults(func=_cmd_push)
-    q = msub.add_parser("failed", help="report a failed re-evaluation of a model (an exit "
-                        "handler's command)", parents=[common])  # fmt: skip
+    q = msub.add_parser("failed", help="report a failed re-evaluation of a model (one run "
+                        "outside the pipeline)", parents=[common])  # fmt: skip
     q.add_argument("--model", required=True, help="the model folder (or s3:// URL) re-evaluated")
     q.add_argument("--gateway", default=telemetry.gateway(), required=telemetry.gateway() is None,
                    help=f"Pushgateway URL (default ${telemetry.GATEWAY_ENV})")  # fmt: skip
