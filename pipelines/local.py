@@ -34,6 +34,8 @@ TAIL_LINES = 40  # of a failed task's log, printed on the terminal
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+# A component's own first line (components/shell.py, launcher.py) names what it runs.
+_DETAIL = re.compile(r"\[salmubench\] (?:train (\w+) started|\w+ started: .* --method (\S+))")
 
 
 class RunFailed(RuntimeError):
@@ -46,6 +48,7 @@ class _Task:
     start: float
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=2 * TAIL_LINES))
     status: str = ""
+    detail: str = ""  # which one of a ParallelFor's same-named tasks (the method, variant)
 
 
 class _Console(io.TextIOBase, logging.Filter):
@@ -90,6 +93,8 @@ class _Console(io.TextIOBase, logging.Filter):
                 self.partial[thread] = lines[-1]
             if task := self.running.get(thread):
                 task.tail.extend(_ANSI.sub("", line) for line in lines[:-1])
+                if not task.detail and (m := _DETAIL.search(text)):
+                    task.detail = m[1] or m[2]
         return len(text)
 
     def flush(self) -> None:
@@ -131,7 +136,8 @@ class _Console(io.TextIOBase, logging.Filter):
         seconds = time.perf_counter() - task.start
         self._show(
             f"{chr(13) + chr(27) + '[K' if self.tty else ''}"
-            f"[{done:>2}/{self.total}] {task.name:<24} {status:<8} {seconds:7.1f} s"
+            f"[{done:>2}/{self.total}] {f'{task.name} {task.detail}'.strip():<32} {status:<8} "
+            f"{seconds:7.1f} s"
         )
         if status != "SUCCESS":
             # kfp indents a task's streamed lines by 4 and ends them with blank lines

@@ -77,11 +77,17 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     tasks = 1 + len(WORLDS) * (7 + 2 * len(METHODS))  # report; per world: plan, synth,
     # 2 trainings, 2 evals, unlearn + eval per method, the bundle
     done = [
-        line for line in job if re.fullmatch(rf"\[ ?\d+/{tasks}\] \S+ +SUCCESS +\d+\.\d s", line)
+        line
+        for line in job
+        if re.fullmatch(rf"\[ ?\d+/{tasks}\] \S+( \S+)? +SUCCESS +\d+\.\d s", line)
     ]
     assert len(done) == tasks, printed
     assert [int(line[1:3]) for line in done] == list(range(1, tasks + 1))
-    assert any(line.split()[1] == "train" for line in done)
+    # task (kfp numbers same-named tasks: train, train-2), and which one it is
+    labels = [line.split("] ", 1)[1].split()[:2] for line in done]
+    labels = [[task.rstrip("-0123456789"), which] for task, which in labels]
+    assert labels.count(["train", "clean"]) == labels.count(["train", "compromised"]) == len(WORLDS)
+    assert labels.count(["unlearn", *METHODS]) == len(WORLDS)
     table = leaderboard_table(leaderboard)
     assert table in printed and "| rank | method |" in table  # the leaderboard ...
     assert str(report / "report.html") in printed  # ... and where the report is
