@@ -6,7 +6,7 @@ Runs in the checkers' own venv (.venv-lint/, requirements/lint.txt), never the p
             kfp-launcher's S3 endpoint must be the fully qualified name of a rendered Service
             in the ConfigMap's own namespace
   validate  `kubernetes-validate --strict` on every rendered core object and the templates
-  schemas   PodMonitors against k8s/schemas/podmonitor.json
+  schemas   custom resources (PodMonitor, PrometheusRule) against k8s/schemas/<kind>.json
   jobs      the PyTorchJob/TrainJob that components/launcher.py builds (and any in the
             given manifests) against the operators' published models at pinned versions,
             every supported Trainer release (k8s/upstream_models.py, project venv)

@@ -135,7 +135,8 @@ def test_the_repository_renders_validates_and_matches_the_schemas():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "ok   render" in out and "2 overlay(s)" in out
-    assert "ok   schemas" in out and "2 custom resources" in out  # the 2 PodMonitors
+    # per overlay: the PodMonitor and the leakage PrometheusRule (k8s/monitoring)
+    assert "ok   schemas" in out and "4 custom resources" in out
     # 2 sizes x (PyTorchJob + TrainJob for Trainer 2.0, 2.1, 2.2, 2.3)
     assert "ok   jobs" in out and "10 jobs valid against upstream's models" in out
 
