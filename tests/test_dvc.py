@@ -280,3 +280,25 @@ def test_corrupt_remote_object_fails_the_pull(project, env, s3, tmp_path):
     log = pulled.stdout + pulled.stderr
     assert f"corrupted cache file '{clone}/.dvc/cache/files/md5/{weights[:2]}/{weights[2:]}'" in log
     assert not (clone / "models" / "clean" / "model.pt").exists()  # nothing corrupt checked out
+
+
+def test_the_committed_pin_is_the_dataset_params_yaml_runs():
+    """data.dvc (tools/pin_data.py) pins run.profile/run.seed; no stage writes data/, and
+    every stage that reads it lists it (`python tools/pin_data.py --check` re-synthesises)."""
+    pin = yaml.safe_load((REPO / "data.dvc").read_text())
+    run_params = yaml.safe_load((REPO / "params.yaml").read_text())["run"]
+    assert (pin["meta"]["profile"], pin["meta"]["seed"]) == (
+        run_params["profile"],
+        run_params["seed"],
+    )
+    [out] = pin["outs"]
+    assert out["path"] == "data" and out["md5"].endswith(".dir") and out["nfiles"] > 0
+    profile, seed = run_params["profile"], run_params["seed"]
+    recipe = f"salmubench synth --profile {profile} --seed {seed} --out data --force -q"
+    assert pin["meta"]["command"] == recipe
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        assert "data" not in body.get("outs", []), name
+        if "--data data" in " ".join(body["cmd"].split()):
+            assert "data" in body["deps"], name
