@@ -241,6 +241,8 @@ def test_promtool_check_metrics_is_clean_on_every_stage_exposition(tmp_path, gat
     monkeypatch.setenv(monitor.BASELINES_ENV, str(store))
     for stage, manifest in manifests.items():
         assert telemetry.report_stage(stage, _folder(tmp_path, stage, manifest), 1.0)
+    # what the CLI pushes after a monitored eval (no baseline yet: current values only)
+    assert monitor.report_reevaluation(evaluation, gateway.url)
     unlearned = _folder(tmp_path, "model", manifests["unlearn"])
     monitor.report_failure(unlearned, gateway.url)
     # stages + the re-evaluation push of the unlearned eval (no baseline yet) + the failure
@@ -253,7 +255,7 @@ def test_promtool_check_metrics_is_clean_on_every_stage_exposition(tmp_path, gat
     (store / dataset[:12] / "neg_grad-b5-s0.json").write_text(
         json.dumps({"metrics": dict.fromkeys(monitor.EFFICACY, 0.2)})
     )
-    assert telemetry.report_stage("eval", _folder(tmp_path, "again", evaluation), 1.0)
+    assert monitor.report_reevaluation(evaluation, gateway.url)
     body = gateway.bodies[-1]
     assert "salmubench_efficacy_baseline" in body and "salmubench_efficacy_current" in body
     assert promtool_check_metrics(body).returncode == 0

@@ -305,8 +305,18 @@ def _telemetry(args: argparse.Namespace, seconds: float) -> None:
     """Push the finished stage's metrics when $SALMUBENCH_PUSHGATEWAY is set (else no-op)."""
     from salmubench import telemetry
 
-    if telemetry.gateway() is not None:
-        telemetry.report_stage(args.command, getattr(args, "out", None), seconds)
+    url = telemetry.gateway()
+    if url is None:
+        return
+    pushed = telemetry.report_stage(args.command, getattr(args, "out", None), seconds)
+    if pushed and args.command == "eval":
+        # A monitored re-evaluation ($SALMUBENCH_BASELINES set): its efficacy beside the
+        # model's baseline (docs/MONITORING.md).
+        from salmubench import monitor
+        from salmubench.manifest import read_manifest
+
+        if monitor.baselines() is not None:
+            monitor.report_reevaluation(read_manifest(args.out), url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

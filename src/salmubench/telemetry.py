@@ -15,8 +15,9 @@ the stages that run once per model or dataset the `model` and `dataset` labels o
 "when did this last work" is a query, not a run id to look up.
 
 With `SALMUBENCH_BASELINES` set (a folder or s3:// prefix of recorded baselines, see
-`salmubench.monitor`), the evaluation of an unlearned model also pushes its efficacy
-beside the model's recorded baseline: that is what the recurring re-evaluation does.
+`salmubench.monitor`), the CLI also pushes an unlearned model's evaluated efficacy beside
+its recorded baseline (`monitor.report_reevaluation`): what the recurring re-evaluation
+does. This module knows nothing of baselines, so monitor may build on it.
 """
 
 from __future__ import annotations
@@ -174,9 +175,4 @@ def report_stage(stage: str, out: str | os.PathLike | None, seconds: float) -> b
         grouping,
         os.environ.get(RUN_ID_ENV, "-"),
     )
-    if stage == "eval":
-        from salmubench import monitor as monitoring
-
-        if monitoring.baselines() is not None:
-            monitoring.report_reevaluation(manifest, url)
     return True
