@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from salmubench.config import stage_config
+from salmubench.engine.loss import contrastive_loss
 from salmubench.manifest import read_manifest
 from salmubench.models import load_model
-from salmubench.train.loss import contrastive_loss
 from salmubench.unlearn import METHODS, build_method, method_names
 from salmubench.unlearn.base import (
     Features,
