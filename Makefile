@@ -47,8 +47,8 @@ $(LINT_VENV)/.installed: requirements/lint.txt Makefile
 	touch $@
 
 lint: venv lint-venv
-	$(BIN)/ruff check src tests benchmarks components pipelines k8s docker
-	$(BIN)/ruff format --check src tests benchmarks components pipelines k8s docker
+	$(BIN)/ruff check src tests benchmarks components pipelines k8s docker tools
+	$(BIN)/ruff format --check src tests benchmarks components pipelines k8s docker tools
 	$(LINT_VENV)/bin/python k8s/lint.py
 
 ## The component image built with podman and the micro stages run inside it (docker/).

@@ -44,14 +44,15 @@ def table(board: dict, method: str, confidence: float = 0.95) -> str:
     per_world: dict[str, list[list[float]]] = {}
     for world, _, values in runs:
         per_world.setdefault(world, []).append(values)
-    means = {w: [statistics.fmean(c) for c in zip(*v)] for w, v in per_world.items()}
+    means = {w: [statistics.fmean(c) for c in zip(*v, strict=True)] for w, v in per_world.items()}
     for world, values in means.items():
         lines.append(f"| {world} | mean | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     cells = []
-    for column in zip(*means.values()):
+    for column in zip(*means.values(), strict=True):
         lo, hi = t_interval(list(column), confidence)
         cells.append(f"{statistics.fmean(column):.3f} [{lo:.3f}, {hi:.3f}]")
-    lines.append(f"| {len(means)} worlds | mean [{confidence:.0%} CI] | " + " | ".join(cells) + " |")
+    label = f"| {len(means)} worlds | mean [{confidence:.0%} CI] | "
+    lines.append(label + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

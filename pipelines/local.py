@@ -241,7 +241,7 @@ def run_local(
     """
     from salmubench_pipelines.definitions import Options, benchmark
 
-    from salmubench.bench import parse_methods
+    from salmubench.unlearn import parse_methods
 
     chosen = parse_methods(methods)  # fail now, not after two trainings
     if not seeds:

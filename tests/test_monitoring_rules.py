@@ -328,3 +328,29 @@ def test_the_monitor_commands_render_the_rules_and_measure_noise(tmp_path, capsy
     capsys.readouterr()
     assert main(["monitor", "noise", *dirs]) == 0
     assert json.loads(capsys.readouterr().out) == monitor.measure_noise(dirs)
+
+
+def test_every_export_of_the_package_is_what_it_names_not_a_submodule():
+    """`salmubench.monitor` loads its pieces on first use; no piece shadows a name."""
+    import types
+
+    for name in monitor.__all__:
+        assert not isinstance(getattr(monitor, name), types.ModuleType), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        monitor.nope  # noqa: B018
+
+
+def test_building_the_cli_parser_imports_only_the_monitors_settings():
+    """Every stage command builds the parser: it must not load (nor, through dvc.yaml's
+    derived deps, depend on) the monitor's rules, dashboard, store or drill."""
+    import sys
+
+    code = (
+        "import sys, salmubench.cli as c; c.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('salmubench.monitor')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert out.strip() == str(
+        ["salmubench.monitor", "salmubench.monitor.commands", "salmubench.monitor.settings"]
+    )

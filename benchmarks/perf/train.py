@@ -39,12 +39,12 @@ def bare_loop(profile: str, steps: int, loss_kind: str, threads: int) -> dict[st
     import torch
 
     from salmubench.config import stage_config
+    from salmubench.engine.dist import DistEnv
+    from salmubench.engine.loss import contrastive_loss
+    from salmubench.engine.optim import Precision, cosine_lr, make_optimizer, set_lr
     from salmubench.models import create, image_size
     from salmubench.models import tokenizer as get_tokenizer
-    from salmubench.train.dist import DistEnv
-    from salmubench.train.engine import Precision, cosine_lr, make_optimizer, set_lr
     from salmubench.train.loop import global_batch
-    from salmubench.train.loss import contrastive_loss
 
     cfg = stage_config("train", profile)
     torch.set_num_threads(DistEnv().threads(threads))
@@ -95,13 +95,13 @@ def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
     import torch
 
     from salmubench.config import stage_config
+    from salmubench.engine.dist import DistEnv
+    from salmubench.engine.loss import contrastive_loss
+    from salmubench.engine.optim import make_optimizer
     from salmubench.manifest import read_manifest
     from salmubench.models import create, image_normalisation, image_size
     from salmubench.models import tokenizer as get_tokenizer
     from salmubench.train.data import VARIANTS, BatchPlan, batch_sizes, gather_batch, load_pools
-    from salmubench.train.dist import DistEnv
-    from salmubench.train.engine import make_optimizer
-    from salmubench.train.loss import contrastive_loss
 
     cfg = stage_config("train", profile)
     torch.set_num_threads(DistEnv().threads(cfg.threads))

@@ -21,9 +21,6 @@ from typing import Any
 from salmubench.config import ConfigError, stage_config, to_dict
 from salmubench.manifest import ManifestError, dumps, read_manifest, write_atomic
 
-# parse_methods: re-exported for pipelines/local.py, which still imports it from here.
-from salmubench.unlearn.base import parse_methods  # noqa: F401
-
 log = logging.getLogger(__name__)
 
 

@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_remote)
 
     # `drill` and `monitor ...`: leakage monitoring (docs/MONITORING.md)
-    from salmubench.monitor import add_commands as add_monitor_commands
+    from salmubench.monitor.commands import add_commands as add_monitor_commands
 
     add_monitor_commands(sub, common)
 

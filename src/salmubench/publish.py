@@ -232,8 +232,9 @@ def publish(
         # Commit on a detached HEAD and name the branch only once everything succeeded.
         # The branch records outputs, not a pipeline to re-run: without this, `dvc pull`
         # would also look for dvc.yaml's outputs, which a Kubeflow run never locked. The
-        # pipeline that made them is the parent commit (RUN.json: source_commit).
-        for name in ("dvc.yaml", "dvc.lock"):
+        # pipeline that made them is the parent commit (RUN.json: source_commit). data.dvc
+        # pins the repository's dataset, not necessarily this run's (artifacts/data.dvc).
+        for name in ("dvc.yaml", "dvc.lock", "data.dvc"):
             if (checkout / name).exists():
                 git("rm", "-q", "--cached", name, cwd=checkout, what=f"git rm {name}")
                 (checkout / name).unlink()

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from salmubench.monitor.settings import K_SIGMA
 from salmubench.monitor.store import BASELINE, CURRENT, EFFICACY, LAST_FAILURE, LAST_SUCCESS
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,6 @@ MARGINS: dict[str, dict[str, float]] = {
     "core_assoc": {"sd": 0.02192, "max_seed_difference": 0.108, "margin": 0.066},
     "idzsc": {"sd": 0.01371, "max_seed_difference": 0.04889, "margin": 0.042},
 }
-K_SIGMA = 3.0  # a one-sided 3-sigma rise: ~0.13 % false alarms per series under Gaussian noise
 STALE_HOURS = 36  # the schedule is nightly: one missed night plus the slack of a slow run
 GROUP = "salmubench-leakage"
 # The label sets that name a re-evaluated model's series (the Pushgateway group).

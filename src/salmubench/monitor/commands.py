@@ -7,16 +7,7 @@ import json
 import logging
 
 from salmubench import telemetry
-from salmubench.monitor.alerts import K_SIGMA, measure_noise
-from salmubench.monitor.drill import DrillConfig, drill
-from salmubench.monitor.files import render_all
-from salmubench.monitor.store import (
-    BASELINES_ENV,
-    baselines,
-    record_baseline,
-    report_failure,
-    report_reevaluation,
-)
+from salmubench.monitor.settings import BASELINES_ENV, K_SIGMA, DrillConfig, baselines
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +65,8 @@ def add_commands(sub, common) -> None:
 
 
 def _cmd_drill(args) -> int:
+    from salmubench.monitor.relearn import drill
+
     cfg = DrillConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
     manifest = drill(args.data, args.model, args.out, cfg, force=args.force)
     if not args.quiet:
@@ -85,6 +78,8 @@ def _cmd_drill(args) -> int:
 
 
 def _cmd_baseline(args) -> int:
+    from salmubench.monitor.store import record_baseline
+
     location = record_baseline(args.eval, args.store, force=args.force)
     if not args.quiet:
         print(f"baseline recorded at {location}")
@@ -93,12 +88,15 @@ def _cmd_baseline(args) -> int:
 
 def _cmd_push(args) -> int:
     from salmubench.manifest import read_manifest
+    from salmubench.monitor.store import report_reevaluation
 
     ok = report_reevaluation(read_manifest(args.eval, kind="eval"), args.gateway, args.store)
     return 0 if ok else 1
 
 
 def _cmd_failed(args) -> int:
+    from salmubench.monitor.store import report_failure
+
     labels = report_failure(args.model, args.gateway)
     if not args.quiet:
         print(f"re-evaluation failure of {labels} pushed to {args.gateway}")
@@ -106,11 +104,15 @@ def _cmd_failed(args) -> int:
 
 
 def _cmd_noise(args) -> int:
+    from salmubench.monitor.alerts import measure_noise
+
     print(json.dumps(measure_noise(args.evals, args.k_sigma), indent=2))
     return 0
 
 
 def _cmd_rules(args) -> int:
+    from salmubench.monitor.files import render_all
+
     for path in render_all(args.out):
         print(path)
     return 0

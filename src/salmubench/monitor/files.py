@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from salmubench.monitor.alerts import margins, prometheus_rule, rules
-from salmubench.monitor.dashboard import dashboard
+from salmubench.monitor.grafana import dashboard
 from salmubench.monitor.store import JOB
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ from typing import Any
 
 from salmubench import telemetry
 from salmubench.config import ConfigError
+from salmubench.monitor.settings import baselines
 
 log = logging.getLogger(__name__)
 
-BASELINES_ENV = "SALMUBENCH_BASELINES"
 JOB = "salmubench_reevaluation"
 # The efficacy metrics whose rise means a forgotten association is back (the issue's four;
 # ACS, a probe accuracy, is left out: it is the noisiest and reads the same leak as
@@ -29,11 +29,6 @@ LAST_FAILURE = "salmubench_reevaluation_last_failure_timestamp_seconds"
 
 class BaselineError(ConfigError):
     """A baseline that cannot be recorded or read (the CLI reports it as an error)."""
-
-
-def baselines() -> str | None:
-    """The baseline store the re-evaluation reads ($SALMUBENCH_BASELINES), or None."""
-    return os.environ.get(BASELINES_ENV) or None
 
 
 def _path(store: str, labels: dict[str, str]) -> str:

@@ -5,40 +5,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from salmubench import __version__
 from salmubench.config import ConfigError
+from salmubench.monitor.settings import DrillConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DrillConfig:
-    """How hard the drill re-teaches the forget set."""
-
-    steps: int = 30  # optimiser steps on forget batches
-    batch: int = 32  # forget samples per step
-    lr: float = 1.0e-3  # AdamW learning rate (constant: a drill, not a schedule)
-    seed: int = 0  # which forget samples each step draws
-
-    def validate(self) -> None:
-        if self.steps < 1 or self.batch < 2:
-            raise ConfigError(
-                f"drill steps={self.steps}, batch={self.batch}: need steps >= 1 and batch >= 2 "
-                "(the contrastive loss needs two samples)"
-            )
-        if not self.lr > 0:
-            raise ConfigError(f"drill lr={self.lr}: expected a positive learning rate")
 
 
 def drill(
     data: str | os.PathLike,
     model: str | os.PathLike,
     out: str | os.PathLike,
-    cfg: DrillConfig = DrillConfig(),
+    cfg: DrillConfig | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Re-expose the unlearned `model` (a model folder) to the forget set of `data` and
@@ -50,6 +32,7 @@ def drill(
     would, and records the drill in its manifest (`drill`, `inputs.model`), so nobody
     mistakes it for an unlearned model. Re-evaluated and pushed, it should fire the
     resurfacing alert."""
+    cfg = cfg or DrillConfig()
     import torch
 
     from salmubench.manifest import staged_output, write_manifest
