@@ -36,3 +36,19 @@ def test_a_truncated_checkpoint_is_unreadable_not_another_architecture(tmp_path)
         load_model(cut, arch="salmu-micro")
     assert "central directory" in str(caught.value)  # torch's fact survives
     assert "another architecture" not in str(caught.value)
+
+
+def test_a_corrupt_resume_state_is_refused_with_facts_not_advice(tmp_path):
+    """`--resume` over a partial run whose state.pt holds an object the weights-only loader
+    refuses: a ConfigError naming the file and the object, never torch's advice."""
+    from salmubench.config import ConfigError
+    from salmubench.engine.state import STATE, load_state
+
+    torch.save({"identity": argparse.Namespace(x=1)}, tmp_path / STATE)
+    with pytest.raises(ConfigError, match="is not a readable resume state") as caught:
+        load_state(tmp_path, {"config": {}})
+    message = str(caught.value)
+    assert str(tmp_path / STATE) in message and "argparse.Namespace" in message
+    assert "--force" in message
+    for advice in ("weights_only", "safe_globals", "trust"):
+        assert advice not in message, message

@@ -17,6 +17,7 @@ import torch
 
 from salmubench import __version__
 from salmubench.config import ConfigError
+from salmubench.errors import facts
 from salmubench.manifest import MANIFEST, OutputExistsError, write_atomic
 from salmubench.vocab import STATE_FILE as STATE
 
@@ -54,7 +55,15 @@ def prepare_output(out: Path, resume: bool, force: bool, what: str = "model") ->
 
 
 def load_state(partial: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    state = torch.load(partial / STATE, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(partial / STATE, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt or not ours
+        # `from None`: torch's message advises re-loading with weights_only=False, which
+        # runs the file's code; ours keeps only its facts.
+        raise ConfigError(
+            f"{partial / STATE} is not a readable resume state ({type(e).__name__}): "
+            f"{facts(e)}; pass --force to start over"
+        ) from None
     if state["identity"] != identity:
         raise ConfigError(
             f"{partial / STATE} was written by a different run (config, inputs or seed "

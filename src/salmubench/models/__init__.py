@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 
 from salmubench.errors import ModelError
+from salmubench.errors import facts as _facts
 from salmubench.manifest import read_manifest, write_atomic
 from salmubench.vocab import MODEL_FILE
 
@@ -163,23 +163,3 @@ def _load_file(path: Path, arch: str) -> LoadedModel:
         ) from None
     model.eval()
     return LoadedModel(model, arch, path)
-
-
-# Sentences of torch's load errors that advise rather than state: above all re-loading with
-# `weights_only=False` (arbitrary code execution) or allow-listing the file's classes.
-_ADVICE = re.compile(
-    r"weights_only|safe_globals|trust|documentation|can still be loaded|If you are seeing|"
-    r"This can happen|Re-running|Please use",
-    re.IGNORECASE,
-)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _facts(error: Exception) -> str:
-    """What a library's exception states, without its advice (at most 300 characters)."""
-    text = _ANSI.sub("", str(error))
-    # torch's weights-only refusal: the fact (which object it refused) follows this tag.
-    text = text.split("WeightsUnpickler error:", 1)[-1]
-    sentences = re.split(r"(?<=[.!?])\s+|\n+", text.strip())
-    kept = [s.strip() for s in sentences if s.strip() and not _ADVICE.search(s)]
-    return (" ".join(kept) or type(error).__name__)[:300]
