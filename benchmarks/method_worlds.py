@@ -21,38 +21,39 @@ RELATIVE = ("vis_id_int", "frag_sim")
 COLUMNS = (*SCORES, *(f"{k} vs Compromised" for k in RELATIVE))
 
 
-def rows(board: dict, method: str) -> list[tuple[str, int, list[float]]]:
-    worlds = {w["name"]: w for w in board["worlds"]}
+def _relative(metrics: dict, compromised: dict) -> list[float]:
+    return [metrics[k] / compromised[k] - 1 for k in RELATIVE]
+
+
+def table(board: dict, method: str, confidence: float = 0.95) -> str:
+    """Per seed, per world (the report's own in-world units) and over worlds: the row's
+    scores and intervals as the report computed them, plus VisIdInt / FragSim relative to
+    each world's Compromised model (their interval computed here, over the same units)."""
     matches = [r for r in board["rows"] if r["method"] == method]
     if not matches:
         names = sorted({r["method"] for r in board["rows"] if r["method"]})
         raise SystemExit(f"no row of method {method!r}; rows: {', '.join(names)}")
-    out = []
-    for run in matches[0]["per_seed"]:
-        comp = worlds[run["world"]]["compromised"]
-        rel = [run["metrics"][k] / comp[k] - 1 for k in RELATIVE]
-        out.append((run["world"], run["seed"], [run["scores"][s] for s in SCORES] + rel))
-    return out
-
-
-def table(board: dict, method: str, confidence: float = 0.95) -> str:
-    runs = rows(board, method)
+    row = matches[0]
+    compromised = {w["name"]: w["compromised"] for w in board["worlds"]}
     head = "| world | seed | " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
-    for world, seed, values in runs:
-        lines.append(f"| {world} | {seed} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
-    per_world: dict[str, list[list[float]]] = {}
-    for world, _, values in runs:
-        per_world.setdefault(world, []).append(values)
-    means = {w: [statistics.fmean(c) for c in zip(*v, strict=True)] for w, v in per_world.items()}
-    for world, values in means.items():
-        lines.append(f"| {world} | mean | " + " | ".join(f"{v:.3f}" for v in values) + " |")
-    cells = []
-    for column in zip(*means.values(), strict=True):
-        lo, hi = t_interval(list(column), confidence)
-        cells.append(f"{statistics.fmean(column):.3f} [{lo:.3f}, {hi:.3f}]")
-    label = f"| {len(means)} worlds | mean [{confidence:.0%} CI] | "
-    lines.append(label + " | ".join(cells) + " |")
+    for run in row["per_seed"]:
+        values = [run["scores"][s] for s in SCORES]
+        values += _relative(run["metrics"], compromised[run["world"]])
+        lines.append(f"| {run['world']} | {run['seed']} | "
+                     + " | ".join(f"{v:.3f}" for v in values) + " |")  # fmt: skip
+    relative = []
+    for unit in row["per_world"]:
+        rel = _relative(unit["metrics"], compromised[unit["world"]])
+        relative.append(rel)
+        values = [unit["scores"][s] for s in SCORES] + rel
+        lines.append(f"| {unit['world']} | mean | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    cells = [(row["scores"][s], row["scores_ci"][s]) for s in SCORES]
+    for column in zip(*relative, strict=True):
+        cells.append((statistics.fmean(column), t_interval(list(column), confidence)))
+    text = [f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" for mean, (lo, hi) in cells]
+    label = f"| {len(row['per_world'])} worlds | mean [{confidence:.0%} CI] | "
+    lines.append(label + " | ".join(text) + " |")
     return "\n".join(lines)
 
 
