@@ -41,6 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             budget=args.budget,
             parallelism=args.parallelism,
             pushgateway=args.pushgateway or os.environ.get("SALMUBENCH_PUSHGATEWAY", ""),
+            method_files=args.method_file,
         )
     except (ConfigError, ValueError) as e:
         return _fail("run", e)
@@ -181,6 +182,14 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, help="scale profile from params.yaml")
     p.add_argument("--out", help="run folder (default: runs/<profile>-kfp)")
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
+    p.add_argument(
+        "--method-file",
+        action="append",
+        default=[],
+        metavar="PATH.py",
+        help="a method file (docs/METHODS.md) whose methods --methods may name; the pipeline "
+        "carries its text to the tasks (its method_py parameter); one file",
+    )
     p.add_argument(
         "--budget", type=positive_budget, help="passes over forget (default: the profile's)"
     )

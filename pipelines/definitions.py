@@ -13,6 +13,12 @@ Secrets, the shared claim, the training launcher and its size, the Pushgateway, 
 are published. The pipeline parameters are what a person picks per run in the dashboard's
 run form: profile, worlds, methods, seeds, budget (and, for experts, a params.yaml text and
 per-stage `--set` overrides; empty = the image's own params.yaml).
+
+Methods from outside the package (docs/METHODS.md) reach the benchmark and unlearn-eval
+pipelines per run, without recompiling: `method_image` is the image of the tasks that load
+methods (`plan`, `unlearn`; default: the components' image), e.g. one built `FROM` ours plus
+a method package (docker/Dockerfile.method); `method_py` is a method file's text, written to
+a file in those tasks and loaded like `--method-file`.
 """
 
 from collections.abc import Callable
@@ -142,7 +148,7 @@ def _k8s(
 
 
 def benchmark(opts: Options = Options()) -> Callable:
-    from salmubench_components import stages
+    from salmubench_components import IMAGE, stages
 
     opts.validate()
 
@@ -163,18 +169,21 @@ def benchmark(opts: Options = Options()) -> Callable:
         train_set: list[str] = [],  # noqa: B006
         unlearn_set: list[str] = [],  # noqa: B006
         eval_set: list[str] = [],  # noqa: B006
+        method_py: str = "",
+        method_image: str = IMAGE,
     ) -> Artifact:
         common = {
             "profile": profile,
             "params_yaml": params_yaml,
             "pushgateway": opts.pushgateway,
         }
+        external = {"method_py": method_py, "method_image": method_image}
         # Two levels of ParallelFor, each fanned in by the level above it: KFP's local
         # runner cannot fan in across both at once (a list of lists), so each world's
         # evaluations (and, to publish, its artifacts) leave the world as one bundle.
         with dsl.ParallelFor(worlds, name="per-world", parallelism=opts.parallelism) as seed:
             world = _world(stages, opts, common, seed, methods, seeds, budget,
-                           synth_set, train_set, unlearn_set, eval_set)  # fmt: skip
+                           synth_set, train_set, unlearn_set, eval_set, external)  # fmt: skip
         rep = stages.report(evals=dsl.Collected(world["evals"].outputs["folder"]), **common)
         _k8s(rep.set_display_name("report"), opts)
         if opts.publish:
@@ -200,15 +209,24 @@ def benchmark(opts: Options = Options()) -> Callable:
     return pipeline
 
 
+def _methods_task(task: dsl.PipelineTask, method_image) -> dsl.PipelineTask:
+    """A task that loads methods (`plan`, `unlearn`) runs in the run's `method_image`: ours
+    by default, or ours plus a method package. kfp resolves the parameter at run time (KFP
+    backend >= 2.4; the local runner runs every task in this environment regardless)."""
+    return task.set_container_image(method_image)
+
+
 def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, synth_set,
-           train_set, unlearn_set, eval_set) -> dict[str, dsl.PipelineTask]:  # fmt: skip
+           train_set, unlearn_set, eval_set,
+           external: dict) -> dict[str, dsl.PipelineTask]:  # fmt: skip
     """One world's chain: synth -> Clean/Compromised -> their evals -> per (method, seed):
     unlearn -> eval; its evaluations bundled (and its artifacts, when publishing).
 
     Inside the inner loop the world's seed is read from the run (`run.world`), never from
-    the outer loop variable (see `stages.plan`)."""
-    runs = stages.plan(methods=methods, seeds=seeds, world=seed)
-    _k8s(runs.set_display_name("plan runs"), opts)
+    the outer loop variable (see `stages.plan`). `external`: the run's `method_py` and
+    `method_image` (methods from outside the package)."""
+    runs = stages.plan(methods=methods, seeds=seeds, world=seed, method_py=external["method_py"])
+    _k8s(_methods_task(runs, external["method_image"]).set_display_name("plan runs"), opts)
     data = _k8s(stages.synth(seed=seed, overrides=synth_set, **common), opts)
     data.set_display_name("synth")
     models = {}
@@ -260,9 +278,11 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
             seed=run.seed,
             budget=budget,
             overrides=unlearn_set,
+            method_py=external["method_py"],
             **common,
         )
-        _k8s(u.set_display_name("unlearn"), opts, train=True)
+        _k8s(_methods_task(u, external["method_image"]).set_display_name("unlearn"), opts,
+             train=True)  # fmt: skip
         ev = stages.evaluate(
             data=data.outputs["dataset"],
             model=u.outputs["unlearned"],
@@ -294,7 +314,7 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
 
 
 def unlearn_eval(opts: Options = Options()) -> Callable:
-    from salmubench_components import stages
+    from salmubench_components import IMAGE, stages
 
     opts.validate()
 
@@ -317,12 +337,14 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         unlearn_set: list[str] = [],  # noqa: B006
         eval_set: list[str] = [],  # noqa: B006
         method_py: str = "",
+        method_image: str = IMAGE,
     ):
         # method_py: the text of a method file (docs/METHODS.md), for a method the image
         # does not have; empty = a registered method (built-in or the image's packages).
+        # method_image: the image of plan and unlearn (ours, or ours plus a method package).
         common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
-        runs = _k8s(stages.plan(methods=method, seeds=seeds, method_py=method_py)
-                    .set_display_name("plan runs"), opts)  # fmt: skip
+        runs = stages.plan(methods=method, seeds=seeds, method_py=method_py)
+        _k8s(_methods_task(runs, method_image).set_display_name("plan runs"), opts)
         data = dsl.importer(artifact_uri=dataset_uri, artifact_class=Dataset, reimport=False)
         model = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=False)
         ev_clean = dsl.importer(artifact_uri=clean_eval_uri, artifact_class=Artifact)
@@ -338,7 +360,7 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
                 method_py=method_py,
                 **common,
             )
-            _k8s(u.set_display_name("unlearn"), opts, train=True)
+            _k8s(_methods_task(u, method_image).set_display_name("unlearn"), opts, train=True)
             ev = stages.evaluate(
                 data=data.output,
                 model=u.outputs["unlearned"],

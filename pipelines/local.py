@@ -233,16 +233,30 @@ def run_local(
     budget: float | None = None,
     pushgateway: str = "",
     parallelism: int = 1,
+    method_files: Sequence[str | Path] = (),
 ) -> Path:
     """Run the benchmark pipeline locally into `out`; the report folder (`out`/report).
 
     `worlds`: dataset/model seeds, one world each (its own dataset, Clean and Compromised
-    model); the report scores every world against its own references.
+    model); the report scores every world against its own references. `methods` may name
+    installed packages' methods (every task runs in this environment, so it finds their
+    entry points) and those of `method_files` (at most one), a method file whose text the
+    pipeline's `method_py` parameter carries to the tasks that load it, as in a cluster.
     """
     from salmubench_pipelines.definitions import Options, benchmark
 
     from salmubench.unlearn import parse_methods
+    from salmubench.unlearn.external import load_method_file
 
+    if len(method_files) > 1:
+        raise ValueError(
+            f"--method-file given {len(method_files)} times ({', '.join(map(str, method_files))})"
+            ": the pipeline carries one method file; put its methods in one file"
+        )
+    method_py = ""
+    for path in method_files:  # registered here first: a broken file fails before any task
+        load_method_file(path)
+        method_py = Path(path).read_text(encoding="utf-8")
     chosen = parse_methods(methods)  # fail now, not after two trainings
     if not seeds:
         raise ValueError("seeds: give at least one unlearning seed, e.g. 0")
@@ -268,6 +282,7 @@ def run_local(
             methods=",".join(chosen),
             seeds=list(seeds),
             budget=float(budget or 0.0),
+            method_py=method_py,
         ),
     )
     seconds = time.perf_counter() - start
