@@ -11,9 +11,11 @@ from typing import Any
 
 from salmubench.report.render import (
     HOW_TO_READ,
+    METHOD_CODE_TITLE,
     agreement_text,
     dataset_text,
     leaderboard_table,
+    method_code_items,
     metrics_table,
     paper_scores_table,
     paper_table,
@@ -121,11 +123,14 @@ def page(
     header, body = leaderboard_table(board)
     parts += [
         "<h2>Leaderboard</h2>",
-        _html_table(header, body, classes, left=4, verdict_cols=(len(header) - 1,)),
+        _html_table(header, body, classes, left=4, verdict_cols=(header.index("verdict"),)),
     ]
     notes = [f"{row['label']}: {n}" for row in board["rows"] for n in row["notes"]]
     if notes:
         parts += ["<p>Notes:</p><ul>", *(f"<li>{e(n)}</li>" for n in notes), "</ul>"]
+    if items := method_code_items(board, quote=""):
+        parts += [f"<p>{e(METHOD_CODE_TITLE)}</p><ul>", *(f"<li>{e(i)}</li>" for i in items)]
+        parts.append("</ul>")
     parts += ["<h2>Worlds</h2>", _html_table(*worlds_table(board), left=2)]
     parts += ["<h2>All metrics</h2>", _html_table(*metrics_table(board), classes, left=1)]
     header, body = paper_table(board)

@@ -95,13 +95,30 @@ def _method(row: Mapping[str, Any]) -> str:
     return row["method"] or row["label"]
 
 
+NOT_RECORDED = "not recorded"  # a model from before manifests carried `method_code`
+
+
+def code_cell(row: Mapping[str, Any]) -> str:
+    """Where the row's method code comes from and its sha256, short (the leaderboard's
+    `code` column; `method_code_lines` gives the whole of both)."""
+    if row["rank"] is None:
+        return "—"
+    code = row.get("method_code")
+    if not code:
+        return NOT_RECORDED
+    origin = code["origin"]
+    if origin.startswith("file "):  # a path: its name says enough in a table cell
+        origin = "file " + origin.removeprefix("file ").rsplit("/", 1)[-1]
+    return f"{origin}, sha256 {code['code_digest'][:12]}"
+
+
 # --------------------------------------------------------------------------- tables as data
 
 
 def leaderboard_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["rank", "method", "budget", "runs"]
     header += [display(n) for n in LEADERBOARD_METRICS] + [display(s) for s in SCORES]
-    header.append("verdict")
+    header += ["verdict", "code"]
     body = []
     for row in board["rows"]:
         cells = ["ref" if row["rank"] is None else str(row["rank"]), _method(row), _budget(row)]
@@ -110,7 +127,7 @@ def leaderboard_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[st
             cells.append(fmt(row["metrics"].get(name), std=row["std"].get(name)))
         for name in SCORES:
             cells.append(_score_cell(row, name))
-        cells.append(verdict_text(row))
+        cells += [verdict_text(row), code_cell(row)]
         body.append(cells)
     return header, body
 
@@ -220,18 +237,26 @@ def provenance(board: Mapping[str, Any]) -> list[str]:
     return [f"{e['path']} ({e['row']}, digest {e['digest'][:12]})" for e in board["evals"]]
 
 
+METHOD_CODE_TITLE = "Method code (origin, defining module, sha256 of the file that defines it):"
+
+
+def method_code_items(board: Mapping[str, Any], quote: str = "`") -> list[str]:
+    """Each ranked row's method code, built-in or not: where it came from and the sha256 of
+    the file defining its class (leaderboard.json rows carry it as `method_code`)."""
+    items = []
+    for r in board["rows"]:
+        if r["rank"] is None:
+            continue
+        c = r.get("method_code")
+        text = (f"{c['origin']} ({c['module']}), sha256 {quote}{c['code_digest']}{quote}" if c
+                else f"{NOT_RECORDED} (its models predate code digests in manifests)")  # fmt: skip
+        items.append(f"{r['label']}: {text}")
+    return items
+
+
 def method_code_lines(board: Mapping[str, Any]) -> list[str]:
-    """Where each method from outside the package came from, and the sha256 of its code
-    (leaderboard.json rows carry `method_code` for every method whose models record it)."""
-    rows = [r for r in board["rows"] if (r.get("method_code") or {}).get("origin", "built-in")
-            != "built-in"]  # fmt: skip
-    if not rows:
-        return []
-    lines = ["Methods from outside the package:", ""]
-    for r in rows:
-        c = r["method_code"]
-        lines.append(f"- {r['label']}: {c['origin']} ({c['module']}), sha256 `{c['code_digest']}`")
-    return [*lines, ""]
+    items = method_code_items(board)
+    return [METHOD_CODE_TITLE, "", *(f"- {i}" for i in items), ""] if items else []
 
 
 def dataset_text(board: Mapping[str, Any]) -> str:
