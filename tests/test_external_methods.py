@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,8 +55,11 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> dict[str, Path]:
-    """The scaffold for NAME, installed offline into its own site folder."""
+def installed(tmp_path_factory) -> Iterator[dict[str, Path]]:
+    """The scaffold for NAME, installed offline into its own site folder, uninstalled (the
+    folder removed) afterwards. Its own folder rather than this environment's site-packages:
+    the environment is shared, and every test that lists the registered methods would see
+    it while installed."""
     root = tmp_path_factory.mktemp("ext")
     package = scaffold(NAME, root / "src")
     site = root / "site"
@@ -63,7 +69,14 @@ def installed(tmp_path_factory) -> dict[str, Path]:
     module = site / f"salmubench_{NAME}" / "method.py"
     entry_points = (next(site.glob("*.dist-info")) / "entry_points.txt").read_text()
     assert entry_points.count(f"{NAME} = salmubench_{NAME}.method:") == 1
-    return {"site": site, "module": module, "package": package}
+    yield {"site": site, "module": module, "package": package}
+    shutil.rmtree(site)
+
+
+def _with_site(site: Path) -> dict[str, str]:
+    """This environment, with `site` (an installed method package) first on the path."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), path) if p)}
 
 
 def _unlearn_args(data: Path, model: Path, out: Path, method: str) -> list[str]:
@@ -74,7 +87,7 @@ def _unlearn_args(data: Path, model: Path, out: Path, method: str) -> list[str]:
 def test_an_installed_package_runs_through_salmubench_unlearn_with_its_code_digest(
     installed, micro_dataset, micro_models, tmp_path
 ):
-    env = {**os.environ, "PYTHONPATH": str(installed["site"])}
+    env = _with_site(installed["site"])
     listing = subprocess.run([PYTHON, "-m", "salmubench", "methods"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, check=True).stdout  # fmt: skip
     line = next(x for x in listing.splitlines() if x.startswith(NAME))
@@ -103,7 +116,34 @@ def _world(out: Path, micro_dataset: Path, micro_models: dict[str, Path]) -> Non
         shutil.copytree(folder, out / variant)
 
 
-def test_bench_runs_an_installed_method_and_its_row_shows_origin_and_code_digest(
+DIST = f"salmubench-{NAME.replace('_', '-')} 0.1.0"
+BUILT_IN_FILE = REPO / "src/salmubench/unlearn/methods/delete.py"
+
+
+def _assert_rows_show_their_code(report: Path, expected: dict[str, dict[str, str]]) -> None:
+    """Every ranked row of leaderboard.json, .md and report.html shows its method's origin
+    and code digest (`expected`: method -> method_code), built-in or not."""
+    board = json.loads((report / "leaderboard.json").read_text())
+    ranked = {r["method"]: r for r in board["rows"] if r["rank"] is not None}
+    assert set(ranked) == set(expected)
+    md = (report / "leaderboard.md").read_text()
+    page = (report / "report.html").read_text()
+    table = md[md.index("| rank | method |") : md.index("\n\n", md.index("| rank | method |"))]
+    assert table.splitlines()[0].endswith("| verdict | code |")
+    assert "<th>code</th>" in page
+    for method, code in expected.items():
+        assert ranked[method]["method_code"] == code, method
+        digest = code["code_digest"]
+        [line] = [x for x in table.splitlines() if x.split(" | ")[1:2] == [method]]
+        origin = code["origin"]
+        short = "file " + Path(origin[5:]).name if origin.startswith("file ") else origin
+        assert line.endswith(f"| {short}, sha256 {digest[:12]} |"), line
+        assert f": {origin} ({code['module']}), sha256 `{digest}`" in md
+        assert f": {origin} ({code['module']}), sha256 {digest}</li>" in page
+        assert f"<td>{short}, sha256 {digest[:12]}</td>" in page
+
+
+def test_bench_runs_an_installed_method_and_every_row_shows_origin_and_code_digest(
     installed, micro_dataset, micro_models, tmp_path
 ):
     from salmubench.bench import bench
@@ -113,17 +153,62 @@ def test_bench_runs_an_installed_method_and_its_row_shows_origin_and_code_digest
     out = tmp_path / "bench"
     _world(out, micro_dataset, micro_models)
     lines: list[str] = []
-    bench("micro", out, methods=[NAME], budget=0.1, say=lines.append)
+    bench("micro", out, methods=[NAME, "delete"], budget=0.1, say=lines.append)
     assert any("train compromised: up to date, reused" in x for x in lines)
     board = json.loads((out / "report" / "leaderboard.json").read_text())
     row = next(r for r in board["rows"] if r["method"] == NAME)
-    digest = sha256_file(installed["module"])
-    assert row["method_code"]["origin"] == f"package salmubench-{NAME.replace('_', '-')} 0.1.0"
-    assert row["method_code"]["code_digest"] == digest
-    assert row["rank"] == 1 and row["scores"]["forgetting"] is not None
-    assert f"sha256 `{digest}`" in (out / "report" / "leaderboard.md").read_text()
+    assert row["scores"]["forgetting"] is not None
+    _assert_rows_show_their_code(out / "report", {
+        NAME: {"origin": f"package {DIST}", "module": f"salmubench_{NAME}.method",
+               "code_digest": sha256_file(installed["module"])},
+        "delete": {"origin": "built-in", "module": "salmubench.unlearn.methods.delete",
+                   "code_digest": sha256_file(BUILT_IN_FILE)},
+    })  # fmt: skip
     evals = [e for e in board["evals"] if NAME in e["path"]]
     assert evals, board["evals"]
+
+
+@pytest.mark.slow
+def test_an_installed_package_and_a_method_file_run_through_the_local_pipeline(installed, tmp_path):
+    """`salmubench run` (the benchmark pipeline under kfp's local runner, every task a
+    subprocess of this environment): the package's method found through its entry point in
+    every task, the file's method through the pipeline's method_py parameter."""
+    path = _method_file(tmp_path, ASCENT)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [PYTHON, "-m", "salmubench", "run", "--profile", "micro", "--methods",
+         f"{NAME},file_method", "--method-file", str(path), "--budget", "0.1", "--out", str(out)],
+        env=_with_site(installed["site"]), cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(rf"unlearn {NAME} +SUCCESS", done.stdout), done.stdout
+    assert re.search(r"unlearn file_method +SUCCESS", done.stdout), done.stdout
+    # In the tasks the file is the method_py text written under its sha256: its own digest.
+    task_file = Path(tempfile.gettempdir()) / f"salmubench-method-{sha256_file(path)[:16]}.py"
+    _assert_rows_show_their_code(out / "report", {
+        NAME: {"origin": f"package {DIST}", "module": f"salmubench_{NAME}.method",
+               "code_digest": sha256_file(installed["module"])},
+        "file_method": {"origin": f"file {task_file}",
+                        "module": f"salmubench_method_file_{sha256_file(path)[:16]}",
+                        "code_digest": sha256_file(path)},
+    })  # fmt: skip
+    assert f"| package {DIST}, sha256 {sha256_file(installed['module'])[:12]} |" in done.stdout
+    manifests = [read_manifest(p.parent, kind="model")
+                 for p in (out / "kfp").glob("**/unlearned/manifest.json")]  # fmt: skip
+    assert sorted(m["method"] for m in manifests) == ["ext_ascent", "file_method"]
+
+
+def test_run_refuses_a_broken_method_file_or_two_files_before_any_task(tmp_path, capsys):
+    broken = _method_file(tmp_path, ASCENT, name="broken",
+                          extra="uses = frozenset({'forget', 'holdout_identity'})")  # fmt: skip
+    out = tmp_path / "run"
+    args = ["run", "--profile", "micro", "--methods", "broken", "--out", str(out)]
+    assert main([*args, "--method-file", str(broken)]) == 2
+    assert "uses 'holdout_identity': reads a holdout" in capsys.readouterr().err
+    good = _method_file(tmp_path, ASCENT)
+    assert main([*args, "--method-file", str(good), "--method-file", str(good)]) == 2
+    assert "the pipeline carries one method file" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _method_file(folder: Path, body: str, name: str = "file_method", extra: str = "") -> Path:
