@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,10 @@ from salmubench_pipelines.compile import COMPILED, compile_all
 from salmubench_pipelines.definitions import PIPELINES, Options
 
 REPO = Path(__file__).resolve().parents[1]
+# The tasks that load methods run in the run's `method_image` (kfp resolves it at run time).
+METHOD_IMAGE = "{{$.inputs.parameters['pipelinechannel--method_image']}}"
+METHOD_EXECUTORS = {"benchmark": {"exec-plan", "exec-unlearn"},
+                    "unlearn-eval": {"exec-plan", "exec-unlearn"}}  # fmt: skip
 
 
 def _docs(path: Path) -> tuple[dict, dict]:
@@ -67,10 +73,12 @@ def test_pipelines_have_the_expected_components(compiled):
         }
         used.discard("for-loop")
         assert used == expected[name], name
-        for executor in spec["deploymentSpec"]["executors"].values():
+        for key, executor in spec["deploymentSpec"]["executors"].items():
             if "container" in executor:  # importers have no image
                 container = executor["container"]
-                assert container["image"] == IMAGE and not IMAGE.endswith(":latest")
+                # plan and unlearn: the run's method_image, whose default is IMAGE
+                image = METHOD_IMAGE if key in METHOD_EXECUTORS.get(name, ()) else IMAGE
+                assert container["image"] == image and not IMAGE.endswith(":latest"), key
                 assert "pip install" not in " ".join(container["command"])
     bench, _ = _docs(compiled["benchmark"])
     tasks = _tasks(bench)
@@ -90,7 +98,8 @@ def test_pipelines_have_the_expected_components(compiled):
     # The run form: a few parameters a person picks per run; site settings are compiled in.
     form = bench["root"]["inputDefinitions"]["parameters"]
     assert set(form) == {"profile", "worlds", "methods", "seeds", "budget", "params_yaml",
-                         "synth_set", "train_set", "unlearn_set", "eval_set"}  # fmt: skip
+                         "synth_set", "train_set", "unlearn_set", "eval_set", "method_py",
+                         "method_image"}  # fmt: skip
     assert form["params_yaml"].get("defaultValue", "") == ""  # the image's own params.yaml
     text = (REPO / "params.yaml").read_text()
     one_line = Options(params_yaml=text).params_text()  # an embedded text: one line
@@ -194,3 +203,32 @@ def test_publish_task_gets_git_and_s3_secrets_and_the_endpoint(tmp_path):
     assert publish["dvc_remote"]["runtimeValue"]["constant"] == "minio"
     with pytest.raises(ValueError, match="publish needs publish_git_url"):
         compile_all(tmp_path, Options(publish=True), ("benchmark",))
+
+
+def test_methods_from_outside_the_image_reach_plan_and_unlearn_per_run(compiled, tmp_path):
+    """`method_image` (default: the components' image) runs the tasks that load methods,
+    `method_py` (a method file's text) reaches both: a method package's image or a method
+    file, chosen per run without recompiling (docs/METHODS.md)."""
+    for name in ("benchmark", "unlearn-eval"):
+        spec, _ = _docs(compiled[name])
+        form = spec["root"]["inputDefinitions"]["parameters"]
+        assert form["method_image"]["defaultValue"] == IMAGE
+        assert form["method_py"]["defaultValue"] == ""
+        tasks = _tasks(spec)
+        for task in ("plan", "unlearn"):
+            inputs = tasks[task]["inputs"]["parameters"]
+            assert inputs["base_image"]["runtimeValue"]["constant"] == METHOD_IMAGE, (name, task)
+            assert "method_py" in inputs, (name, task)
+        others = [n for n, t in tasks.items() if n not in ("plan", "unlearn")
+                  and "base_image" in t.get("inputs", {}).get("parameters", {})]  # fmt: skip
+        assert others == [], name  # evaluation, training, report: our image
+    # An image set at compile time (--image) is the default method image too.
+    done = subprocess.run(
+        [sys.executable, "-m", "salmubench", "pipeline", "compile", "--only", "benchmark",
+         "--image", "registry.example/salmubench:1.2.3", "--out", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    spec, _ = _docs(tmp_path / "benchmark.yaml")
+    form = spec["root"]["inputDefinitions"]["parameters"]
+    assert form["method_image"]["defaultValue"] == "registry.example/salmubench:1.2.3"
