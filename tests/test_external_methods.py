@@ -428,3 +428,29 @@ def test_the_kfp_plan_and_unlearn_components_take_a_method_file_as_text(
     }
     plan = spec["root"]["dag"]["tasks"]["plan"]["inputs"]["parameters"]
     assert plan["method_py"] == {"componentInputParameter": "method_py"}
+
+
+def test_a_cluster_run_names_its_method_image_or_file_per_run(tmp_path, monkeypatch):
+    """`salmubench pipeline submit` of the committed benchmark with a method image and a
+    method file's text (docs/METHODS.md, the cluster route), against tests/kfp_server.py."""
+    from kfp_server import KFPServer
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # kfp.Client reads ~/.config/kfp
+    path = _method_file(tmp_path, ASCENT)
+    image = "registry.example/salmubench-file-method:0.1.0"
+    server = KFPServer()
+    try:
+        conn = ["--host", server.url, "--version", "v0.0.0-gtest"]
+        assert main(["pipeline", "upload", *conn, "--only", "benchmark"]) == 0
+        params = ["--param", "methods=file_method,neg_grad", "--param", f"method_image={image}",
+                  "--param", f"method_py={path.read_text()}"]  # fmt: skip
+        assert main(["pipeline", "submit", *conn, *params]) == 0
+        assert main(["pipeline", "submit", *conn, "--param", "method_img=x"]) == 2
+    finally:
+        server.close()
+    [run] = server.runs.values()
+    assert run["runtime_config"]["parameters"] == {
+        "methods": "file_method,neg_grad",
+        "method_image": image,
+        "method_py": path.read_text(),
+    }
