@@ -112,6 +112,7 @@ salmubench unlearn --method {name} --profile tiny --data D --model M --out OUT
 salmubench tune --profile tiny --methods {name} --out runs/validation-1000
 salmubench bench --profile tiny --methods {name} --worlds 3 \\
     --tuning runs/validation-1000/tuning.json --set methods.{name}.lr=CHOSEN --out runs/lb
+salmubench run --profile tiny --methods {name},neg_grad --out runs/{name}-kfp   # Kubeflow, locally
 ```
 
 Without installing: `salmubench unlearn --method-file {package}/method.py --method {name} ...`.
