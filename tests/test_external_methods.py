@@ -131,8 +131,10 @@ def _assert_rows_show_their_code(report: Path, expected: dict[str, dict[str, str
     table = md[md.index("| rank | method |") : md.index("\n\n", md.index("| rank | method |"))]
     assert table.splitlines()[0].endswith("| verdict | code |")
     assert "<th>code</th>" in page
+    entries = {e["label"]: e for e in read_manifest(report, kind="report")["leaderboard"]}
     for method, code in expected.items():
         assert ranked[method]["method_code"] == code, method
+        assert entries[ranked[method]["label"]]["method_code"] == code, method
         digest = code["code_digest"]
         [line] = [x for x in table.splitlines() if x.split(" | ")[1:2] == [method]]
         origin = code["origin"]

@@ -76,7 +76,12 @@ def build_report(
             references={k: v["model"] for k, v in board["references"].items()},
             methods=sorted({r["method"] for r in rows if r["method"]}),
             leaderboard=[
-                {"rank": r["rank"], "label": r["label"], "verdicts": r["verdicts"]}
+                {
+                    "rank": r["rank"],
+                    "label": r["label"],
+                    "verdicts": r["verdicts"],
+                    **({"method_code": r["method_code"]} if r.get("method_code") else {}),
+                }
                 for r in rows
                 if r["rank"] is not None
             ],
