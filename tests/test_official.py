@@ -446,7 +446,7 @@ def test_unlearn_and_bench_on_imported_release_with_checkpoints(imported, micro_
 
 
 def test_unlearn_batch_size_option_sets_both_batches():
-    from salmubench.commands import _with_batch_size
+    from salmubench.config import with_batch_size as _with_batch_size
 
     cfg = stage_config("unlearn", "micro", params_path=REPO / "params.yaml")
     got = _with_batch_size(cfg, 8, "forget_batch", "retain_batch")

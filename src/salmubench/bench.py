@@ -97,6 +97,32 @@ class External:
     genknow_imagenet: str | os.PathLike | None = None
     genknow_templates: str = "openai"
 
+    OPTIONS = ("data", "clean", "compromised", "arch", "device", "batch_size",
+               "genknow_imagenet", "genknow_templates")  # fmt: skip
+
+    @classmethod
+    def from_options(cls, *, worlds: int | None = None, **options: Any) -> External | None:
+        """From `bench`'s options (checked): None when they are all defaults."""
+        given = {f"--{k}": options[k] for k in ("data", "clean", "compromised")}
+        if not any(given.values()):
+            if options["arch"] or options["genknow_imagenet"]:
+                raise ConfigError(
+                    "--arch and --genknow-imagenet go with --data, --clean and --compromised "
+                    "(a run on an existing dataset)"
+                )
+            device_only = options["device"] != "auto" or options["batch_size"]
+            return cls(device=options["device"], batch_size=options["batch_size"]) if (
+                device_only) else None  # fmt: skip
+        missing = [k for k, v in given.items() if not v]
+        if missing:
+            raise ConfigError(
+                f"bench on an existing dataset needs {', '.join(given)}; missing "
+                f"{', '.join(missing)}"
+            )
+        if worlds is not None:
+            raise ConfigError("--worlds synthesises datasets; with --data there is one world")
+        return cls(**options)
+
     def eval_options(self) -> dict[str, Any]:
         return {
             "device": self.device,

@@ -9,19 +9,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from salmubench.config import load_params, stage_config
+from salmubench.config import load_params, stage_config, with_batch_size
 from salmubench.manifest import read_manifest, write_atomic
 
 log = logging.getLogger("salmubench")
 
 
-def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[str, int], None], Callable]:
+def _progress_bar(
+    total: int, enabled: bool, stage: str = "synth"
+) -> tuple[Callable[[str, int], None], Callable]:
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, mininterval=0.5)
 
     def update(split: str, n: int) -> None:
-        bar.set_description(f"synth {split}")
+        bar.set_description(f"{stage} {split}")
         bar.update(n)
 
     return update, bar.close
@@ -151,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from salmubench.eval.stage import evaluate
 
     cfg = stage_config("eval", args.profile, args.set, args.params)
-    cfg = _with_batch_size(cfg, args.batch_size, "batch_size")
+    cfg = with_batch_size(cfg, args.batch_size, "batch_size")
     start = time.perf_counter()
     manifest = evaluate(
         args.data,
@@ -196,7 +198,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
     _load_method_files(args)
     cfg = stage_config("unlearn", args.profile, args.set, args.params)
-    cfg = _with_batch_size(cfg, args.batch_size, "forget_batch", "retain_batch")
+    cfg = with_batch_size(cfg, args.batch_size, "forget_batch", "retain_batch")
     build_method(args.method, cfg.methods.get(args.method))  # unknown method: fail now
     show = DistEnv.from_env().is_main and not args.quiet
 
@@ -301,95 +303,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --- official release and devices (issue #19) -------------------------------------------
 
 
-def _with_batch_size(cfg, batch_size: int | None, *fields: str):
-    """`cfg` with --batch-size in `fields` (a zero retain_batch stays zero: no retain data)."""
-    import dataclasses
-
-    if batch_size is None:
-        return cfg
-    values = {f: batch_size for f in fields if getattr(cfg, f) != 0 or f != "retain_batch"}
-    return dataclasses.replace(cfg, **values)
-
-
 def _eval_device_options(args: argparse.Namespace) -> dict:
-    return {
-        "device": args.device,
-        "genknow_imagenet": args.genknow_imagenet,
-        "genknow_templates": args.genknow_templates,
-    }
+    return {"device": args.device, "genknow_imagenet": args.genknow_imagenet,
+            "genknow_templates": args.genknow_templates}  # fmt: skip
 
 
 def _bench_external(args: argparse.Namespace):
-    """`bench --data --clean --compromised`: an existing dataset and models (else None)."""
+    """`bench --data --clean --compromised` (an existing dataset and models) and devices."""
     from salmubench.bench import External
-    from salmubench.config import ConfigError
 
-    given = {"--data": args.data, "--clean": args.clean, "--compromised": args.compromised}
-    if not any(given.values()):
-        if args.arch or args.genknow_imagenet:
-            raise ConfigError(
-                "--arch and --genknow-imagenet go with --data, --clean and "
-                "--compromised (a run on an existing dataset)"
-            )
-        return (
-            External(device=args.device, batch_size=args.batch_size)
-            if (args.device != "auto" or args.batch_size)
-            else None
-        )
-    missing = [k for k, v in given.items() if not v]
-    if missing:
-        raise ConfigError(
-            f"bench on an existing dataset needs {', '.join(given)}; missing {', '.join(missing)}"
-        )
-    if args.worlds is not None:
-        raise ConfigError("--worlds synthesises datasets; with --data there is one world")
-    return External(
-        data=args.data,
-        clean=args.clean,
-        compromised=args.compromised,
-        arch=args.arch,
-        device=args.device,
-        batch_size=args.batch_size,
-        genknow_imagenet=args.genknow_imagenet,
-        genknow_templates=args.genknow_templates,
-    )
+    return External.from_options(**{k: getattr(args, k) for k in External.OPTIONS},
+                                 worlds=args.worlds)  # fmt: skip
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from salmubench.data.official import GenknowTask, import_official
+    from salmubench.data.official import GenknowTask, describe_import, import_official
 
     start = time.perf_counter()
-    bar = tqdm(unit="img", disable=args.quiet, dynamic_ncols=True, mininterval=0.5)
-
-    def update(split: str, n: int) -> None:
-        bar.set_description(f"import {split}")
-        bar.update(n)
-
+    update, close = _progress_bar(0, not args.quiet, "import")
     try:
-        manifest = import_official(
-            args.official,
-            args.out,
-            shard_size=args.shard_size,
-            genknow=GenknowTask(per_class=args.genknow_per_class, classes=args.genknow_classes),
-            force=args.force,
-            progress=update,
-        )
+        genknow = GenknowTask(per_class=args.genknow_per_class, classes=args.genknow_classes)
+        manifest = import_official(args.official, args.out, shard_size=args.shard_size,
+                                   genknow=genknow, force=args.force, progress=update)  # fmt: skip
     finally:
-        bar.close()
+        close()
     if not args.quiet:
-        counts = manifest["counts"]
-        width = max(map(len, counts))
-        print(f"\nImported {args.official} -> {args.out} in {time.perf_counter() - start:.1f} s")
-        for split, n in counts.items():
-            print(f"  {split:<{width}}  {n:>7}")
-        official = manifest["official"]
-        print(
-            f"  released: {official['released_counts']}; retain_synth rows no metric reads: "
-            f"{official['unused_retain_synth']}"
-        )
-        print(f"  personas: {manifest['personas_per_group']}; digest {manifest['digest'][:16]}")
+        print(describe_import(manifest, args.out, time.perf_counter() - start))
     return 0
 
 
