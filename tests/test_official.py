@@ -406,12 +406,14 @@ def test_genknow_from_an_imagenet_folder(imported, micro_ckpt, tmp_path):
                  "--genknow-imagenet", str(folder), "-q"]) == 2  # fmt: skip
 
 
-def test_no_genknow_task_says_what_to_give(tmp_path, micro_ckpt):
+def test_no_genknow_task_says_what_to_give(tmp_path, micro_ckpt, capsys):
     write_release(tmp_path / "release")
     import_official(tmp_path / "release", tmp_path / "data")  # no synthetic GenKnow
     assert main(["eval", "--data", str(tmp_path / "data"), "--model", str(micro_ckpt),
                  "--arch", "salmu-micro", "--out", str(tmp_path / "e"), "--profile", "micro",
                  "-q"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "has no GenKnow task of its own" in err and "--genknow-imagenet DIR" in err
 
 
 # ------------------------------------------------------------------ unlearning and bench

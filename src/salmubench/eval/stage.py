@@ -244,6 +244,12 @@ def evaluate(
 
         imagenet_folder(genknow_imagenet)  # a bad folder fails before any loading
         required = tuple(s for s in REQUIRED_SPLITS if s != "genknow")
+    elif "genknow" not in read_manifest(data, kind="dataset").get("shards", {}):
+        raise ConfigError(
+            f"{data} has no GenKnow task of its own (an imported release, for one): give an "
+            "ImageNet-style folder (--genknow-imagenet DIR), or import with "
+            "--genknow-per-class N for our synthetic task"
+        )
     dataset = open_dataset(data, required)
     loaded = load_model(model, arch)
     if role is not None and loaded.manifest is not None:
