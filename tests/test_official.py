@@ -406,6 +406,25 @@ def test_genknow_from_an_imagenet_folder(imported, micro_ckpt, tmp_path):
                  "--genknow-imagenet", str(folder), "-q"]) == 2  # fmt: skip
 
 
+def test_decode_threads_give_the_same_embeddings(imported, micro_ckpt):
+    """Threaded decoding (the default on a GPU) changes no number: the same inputs in the
+    same order as one thread, batch after batch."""
+    from salmubench.eval.embed import DatasetEmbeddings
+    from salmubench.eval.metrics import EvalSettings
+
+    loaded = load_model(micro_ckpt, "salmu-micro")
+    manifest = read_manifest(imported, kind="dataset")
+    splits = {}
+    for workers in (1, 3):
+        emb = DatasetEmbeddings(loaded, imported, manifest, EvalSettings(), batch_size=5,
+                                decode_workers=workers)  # fmt: skip
+        assert emb.describe()["decode_workers"] == workers
+        splits[workers] = emb.split("forget")
+    assert torch.equal(splits[1].image, splits[3].image)
+    assert [m["key"] for m in splits[1].meta] == [m["key"] for m in splits[3].meta]
+    assert len(splits[1].meta) == 12
+
+
 def test_no_genknow_task_says_what_to_give(tmp_path, micro_ckpt, capsys):
     write_release(tmp_path / "release")
     import_official(tmp_path / "release", tmp_path / "data")  # no synthetic GenKnow

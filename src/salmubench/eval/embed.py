@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -110,6 +112,7 @@ class DatasetEmbeddings:
         preprocess: Preprocess | None = None,
         genknow_imagenet: str | Path | None = None,
         genknow_templates: str = "openai",
+        decode_workers: int | None = None,
     ) -> None:
         self.data, self.manifest, self.settings = location(data), manifest, settings
         self.device = device or torch.device("cpu")
@@ -148,6 +151,9 @@ class DatasetEmbeddings:
         self._texts: dict[str, torch.Tensor] = {}
         self.seconds = {"decode": 0.0, "embed_images": 0.0, "embed_texts": 0.0}
         self.counts = {"images": 0, "texts": 0}
+        # Decoding is the bottleneck of a GPU, never of a CPU that also runs the model.
+        auto_workers = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
+        self.decode_workers = decode_workers or auto_workers
 
     def _dataset_classes(self) -> dict[str, Any]:
         path = self.data / CLASSES_FILE
@@ -172,6 +178,7 @@ class DatasetEmbeddings:
             "device": str(self.device),
             "precision": self.precision,
             "batch_size": self.batch_size,
+            "decode_workers": self.decode_workers,
             "genknow": self.genknow_source,
         }
 
@@ -234,6 +241,17 @@ class DatasetEmbeddings:
                 row["cls"] = sample["cls"]
             yield image_bytes(sample), row
 
+    def _decode_batch(self, name: str, batch: list[tuple[bytes, dict[str, Any]]]) -> list:
+        """The batch's images as model inputs, in order; in decode threads when there are
+        several (Pillow decodes and resizes outside the GIL: a GPU is not left waiting on
+        one core)."""
+        if self.decode_workers == 1 or len(batch) == 1:
+            return [self._decoded(name, data, row) for data, row in batch]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+            return list(pool.map(lambda sample: self._decoded(name, *sample), batch))
+
     def _decoded(self, name: str, data: bytes, row: dict[str, Any]) -> np.ndarray:
         try:
             return self.decode(data)
@@ -260,21 +278,17 @@ class DatasetEmbeddings:
                 meta=[m for p in pieces for m in p.meta],
             )
         if name not in self._splits:
-            arrays: list[np.ndarray] = []
             meta: list[dict[str, Any]] = []
             images: list[torch.Tensor] = []
-            start = time.perf_counter()
-            for data, row in self._samples(name):
-                arrays.append(self._decoded(name, data, row))
-                meta.append(row)
-                if len(arrays) == self.batch_size:
-                    self.seconds["decode"] += time.perf_counter() - start
-                    start = time.perf_counter()
-                    images.append(self._images(arrays))
-                    self.seconds["embed_images"] += time.perf_counter() - start
-                    arrays, start = [], time.perf_counter()
-            self.seconds["decode"] += time.perf_counter() - start
-            if arrays:
+            samples = self._samples(name)
+            while True:
+                start = time.perf_counter()
+                batch = list(itertools.islice(samples, self.batch_size))
+                if not batch:
+                    break
+                arrays = self._decode_batch(name, batch)
+                meta += [row for _, row in batch]
+                self.seconds["decode"] += time.perf_counter() - start
                 start = time.perf_counter()
                 images.append(self._images(arrays))
                 self.seconds["embed_images"] += time.perf_counter() - start

@@ -315,6 +315,12 @@ def evaluate(
             "seconds_metrics": round(seconds - embed_seconds - emb.seconds["decode"], 3),
             "images_embedded": emb.counts["images"],
             "texts_embedded": emb.counts["texts"],
+            # Decoded and embedded images per second (the GPU's figure of merit).
+            "images_per_second": round(
+                emb.counts["images"]
+                / max(emb.seconds["decode"] + emb.seconds["embed_images"], 1e-9),
+                1,
+            ),
         }
         summary = {
             "model": identity,
