@@ -5,6 +5,12 @@ evaluated -> report. Each stage writes its usual folder under the run folder; a 
 folder whose manifest shows the same config and inputs is reused (so adding a method or
 a seed re-runs only what is new), anything else is rebuilt. The Kubeflow pipeline runs the
 same stage functions as separate components; this is the one-process path for a laptop.
+
+With an `External` source the world is given instead of built: an existing dataset (e.g.
+the released SALMUBench data, from `salmubench import --official`) and its Clean and
+Compromised models (model folders or OpenCLIP checkpoint files with their architecture,
+e.g. the official ViT-B/16 weights); only the evaluations, unlearning runs and the report
+are run. `External` also carries how to evaluate: device, batch size, GenKnow source.
 """
 
 from __future__ import annotations
@@ -77,6 +83,63 @@ class _Stages:
         return result
 
 
+@dataclass(frozen=True)
+class External:
+    """A run on an existing dataset and models (`data` None: synthesised worlds), and the
+    evaluation options: device, batch size, GenKnow from an ImageNet-style folder."""
+
+    data: str | os.PathLike | None = None
+    clean: str | os.PathLike | None = None
+    compromised: str | os.PathLike | None = None
+    arch: str | None = None  # of checkpoint files, e.g. ViT-B-16
+    device: str = "auto"
+    batch_size: int | None = None  # evaluation batch (default: the profile's)
+    genknow_imagenet: str | os.PathLike | None = None
+    genknow_templates: str = "openai"
+
+    OPTIONS = ("data", "clean", "compromised", "arch", "device", "batch_size",
+               "genknow_imagenet", "genknow_templates")  # fmt: skip
+
+    @classmethod
+    def from_options(cls, *, worlds: int | None = None, **options: Any) -> External | None:
+        """From `bench`'s options (checked): None when they are all defaults."""
+        given = {f"--{k}": options[k] for k in ("data", "clean", "compromised")}
+        if not any(given.values()):
+            if options["arch"] or options["genknow_imagenet"]:
+                raise ConfigError(
+                    "--arch and --genknow-imagenet go with --data, --clean and --compromised "
+                    "(a run on an existing dataset)"
+                )
+            device_only = options["device"] != "auto" or options["batch_size"]
+            return cls(device=options["device"], batch_size=options["batch_size"]) if (
+                device_only) else None  # fmt: skip
+        missing = [k for k, v in given.items() if not v]
+        if missing:
+            raise ConfigError(
+                f"bench on an existing dataset needs {', '.join(given)}; missing "
+                f"{', '.join(missing)}"
+            )
+        if worlds is not None:
+            raise ConfigError("--worlds synthesises datasets; with --data there is one world")
+        return cls(**options)
+
+    def eval_options(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "genknow_imagenet": self.genknow_imagenet,
+            "genknow_templates": self.genknow_templates,
+        }
+
+
+def model_digest(model: Path) -> str:
+    """A model folder's manifest digest, or a checkpoint file's sha256 (as evals record)."""
+    if model.is_file():
+        from salmubench.manifest import sha256_file
+
+        return sha256_file(model)
+    return read_manifest(model, kind="model")["digest"]
+
+
 @dataclass
 class World:
     """One world's folders: a dataset, its Clean and Compromised models and their evals."""
@@ -84,12 +147,18 @@ class World:
     seed: int
     folder: Path
     digest: str = ""
+    external: External = field(default_factory=External)
 
     @property
     def data(self) -> Path:
+        if self.external.data is not None:
+            return Path(self.external.data)
         return self.folder / "dataset"
 
     def model(self, variant: str) -> Path:
+        given = {"clean": self.external.clean, "compromised": self.external.compromised}
+        if self.external.data is not None and given.get(variant) is not None:
+            return Path(given[variant])  # type: ignore[arg-type]
         return self.folder / variant
 
     def eval(self, variant: str) -> Path:
@@ -126,6 +195,8 @@ def build_world(world: World, profile: str, cfg: dict[str, Any], stages: _Stages
     from salmubench.train.loop import train
 
     tag = f"world {world.seed}: " if stages.tag_worlds else ""
+    if world.external.data is not None:
+        return given_world(world, cfg, stages)
     stages.run(
         f"{tag}synth",
         lambda _: synth(cfg["synth"], world.seed, world.data, profile=profile, force=True),
@@ -150,6 +221,36 @@ def build_world(world: World, profile: str, cfg: dict[str, Any], stages: _Stages
     return world
 
 
+def given_world(world: World, cfg: dict[str, Any], stages: _Stages) -> World:
+    """An existing dataset and models: checked before any work, then both evaluated."""
+    from salmubench.data.shards import open_dataset
+    from salmubench.eval.stage import REQUIRED_SPLITS
+
+    required = [
+        s for s in REQUIRED_SPLITS if s != "genknow" or world.external.genknow_imagenet is None
+    ]
+    dataset = open_dataset(world.data, required)
+    missing = [s for s in cfg["unlearn"].retain if not dataset["shards"].get(s)]
+    if missing:
+        present = [s for s in cfg["unlearn"].retain if s not in missing]
+        raise ConfigError(
+            f"{world.data} has no {', '.join(missing)} for unlearning's retain data; "
+            f"retain on what it has: --set retain=[{','.join(present)}]"
+        )
+    for variant in ("clean", "compromised"):
+        model = world.model(variant)
+        if not model.exists():
+            raise ConfigError(f"--{variant} {model}: does not exist")
+        if model.is_file() and world.external.arch is None:
+            raise ConfigError(f"--{variant} {model} is a checkpoint file: name its --arch")
+    world.digest = dataset["digest"]
+    evaluate_model(world, "eval clean", world.model("clean"), world.eval("clean"), cfg,
+                   stages, reference=False)  # fmt: skip
+    evaluate_model(world, "eval compromised", world.model("compromised"),
+                   world.eval("compromised"), cfg, stages)  # fmt: skip
+    return world
+
+
 def evaluate_model(
     world: World,
     name: str,
@@ -170,13 +271,20 @@ def evaluate_model(
         own = model == world.model("compromised")
         refs = {"clean": world.eval("clean"),
                 "compromised": model if own else world.eval("compromised")}  # fmt: skip
+    ecfg = cfg["eval"]
+    if world.external.batch_size is not None:
+        ecfg = dataclasses.replace(ecfg, batch_size=world.external.batch_size)
+    arch = world.external.arch if model.is_file() else None
+    # A checkpoint file given as the Clean or Compromised model stands for that role.
+    role = next((v for v in ("clean", "compromised") if model.is_file()
+                 and model == world.model(v)), None)  # fmt: skip
     stages.run(
         name,
-        lambda _: evaluate(world.data, model, target, cfg=cfg["eval"], seed=world.seed,
-                           force=True, **refs),
-        _reusable(target, "eval", config=to_dict(cfg["eval"]), seed=world.seed,
-                  inputs={"dataset": world.digest,
-                          "model": read_manifest(model, kind="model")["digest"]}),
+        lambda _: evaluate(world.data, model, target, cfg=ecfg, seed=world.seed,
+                           force=True, arch=arch, role=role, **world.external.eval_options(),
+                           **refs),
+        _reusable(target, "eval", config=to_dict(ecfg), seed=world.seed,
+                  inputs={"dataset": world.digest, "model": model_digest(model)}),
     )  # fmt: skip
     return target
 
@@ -203,13 +311,16 @@ def unlearn_and_evaluate(
     # the package version, so existing runs of them stay reusable).
     code = method_code(method)
     same_code = {} if code["origin"] == "built-in" else {"method_code": code}
-    source = read_manifest(world.model("compromised"), kind="model")["digest"]
+    source = model_digest(world.model("compromised"))
+    compromised = world.model("compromised")
+    arch = world.external.arch if compromised.is_file() else None
     tag = f"world {world.seed}: " if stages.tag_worlds else ""
     label = f"{tag}{target.name}"
     stages.run(
         f"unlearn {label}",
-        lambda bar: unlearn(world.data, world.model("compromised"), method, ucfg, target,
-                            seed=seed, profile=profile, force=True, progress=bar),
+        lambda bar: unlearn(world.data, compromised, method, ucfg, target, arch=arch,
+                            seed=seed, profile=profile, force=True, progress=bar,
+                            device=world.external.device),
         _reusable(target, "model", config=to_dict(run_config(ucfg, method)), method=method,
                   method_params=params, seed=seed, **same_code,
                   inputs={"dataset": world.digest, "model": source}),
@@ -229,6 +340,7 @@ def bench(
     tuning: str | os.PathLike | None = None,
     unlearn_overrides: Sequence[str] = (),
     params_path: str | os.PathLike | None = None,
+    external: External | None = None,
     force: bool = False,
     show: bool = True,
     say: Callable[[str], None] = print,
@@ -243,7 +355,9 @@ def bench(
     a leaderboard on that world is refused. Validation-world seeds are refused here.
 
     `say` prints a line per stage; `step_bar(label)` -> (update, close) shows the steps of
-    trainings and unlearning runs. Returns the report's manifest.
+    trainings and unlearning runs. `external`: an existing dataset and models instead of
+    a synthesised world (one world), and the evaluation options. Returns the report's
+    manifest.
     """
     from salmubench.report import build_report
     from salmubench.tuning import check_leaderboard_world, load_tuning
@@ -251,6 +365,9 @@ def bench(
 
     if not seeds:
         raise ConfigError("seeds: give at least one unlearning seed")
+    external = external or External()
+    if external.data is not None and worlds is not None:
+        raise ConfigError("worlds: a run on an existing dataset (--data) has one world")
     multi = worlds is not None
     world_seeds = list(dict.fromkeys(worlds)) if multi else [data_seed]
     if not world_seeds:
@@ -264,14 +381,18 @@ def bench(
     for m in methods:  # every method's settings are validated before any work
         build_method(m, ucfg.methods.get(m))
     out = Path(out)
-    per_world = 5 + 2 * len(methods) * len(seeds)
+    per_world = (5 if external.data is None else 2) + 2 * len(methods) * len(seeds)
     stages = _Stages(len(world_seeds) * per_world + 1, show, say, step_bar, force)
     stages.tag_worlds = multi
     start = time.perf_counter()
     evals: list[Path] = []
     for seed in world_seeds:
-        world = build_world(World(seed, world_folder(out, seed) if multi else out), profile,
-                            cfg, stages)  # fmt: skip
+        world = build_world(
+            World(seed, world_folder(out, seed) if multi else out, external=external),
+            profile,
+            cfg,
+            stages,
+        )
         evals += [world.eval("clean"), world.eval("compromised")]
         for method in methods:
             for s in seeds:

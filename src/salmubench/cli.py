@@ -86,6 +86,68 @@ def _add_runs_of_methods(p: argparse.ArgumentParser) -> None:
     _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
 
 
+# --- official release and devices (issue #19) -------------------------------------------
+
+
+def _add_device_options(p: argparse.ArgumentParser, batch_help: str) -> None:
+    """--device and --batch-size, as `eval`, `unlearn` and `bench` take them."""
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto (CUDA when visible), cpu, or cuda (refused if none is visible)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, help=batch_help)
+
+
+def _add_genknow_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--genknow-imagenet",
+        metavar="DIR",
+        help="GenKnow = ImageNet-1k zero-shot on this ImageNet-style folder (class "
+        "subfolders), with OpenCLIP's class names and templates",
+    )
+    p.add_argument(
+        "--genknow-templates",
+        choices=("openai", "simple"),
+        default="openai",
+        help="OpenCLIP's ImageNet templates: openai (80, default) or simple (7)",
+    )
+
+
+def _add_import_command(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "import",
+        help="convert the released SALMUBench data into a dataset folder",
+        parents=[common],
+    )
+    p.add_argument(
+        "--official",
+        required=True,
+        metavar="DIR",
+        help="the release folder (metadata JSONs and data/<split>-*.parquet)",
+    )
+    p.add_argument("--out", required=True, help="output dataset folder")
+    p.add_argument("--shard-size", type=_positive_int, default=5000, help="samples per shard")
+    p.add_argument(
+        "--genknow-per-class",
+        type=non_negative_int,
+        default=0,
+        help="also render our synthetic GenKnow task, N images per class (default 0: "
+        "none; evaluate with --genknow-imagenet)",
+    )
+    p.add_argument(
+        "--genknow-classes",
+        type=_positive_int,
+        help="with --genknow-per-class: only the first N of its 80 classes (default: all)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing dataset folder")
+    p.set_defaults(func=commands.cmd_import)
+
+
+# -------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salmubench", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"salmubench {__version__}")
@@ -136,6 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing eval folder")
     p.add_argument("--metrics-file", help="also write metrics.json here (e.g. for DVC metrics)")
     _add_overrides(p, "override an eval setting, e.g. --set retfail_distractors=500")
+    _add_device_options(p, "embedding batch size (default: the profile's)")
+    _add_genknow_options(p)
+    p.add_argument(
+        "--preprocess",
+        choices=("auto", "squash", "openclip"),
+        default="auto",
+        help="auto: OpenCLIP's transform for a checkpoint file, ours for our models",
+    )
+    p.add_argument(
+        "--role",
+        choices=("clean", "compromised"),
+        help="what a checkpoint file stands for in a report (e.g. the official Clean or "
+        "Compromised ViT-B/16); default: external",
+    )
     p.set_defaults(func=commands.cmd_eval)
 
     p = sub.add_parser(
@@ -158,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="unlearn a model that is not the Compromised model of --data (refused otherwise)",
     )
     _add_overrides(p, "override an unlearn value, e.g. --set methods.neg_grad.lr=1e-5")
+    _add_device_options(p, "forget (and retain) pairs per step (default: the profile's)")
     p.set_defaults(func=commands.cmd_unlearn)
+
+    _add_import_command(sub, common)
 
     p = sub.add_parser("methods", help="list the unlearning methods", parents=[common])
     p.add_argument("--profile", default="tiny", help="profile whose settings to show")
@@ -200,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
     _add_runs_of_methods(p)
+    p.add_argument(
+        "--data",
+        help="an existing dataset (e.g. from `import --official`) instead "
+        "of synthesising one; needs --clean and --compromised",
+    )
+    p.add_argument("--clean", help="with --data: the Clean model (model folder or checkpoint)")
+    p.add_argument("--compromised", help="with --data: the Compromised model to unlearn")
+    p.add_argument("--arch", help="architecture of checkpoint files, e.g. ViT-B-16")
+    _add_device_options(p, "evaluation batch size (default: the profile's)")
+    _add_genknow_options(p)
     p.set_defaults(func=commands.cmd_bench)
 
     from salmubench.tune import DEFAULT_GRID, TARGET, VALIDATION_SEEDS

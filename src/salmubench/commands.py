@@ -9,19 +9,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from salmubench.config import load_params, stage_config
+from salmubench.config import load_params, stage_config, with_batch_size
 from salmubench.manifest import read_manifest, write_atomic
 
 log = logging.getLogger("salmubench")
 
 
-def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[str, int], None], Callable]:
+def _progress_bar(
+    total: int, enabled: bool, stage: str = "synth"
+) -> tuple[Callable[[str, int], None], Callable]:
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, mininterval=0.5)
 
     def update(split: str, n: int) -> None:
-        bar.set_description(f"synth {split}")
+        bar.set_description(f"{stage} {split}")
         bar.update(n)
 
     return update, bar.close
@@ -151,6 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from salmubench.eval.stage import evaluate
 
     cfg = stage_config("eval", args.profile, args.set, args.params)
+    cfg = with_batch_size(cfg, args.batch_size, "batch_size")
     start = time.perf_counter()
     manifest = evaluate(
         args.data,
@@ -162,6 +165,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         clean=args.clean,
         compromised=args.compromised,
         force=args.force,
+        **_eval_device_options(args),
+        preprocess=args.preprocess,
+        role=args.role,
     )
     if args.metrics_file:
         target = Path(args.metrics_file)
@@ -192,6 +198,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
     _load_method_files(args)
     cfg = stage_config("unlearn", args.profile, args.set, args.params)
+    cfg = with_batch_size(cfg, args.batch_size, "forget_batch", "retain_batch")
     build_method(args.method, cfg.methods.get(args.method))  # unknown method: fail now
     show = DistEnv.from_env().is_main and not args.quiet
 
@@ -205,6 +212,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
             arch=args.arch,
             budget=args.budget,
             allow_foreign_model=args.allow_foreign_model,
+            device=args.device,
             **_run_options(args),
             progress=progress,
         )
@@ -286,8 +294,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_seed=args.seed,
         worlds=worlds,
         tuning=args.tuning,
+        external=_bench_external(args),
         **_comparison_options(args),
     )
+    return 0
+
+
+# --- official release and devices (issue #19) -------------------------------------------
+
+
+def _eval_device_options(args: argparse.Namespace) -> dict:
+    return {"device": args.device, "genknow_imagenet": args.genknow_imagenet,
+            "genknow_templates": args.genknow_templates}  # fmt: skip
+
+
+def _bench_external(args: argparse.Namespace):
+    """`bench --data --clean --compromised` (an existing dataset and models) and devices."""
+    from salmubench.bench import External
+
+    return External.from_options(**{k: getattr(args, k) for k in External.OPTIONS},
+                                 worlds=args.worlds)  # fmt: skip
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from salmubench.data.official import GenknowTask, describe_import, import_official
+
+    start = time.perf_counter()
+    update, close = _progress_bar(0, not args.quiet, "import")
+    try:
+        genknow = GenknowTask(per_class=args.genknow_per_class, classes=args.genknow_classes)
+        manifest = import_official(args.official, args.out, shard_size=args.shard_size,
+                                   genknow=genknow, force=args.force, progress=update)  # fmt: skip
+    finally:
+        close()
+    if not args.quiet:
+        print(describe_import(manifest, args.out, time.perf_counter() - start))
     return 0
 
 

@@ -389,3 +389,18 @@ def stage_config(
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
         set_dotted(values, key.strip(), yaml.safe_load(raw))
     return build(STAGES[stage], values)
+
+
+# --- issue #19: --batch-size on the command line ------------------------------------------
+
+
+def with_batch_size(cfg: Any, batch_size: int | None, *fields: str) -> Any:
+    """`cfg` with `batch_size` in each of `fields` (None: unchanged). A retain_batch of 0
+    stays 0: that run uses no retain data."""
+    import dataclasses
+
+    if batch_size is None:
+        return cfg
+    keep_zero = {"retain_batch"}
+    values = {f: batch_size for f in fields if not (f in keep_zero and getattr(cfg, f) == 0)}
+    return dataclasses.replace(cfg, **values)

@@ -5,27 +5,96 @@ in batches the first time a metric asks for it, then served from memory; prompt 
 embedded once each. Of retain_joint and retain_disjoint only the evaluation part is served
 (`salmubench.data.evaluated`): the other part is what unlearning may train on. Timings are
 kept so the evaluator can report how much the metrics add over embedding alone.
+
+Images go through the model's own preprocessing (`salmubench.models.preprocessing`: ours
+for our models, OpenCLIP's resize + centre crop for external checkpoints), on the device
+asked for; on CUDA the encoders run under autocast (fp16). GenKnow is the dataset's own
+task (our synthetic one), or ImageNet-1k zero-shot from an ImageNet-style folder given by
+the user, with the class names and templates that OpenCLIP ships.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from salmubench.config import ConfigError
 from salmubench.data.evaluated import PARTITIONED, is_evaluated
 from salmubench.data.shards import decode, image_bytes, iter_split
 from salmubench.eval.metrics import EvalSettings, Split
-from salmubench.models import LoadedModel, image_normalisation, image_size
+from salmubench.models import LoadedModel, Preprocess, image_normalisation, preprocessing
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.s3 import location
-from salmubench.vocab import resolve
+from salmubench.vocab import CLASSES_FILE, resolve
+
+IMAGENET_TEMPLATES = ("openai", "simple")  # OpenCLIP's 80 OpenAI templates, or its 7 simple ones
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+IMAGENET_CLASSES = 1000
+
+
+class GenknowError(ConfigError):
+    """The GenKnow source (an ImageNet-style folder, or the dataset's task) is unusable."""
+
+
+def imagenet_task(templates: str = "openai") -> tuple[list[str], list[str]]:
+    """ImageNet-1k class names and prompt templates ("{}" for the name), as OpenCLIP ships
+    them (`open_clip.zero_shot_metadata`)."""
+    from open_clip import zero_shot_metadata as zsm
+
+    if templates not in IMAGENET_TEMPLATES:
+        raise GenknowError(
+            f"ImageNet templates {templates!r}; valid: {', '.join(IMAGENET_TEMPLATES)}"
+        )
+    openai = templates == "openai"
+    source = zsm.OPENAI_IMAGENET_TEMPLATES if openai else zsm.SIMPLE_IMAGENET_TEMPLATES
+    return list(zsm.IMAGENET_CLASSNAMES), [t("{}") for t in source]
+
+
+def imagenet_folder(root: str | Path) -> list[tuple[Path, int]]:
+    """(image file, class index) of an ImageNet-style folder, in sorted order.
+
+    Class subfolders: all 1,000 of ImageNet-1k (named by WordNet id, e.g. n01440764: their
+    sorted order is ImageNet's class order, the order of OpenCLIP's class names), or a
+    subset named by class index (0 to 999). Classification is always among all 1,000 names.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise GenknowError(f"--genknow-imagenet {root}: not a folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if len(folders) == IMAGENET_CLASSES:
+        labels = dict(zip(folders, range(IMAGENET_CLASSES), strict=True))
+    else:
+        labels = {}
+        for folder in folders:
+            if not folder.name.isdigit() or not 0 <= int(folder.name) < IMAGENET_CLASSES:
+                raise GenknowError(
+                    f"{root}: class folder {folder.name!r}: an ImageNet-style folder holds "
+                    f"either all {IMAGENET_CLASSES} class folders (WordNet ids, e.g. n01440764) "
+                    f"or folders named by class index 0-{IMAGENET_CLASSES - 1}; it has "
+                    f"{len(folders)} folders"
+                )
+            labels[folder] = int(folder.name)
+    items = [
+        (f, labels[folder])
+        for folder in folders
+        for f in sorted(folder.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not items:
+        raise GenknowError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)}) in class folders")
+    return items
 
 
 class DatasetEmbeddings:
@@ -39,21 +108,89 @@ class DatasetEmbeddings:
         settings: EvalSettings,
         batch_size: int = 512,
         device: torch.device | None = None,
+        *,
+        preprocess: Preprocess | None = None,
+        genknow_imagenet: str | Path | None = None,
+        genknow_templates: str = "openai",
+        decode_workers: int | None = None,
     ) -> None:
         self.data, self.manifest, self.settings = location(data), manifest, settings
         self.device = device or torch.device("cpu")
         self.model = loaded.model.to(self.device).eval()
         self.tokenize = get_tokenizer(loaded.arch)
-        self.size = image_size(self.model)
+        self.preprocess = preprocess or preprocessing(loaded)
+        self.size = self.preprocess.size
+        self._geometry = self.preprocess.geometry() if self.preprocess.kind == "openclip" else []
         self.mean, self.std = (t.to(self.device) for t in image_normalisation(self.model))
         self.batch_size = batch_size
-        classes = json.loads((self.data / "classes.json").read_text(encoding="utf-8"))
-        self.classes: list[str] = classes["classes"]
-        self.class_templates: list[str] = classes["templates"]
+        # fp16 autocast on CUDA (as the official evaluator); CPU stays fp32, bit for bit.
+        self.precision = "fp16-autocast" if self.device.type == "cuda" else "fp32"
+        self.genknow_imagenet = Path(genknow_imagenet) if genknow_imagenet is not None else None
+        if self.genknow_imagenet is not None:
+            self._genknow_items = imagenet_folder(self.genknow_imagenet)  # fails before work
+            self.classes, self.class_templates = imagenet_task(genknow_templates)
+            self.genknow_source = {
+                "kind": "imagenet",
+                "folder": str(self.genknow_imagenet),
+                "images": len(self._genknow_items),
+                "classes": len(self.classes),
+                "classes_present": len({c for _, c in self._genknow_items}),
+                "templates": genknow_templates,
+                "prompts_per_class": len(self.class_templates),
+            }
+        else:
+            classes = self._dataset_classes()
+            self.classes: list[str] = classes["classes"]
+            self.class_templates: list[str] = classes["templates"]
+            self.genknow_source = {
+                "kind": "dataset",
+                "classes": len(self.classes),
+                "prompts_per_class": len(self.class_templates),
+            }
         self._splits: dict[str, Split] = {}
         self._texts: dict[str, torch.Tensor] = {}
         self.seconds = {"decode": 0.0, "embed_images": 0.0, "embed_texts": 0.0}
         self.counts = {"images": 0, "texts": 0}
+        # Decoding is the bottleneck of a GPU, never of a CPU that also runs the model.
+        auto_workers = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
+        self.decode_workers = decode_workers or auto_workers
+
+    def _dataset_classes(self) -> dict[str, Any]:
+        path = self.data / CLASSES_FILE
+        if "genknow" not in self.manifest.get("shards", {}) or not path.is_file():
+            raise GenknowError(
+                f"{self.data} has no GenKnow task of its own (no genknow split or "
+                f"{CLASSES_FILE}: an imported release, for one): give an ImageNet-style "
+                "folder (--genknow-imagenet DIR), or import with --genknow-per-class N for "
+                "our synthetic task"
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def describe(self) -> dict[str, Any]:
+        """What the eval records: preprocessing, device, precision, batch, GenKnow source."""
+        return {
+            "preprocess": self.preprocess.describe(),
+            "device": str(self.device),
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "decode_workers": self.decode_workers,
+            "genknow": self.genknow_source,
+        }
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Image bytes as the model's uint8 [3, S, S] input, by its preprocessing."""
+        if self.preprocess.kind == "squash":
+            size = None if self.manifest.get("image", {}).get("size") == self.size else self.size
+            return decode(data, size)
+        image: Any = Image.open(io.BytesIO(data))
+        for step in self._geometry:
+            image = step(image)
+        return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
 
     @torch.inference_mode()
     def _images(self, arrays: list[np.ndarray]) -> torch.Tensor:
@@ -61,7 +198,9 @@ class DatasetEmbeddings:
         for i in range(0, len(arrays), self.batch_size):
             x = torch.from_numpy(np.stack(arrays[i : i + self.batch_size])).to(self.device)
             x = (x.float() / 255.0 - self.mean) / self.std
-            out.append(F.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
+            with self._autocast():
+                emb = self.model.encode_image(x)
+            out.append(F.normalize(emb.float(), dim=-1).cpu())
         self.counts["images"] += len(arrays)
         return torch.cat(out) if out else torch.zeros(0, 1)
 
@@ -74,7 +213,9 @@ class DatasetEmbeddings:
                 for i in range(0, len(new), self.batch_size):
                     chunk = new[i : i + self.batch_size]
                     tokens = self.tokenize(chunk).to(self.device)
-                    emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu()
+                    with self._autocast():
+                        emb = self.model.encode_text(tokens)
+                    emb = F.normalize(emb.float(), dim=-1).cpu()
                     self._texts.update(zip(chunk, emb, strict=True))
             self.seconds["embed_texts"] += time.perf_counter() - start
             self.counts["texts"] += len(new)
@@ -82,12 +223,51 @@ class DatasetEmbeddings:
             raise ValueError("encode_text got no texts")
         return torch.stack([self._texts[t] for t in texts])
 
+    def _samples(self, name: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """(image bytes, metadata row) of a primitive split, in order."""
+        if name == "genknow" and self.genknow_imagenet is not None:
+            for path, label in self._genknow_items:
+                key = f"{path.parent.name}/{path.name}"
+                cls = self.classes[label]
+                row = {"cls": label, "class": cls, "key": key, "txt": f"a photo of a {cls}."}
+                yield path.read_bytes(), row
+            return
+        partitioned = name in PARTITIONED
+        for sample in iter_split(self.data, name, self.manifest):
+            if partitioned and not is_evaluated(name, sample["__key__"], sample["json"]):
+                continue
+            row = {**sample["json"], "key": sample["__key__"], "txt": sample["txt"]}
+            if "cls" in sample:
+                row["cls"] = sample["cls"]
+            yield image_bytes(sample), row
+
+    def _decode_batch(self, name: str, batch: list[tuple[bytes, dict[str, Any]]]) -> list:
+        """The batch's images as model inputs, in order; in decode threads when there are
+        several (Pillow decodes and resizes outside the GIL: a GPU is not left waiting on
+        one core)."""
+        if self.decode_workers == 1 or len(batch) == 1:
+            return [self._decoded(name, data, row) for data, row in batch]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+            return list(pool.map(lambda sample: self._decoded(name, *sample), batch))
+
+    def _decoded(self, name: str, data: bytes, row: dict[str, Any]) -> np.ndarray:
+        try:
+            return self.decode(data)
+        except (OSError, ValueError) as e:
+            where = self.genknow_imagenet / row["key"] if "/" in row["key"] else row["key"]
+            raise ValueError(
+                f"split {name!r}: image {where} cannot be decoded: {type(e).__name__}: {e}"
+            ) from None
+
     def split(self, name: str) -> Split:
         """Image embeddings, own-caption embeddings and metadata of a split (cached).
 
         A composite (e.g. forget) is the concatenation of its primitive splits, so every
         primitive split is embedded exactly once however many metrics read it. A partitioned
         split (retain_joint, retain_disjoint) is its evaluation part only, in shard order.
+        Images are decoded and embedded one batch at a time (memory stays one batch deep).
         """
         parts = resolve(name)
         if len(parts) > 1:
@@ -98,26 +278,24 @@ class DatasetEmbeddings:
                 meta=[m for p in pieces for m in p.meta],
             )
         if name not in self._splits:
-            start = time.perf_counter()
-            arrays, meta = [], []
-            size = None if self.manifest["image"]["size"] == self.size else self.size
-            partitioned = name in PARTITIONED
-            for sample in iter_split(self.data, name, self.manifest):
-                if partitioned and not is_evaluated(name, sample["__key__"], sample["json"]):
-                    continue
-                arrays.append(decode(image_bytes(sample), size))
-                row = {**sample["json"], "key": sample["__key__"], "txt": sample["txt"]}
-                if "cls" in sample:
-                    row["cls"] = sample["cls"]
-                meta.append(row)
+            meta: list[dict[str, Any]] = []
+            images: list[torch.Tensor] = []
+            samples = self._samples(name)
+            while True:
+                start = time.perf_counter()
+                batch = list(itertools.islice(samples, self.batch_size))
+                if not batch:
+                    break
+                arrays = self._decode_batch(name, batch)
+                meta += [row for _, row in batch]
+                self.seconds["decode"] += time.perf_counter() - start
+                start = time.perf_counter()
+                images.append(self._images(arrays))
+                self.seconds["embed_images"] += time.perf_counter() - start
             if not meta:
                 raise ValueError(f"split {name!r} of {self.data} is empty")
-            self.seconds["decode"] += time.perf_counter() - start
-            start = time.perf_counter()
-            image = self._images(arrays)
-            self.seconds["embed_images"] += time.perf_counter() - start
             text = self.encode_text([m["txt"] for m in meta])
-            self._splits[name] = Split(image=image, text=text, meta=meta)
+            self._splits[name] = Split(image=torch.cat(images), text=text, meta=meta)
         return self._splits[name]
 
     @property

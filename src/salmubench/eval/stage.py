@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from salmubench.config import EvalConfig, to_dict
+from salmubench.config import ConfigError, EvalConfig, to_dict
 from salmubench.data.shards import open_dataset
 from salmubench.eval.embed import DatasetEmbeddings
 from salmubench.eval.metrics import METRICS, EvalSettings, compute_all, describe_metrics
@@ -30,13 +30,32 @@ from salmubench.manifest import (
     write_manifest,
 )
 from salmubench.measures import gap_share, rounded
-from salmubench.models import LoadedModel, load_model
+from salmubench.models import LoadedModel, load_model, preprocessing, resolve_device
 from salmubench.s3 import location
 from salmubench.vocab import METRICS_FILE
 
 log = logging.getLogger(__name__)
 
 REQUIRED_SPLITS = ("forget", "holdout", "retain_joint", "retain_disjoint", "fragile", "genknow")
+
+# What an eval of an imported release (`salmubench import --official`) does differently from
+# the official evaluator; recorded in its summary (docs/OFFICIAL.md says more).
+OFFICIAL_DIFFERENCES = {
+    "retfail": "gallery: k = round(3.28% of forget captions) forget + as many retain_disjoint "
+    "captions (1,000 + 1,000 at the release's size), drawn by index with "
+    "numpy.default_rng(seed); the official evaluator draws 1,000 caption strings from each "
+    "with numpy's global random state (its seeding is not published). Retain distractors come "
+    "from the evaluation half of retain_disjoint only, and captions of the row's own "
+    "association (other wordings) do not compete (ours).",
+    "acs": "our probe: logistic regression on image*text products, stratified split "
+    "(acs_test_fraction), deranged negatives; the official features and split are not "
+    "published.",
+    "vis_id_int": "the evaluation half of retain_joint (the other half is unlearning's retain "
+    "data); the official evaluator reads all of retain_joint.",
+    "genknow": "ImageNet-1k zero-shot with OpenCLIP's class names and templates when "
+    "--genknow-imagenet is given, else our synthetic task.",
+    "precision": "fp32 on CPU; fp16 autocast on CUDA, as the official evaluator.",
+}
 
 
 def flatten(results: dict[str, Any]) -> dict[str, float]:
@@ -49,7 +68,10 @@ def flatten(results: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def _model_identity(loaded: LoadedModel) -> dict[str, Any]:
+ROLES = ("clean", "compromised")  # what an external checkpoint may stand for in a report
+
+
+def _model_identity(loaded: LoadedModel, role: str | None = None) -> dict[str, Any]:
     if loaded.manifest is not None:
         m = loaded.manifest
         return {
@@ -71,15 +93,22 @@ def _model_identity(loaded: LoadedModel) -> dict[str, Any]:
         "path": str(loaded.path),
         "digest": sha256_file(loaded.path),
         "architecture": loaded.arch,
-        "variant": "external",
+        "variant": role or "external",
+        "external": True,
         "dataset": None,
     }
 
 
 def measure(
-    loaded: LoadedModel, data: Path, dataset: dict[str, Any], cfg: EvalConfig, seed: int
+    loaded: LoadedModel,
+    data: Path,
+    dataset: dict[str, Any],
+    cfg: EvalConfig,
+    seed: int,
+    **embedding: Any,
 ) -> tuple[dict[str, Any], DatasetEmbeddings, float]:
-    """All registered metrics of one loaded model; (results, embeddings, total seconds)."""
+    """All registered metrics of one loaded model; (results, embeddings, total seconds).
+    `embedding`: DatasetEmbeddings options (device, preprocess, genknow_imagenet, ...)."""
     settings = EvalSettings(
         seed=seed,
         retfail_forget_fraction=cfg.retfail_forget_fraction,
@@ -87,7 +116,7 @@ def measure(
         retfail_distractors=cfg.retfail_distractors,
         acs_test_fraction=cfg.acs_test_fraction,
     )
-    emb = DatasetEmbeddings(loaded, data, dataset, settings, batch_size=cfg.batch_size)
+    emb = DatasetEmbeddings(loaded, data, dataset, settings, batch_size=cfg.batch_size, **embedding)
     start = time.perf_counter()
     results = compute_all(emb)
     return results, emb, time.perf_counter() - start
@@ -101,6 +130,8 @@ def reference_metrics(
     seed: int,
     arch: str | None,
     evaluated: tuple[str, dict[str, float]] | None = None,
+    preprocess: str = "auto",
+    **embedding: Any,
 ) -> dict[str, float]:
     """A reference model's flat metrics: from a metrics.json, an eval folder, or a model.
 
@@ -121,10 +152,16 @@ def reference_metrics(
         and (ref / MANIFEST).is_file()
         and read_manifest(ref, kind="model")["digest"] == evaluated[0]
     )
+    if evaluated is not None and ref.is_file():  # an external checkpoint, known by its sha256
+        from salmubench.manifest import sha256_file
+
+        same = sha256_file(ref) == evaluated[0]
     if same:
         return evaluated[1]
     loaded = load_model(ref, arch)
-    results, _, _ = measure(loaded, data, dataset, cfg, seed)
+    results, _, _ = measure(
+        loaded, data, dataset, cfg, seed, preprocess=preprocessing(loaded, preprocess), **embedding
+    )
     return flatten(results)
 
 
@@ -182,14 +219,50 @@ def evaluate(
     clean: str | os.PathLike | None = None,
     compromised: str | os.PathLike | None = None,
     force: bool = False,
+    device: str = "auto",
+    preprocess: str = "auto",
+    genknow_imagenet: str | os.PathLike | None = None,
+    genknow_templates: str = "openai",
+    role: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `model` on dataset `data` into eval folder `out`; return its manifest."""
+    """Evaluate `model` on dataset `data` into eval folder `out`; return its manifest.
+
+    `device`: auto, cpu or cuda (refused when none is visible); `preprocess`: auto (OpenCLIP's
+    transform for an external checkpoint, ours for our models), squash or openclip;
+    `genknow_imagenet`: an ImageNet-style folder for GenKnow (OpenCLIP's class names and
+    `genknow_templates`), instead of the dataset's own task. `role`: what a checkpoint file
+    stands for in a report (clean or compromised, e.g. the official ViT-B/16 weights)."""
     cfg = cfg or EvalConfig()
+    if role is not None and role not in ROLES:
+        raise ConfigError(f"role {role!r}; valid: {', '.join(ROLES)}")
     check_output(out, force)  # before checksums and model loading, not after
+    torch_device = resolve_device(device)
     data = location(data)
-    dataset = open_dataset(data, REQUIRED_SPLITS)
+    required = REQUIRED_SPLITS
+    if genknow_imagenet is not None:
+        from salmubench.eval.embed import imagenet_folder
+
+        imagenet_folder(genknow_imagenet)  # a bad folder fails before any loading
+        required = tuple(s for s in REQUIRED_SPLITS if s != "genknow")
+    elif "genknow" not in read_manifest(data, kind="dataset").get("shards", {}):
+        raise ConfigError(
+            f"{data} has no GenKnow task of its own (an imported release, for one): give an "
+            "ImageNet-style folder (--genknow-imagenet DIR), or import with "
+            "--genknow-per-class N for our synthetic task"
+        )
+    dataset = open_dataset(data, required)
     loaded = load_model(model, arch)
-    identity = _model_identity(loaded)
+    if role is not None and loaded.manifest is not None:
+        raise ConfigError(
+            f"{model} is a model folder of ours (variant {loaded.manifest.get('variant')!r}): "
+            "a role is only given to a checkpoint file"
+        )
+    identity = _model_identity(loaded, role)
+    embedding: dict[str, Any] = {
+        "device": torch_device,
+        "genknow_imagenet": genknow_imagenet,
+        "genknow_templates": genknow_templates,
+    }
     if identity["dataset"] not in (None, dataset["digest"]):
         log.warning(
             "MODEL %s WAS TRAINED ON ANOTHER DATASET (digest %s, this one %s): its forget and "
@@ -199,7 +272,15 @@ def evaluate(
             dataset["digest"][:12],
         )
     with staged_output(out, force=force) as tmp:
-        results, emb, seconds = measure(loaded, data, dataset, cfg, seed)
+        results, emb, seconds = measure(
+            loaded,
+            data,
+            dataset,
+            cfg,
+            seed,
+            preprocess=preprocessing(loaded, preprocess),
+            **embedding,
+        )
         values = flatten(results)
         (tmp / METRICS_FILE).write_text(dumps(values), encoding="utf-8")
         (tmp / "items").mkdir()
@@ -211,7 +292,15 @@ def evaluate(
         for role, ref in (("clean", clean), ("compromised", compromised)):
             if ref is not None:
                 refs[role] = reference_metrics(
-                    ref, data, dataset, cfg, seed, arch, (identity["digest"], values)
+                    ref,
+                    data,
+                    dataset,
+                    cfg,
+                    seed,
+                    arch,
+                    (identity["digest"], values),
+                    preprocess,
+                    **embedding,
                 )
         rows = compare(values, refs.get("clean"), refs.get("compromised"))
         if refs:
@@ -226,6 +315,12 @@ def evaluate(
             "seconds_metrics": round(seconds - embed_seconds - emb.seconds["decode"], 3),
             "images_embedded": emb.counts["images"],
             "texts_embedded": emb.counts["texts"],
+            # Decoded and embedded images per second (the GPU's figure of merit).
+            "images_per_second": round(
+                emb.counts["images"]
+                / max(emb.seconds["decode"] + emb.seconds["embed_images"], 1e-9),
+                1,
+            ),
         }
         summary = {
             "model": identity,
@@ -236,7 +331,10 @@ def evaluate(
             },
             "timing": timing,
             "metrics": describe_metrics(),
+            "evaluation": emb.describe(),
         }
+        if dataset.get("profile") == "official":
+            summary["differences_from_official_evaluator"] = OFFICIAL_DIFFERENCES
         (tmp / "summary.json").write_text(dumps(summary), encoding="utf-8")
         manifest = write_manifest(
             tmp,
@@ -247,5 +345,6 @@ def evaluate(
             seed=seed,
             metrics=values,
             timing=timing,
+            evaluation=emb.describe(),
         )
     return manifest

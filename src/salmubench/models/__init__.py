@@ -84,11 +84,16 @@ def tokenizer(name: str):
     return _open_clip().get_tokenizer(name)
 
 
-def image_normalisation(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) as [1, 3, 1, 1] tensors, from the model's preprocessing config."""
+def _mean_std(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     mean = cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))
     std = cfg.get("std", (0.26862954, 0.26130258, 0.27577711))
+    return tuple(float(x) for x in mean), tuple(float(x) for x in std)
+
+
+def image_normalisation(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) as [1, 3, 1, 1] tensors, from the model's preprocessing config."""
+    mean, std = _mean_std(model)
     return torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
 
@@ -163,3 +168,105 @@ def _load_file(path: Path, arch: str) -> LoadedModel:
         ) from None
     model.eval()
     return LoadedModel(model, arch, path)
+
+
+# ------------------------------------------------------------------------- preprocessing
+
+PREPROCESS_KINDS = ("auto", "squash", "openclip")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How image bytes become a model's input: what an eval records in its manifest.
+
+    `squash`: ours, the preprocessing our models were trained with: resized to size x size
+    (bicubic) whatever the aspect ratio. `openclip`: the architecture's OpenCLIP eval
+    transform (resize the shortest side, centre crop, with its interpolation), which is what
+    the official evaluator applies to the released 512-px images. Both then scale to [0, 1]
+    and normalise with the model's mean and std.
+    """
+
+    kind: str
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize_mode: str
+    interpolation: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize_mode": self.resize_mode,
+            "interpolation": self.interpolation,
+        }
+
+    def geometry(self):
+        """The OpenCLIP transform's PIL steps (resize, crop, RGB) of an `openclip` kind:
+        the tensor conversion and normalisation are the evaluator's, the same arithmetic."""
+        if self.kind != "openclip":
+            raise ValueError(f"preprocessing {self.kind!r} has no OpenCLIP geometry")
+        from open_clip.transform import MaybeToTensor, Normalize, PreprocessCfg, image_transform_v2
+
+        cfg = PreprocessCfg(
+            size=(self.size, self.size),
+            mean=self.mean,
+            std=self.std,
+            interpolation=self.interpolation,
+            resize_mode=self.resize_mode,
+        )
+        steps = image_transform_v2(cfg, is_train=False).transforms
+        return [t for t in steps if not isinstance(t, (MaybeToTensor, Normalize))]
+
+
+def preprocessing(loaded: LoadedModel, kind: str = "auto") -> Preprocess:
+    """The model's preprocessing: `auto` = OpenCLIP's transform for an external checkpoint
+    (no manifest of ours, or unlearned from one), ours (`squash`) for a model this package
+    trained (and what it was unlearned from)."""
+    if kind not in PREPROCESS_KINDS:
+        raise ModelError(f"preprocessing {kind!r}; valid: {', '.join(PREPROCESS_KINDS)}")
+    if kind == "auto":
+        m = loaded.manifest
+        # Unlearned from an external checkpoint: still that checkpoint's preprocessing.
+        external = m is None or (m.get("source") or {}).get("variant") == "external"
+        kind = "openclip" if external else "squash"
+    model = loaded.model
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    mean, std = _mean_std(model)
+    if kind == "squash":
+        return Preprocess("squash", image_size(model), mean, std, "squash", "bicubic")
+    return Preprocess(
+        "openclip",
+        image_size(model),
+        mean,
+        std,
+        str(cfg.get("resize_mode", "shortest")),
+        str(cfg.get("interpolation", "bicubic")),
+    )
+
+
+# -------------------------------------------------------------------------------- devices
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str, default: torch.device | None = None) -> torch.device:
+    """`cpu`, `cuda` (refused clearly when no GPU is visible) or `auto`: `default` if given,
+    else CUDA when available, else CPU."""
+    if name not in DEVICES:
+        raise ModelError(f"device {name!r}; valid: {', '.join(DEVICES)}")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(
+                "device 'cuda' was asked but no CUDA GPU is visible to torch "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use --device cpu "
+                "or auto"
+            )
+        return default if default is not None and default.type == "cuda" else torch.device("cuda")
+    if default is not None:
+        return default
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

@@ -36,7 +36,14 @@ from salmubench.engine.state import (
     swap_into_place,
 )
 from salmubench.manifest import read_manifest, sha256_file, write_manifest
-from salmubench.models import LoadedModel, image_normalisation, image_size, load_model, save_model
+from salmubench.models import (
+    LoadedModel,
+    image_normalisation,
+    image_size,
+    load_model,
+    resolve_device,
+    save_model,
+)
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.s3 import Url, location
 from salmubench.unlearn.base import Features, Method, Step, build_method, method_code
@@ -121,16 +128,19 @@ def unlearn(
     force: bool = False,
     allow_foreign_model: bool = False,
     progress: Progress | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Apply `method` to the Compromised `model` and publish the result at `out`. `force`
     replaces a finished output; `allow_foreign_model` unlearns a model that is not the
-    Compromised model of `data` (refused otherwise)."""
+    Compromised model of `data` (refused otherwise). `device`: auto (this process's GPU
+    when CUDA is visible, else CPU), cpu, or cuda (refused when none is visible)."""
     impl = build_method(method, cfg.methods.get(method))
     cfg = run_config(cfg, method, budget)
     uses = impl.uses
     if "retain" in uses and cfg.retain_batch == 0:
         raise ConfigError(f"method {method!r} uses retain data but retain_batch=0")
     env = DistEnv.from_env()
+    torch_device = resolve_device(device, env.device())  # a GPU asked for and absent: now
     for name in ("forget_batch", "retain_batch"):
         if getattr(cfg, name) % env.world_size:
             raise ConfigError(
@@ -159,7 +169,7 @@ def unlearn(
         out=out,
         partial=partial,
         env=env,
-        device=env.device(),
+        device=torch_device,
         seed=seed,
         profile=profile,
         steps=steps,
