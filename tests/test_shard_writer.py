@@ -11,12 +11,15 @@ import webdataset as wds
 
 from salmubench.data.shards import SplitWriter, tar_header
 
+
 # Sizes around the 512-byte block (0, 1, 511, 512, 513, ...); str values are UTF-8 encoded.
-SAMPLES = [
-    (f"retain_real-{i:06d}", {"png": bytes(range(256)) * n, "txt": f"a caption ü {i}",
-                             "json": b'{"split":"retain_real"}', **({"cls": str(i)} if i % 2 else {})})  # fmt: skip
-    for i, n in enumerate((0, 1, 2, 3, 4, 7, 40))
-] + [("retain_real-000007", {"png": b"x" * 511, "txt": b"y" * 513, "json": b""})]
+def sample(i: int, n: int) -> dict[str, bytes | str]:
+    extra = {"cls": str(i)} if i % 2 else {}
+    return {"png": bytes(range(256)) * n, "txt": f"a caption ü {i}", "json": b"{}", **extra}
+
+
+SAMPLES = [(f"retain_real-{i:06d}", sample(i, n)) for i, n in enumerate((0, 1, 2, 3, 4, 7, 40))]
+SAMPLES += [("retain_real-000007", {"png": b"x" * 511, "txt": b"y" * 513, "json": b""})]
 
 
 def reference_shards(folder, split, shard_size, samples) -> dict[str, bytes]:
@@ -30,11 +33,9 @@ def reference_shards(folder, split, shard_size, samples) -> dict[str, bytes]:
         encoder=False,
         verbose=0,
     )
-    for key, sample in samples:
-        writer.write(
-            {"__key__": key, **{k: v.encode() if isinstance(v, str) else v
-                                for k, v in sample.items()}}  # fmt: skip
-        )
+    for key, values in samples:
+        raw = {k: v.encode() if isinstance(v, str) else v for k, v in values.items()}
+        writer.write({"__key__": key, **raw})
     writer.close()
     return {p.name: p.read_bytes() for p in sorted(folder.glob(f"{split}-*.tar"))}
 
@@ -45,8 +46,8 @@ def test_split_writer_matches_webdataset_byte_for_byte(tmp_path, shard_size, cou
     ours.mkdir()
     theirs.mkdir()
     writer = SplitWriter(ours, "retain_real", shard_size)
-    for key, sample in SAMPLES[:count]:
-        writer.write(key, sample)
+    for key, values in SAMPLES[:count]:
+        writer.write(key, values)
     names = writer.close()
     expected = reference_shards(theirs, "retain_real", shard_size, SAMPLES[:count])
     assert names == sorted(expected)  # an empty split still has one (empty) shard
