@@ -35,9 +35,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def run_synth(
     profile: str, out: Path, workers: int, overrides: list[str], src: Path | None = None
-) -> tuple[float, float]:
-    """One synth run in a fresh process: (seconds, peak RSS of the largest process in MiB).
-    `src`: import salmubench from that folder instead of this checkout's."""
+) -> tuple[float, float, float]:
+    """One synth run in a fresh process: (wall seconds, peak RSS of the process in MiB, CPU
+    seconds: user + system, its worker processes included). `src`: import salmubench from
+    that folder instead of this checkout's."""
     env = None
     if src is not None:
         env = {**os.environ, "PYTHONPATH": str(src)}
@@ -61,12 +62,14 @@ def run_synth(
         cmd += ["--set", item]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
+    # This child's own peak and CPU time (its reaped pool workers' included), not those of
+    # every child so far.
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def render_costs(repeat: int = 50) -> list[dict]:
@@ -108,18 +111,26 @@ def against(args: argparse.Namespace) -> None:
             order = (("reference", ref), ("this", ours))
             for name, src in order if r % 2 == 0 else order[::-1]:
                 out = Path(tmp) / name
-                seconds, rss = run_synth(args.profile, out, 1, args.set, src)
+                seconds, rss, cpu = run_synth(args.profile, out, 1, args.set, src)
                 manifest = read_manifest(out)
                 images = sum(v for k, v in manifest["counts"].items() if k != "fragile")
-                row[name] = {"seconds": round(seconds, 2), "peak_rss_mib": round(rss, 1),
+                row[name] = {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+                             "peak_rss_mib": round(rss, 1),
                              "images_per_second": round(images / seconds, 1),
+                             "images_per_cpu_second": round(images / cpu, 1),
                              "digest": manifest["digest"]}  # fmt: skip
             row["ratio"] = round(row["reference"]["seconds"] / row["this"]["seconds"], 3)
+            row["ratio_cpu"] = round(
+                row["reference"]["cpu_seconds"] / row["this"]["cpu_seconds"], 3
+            )
             row["load1"] = round(os.getloadavg()[0], 2)
             rounds.append(row)
-            print(f"round {r}: reference {row['reference']['images_per_second']} images/s, "
-                  f"this {row['this']['images_per_second']} images/s, speed-up "
-                  f"{row['ratio']}, load {row['load1']}")  # fmt: skip
+            print(f"round {r}: reference {row['reference']['images_per_second']} images/s "
+                  f"({row['reference']['images_per_cpu_second']} per CPU s), this "
+                  f"{row['this']['images_per_second']} images/s "
+                  f"({row['this']['images_per_cpu_second']} per CPU s), speed-up "
+                  f"{row['ratio']} wall, {row['ratio_cpu']} CPU; load {row['load1']}",
+                  flush=True)  # fmt: skip
 
     def median(side: str, key: str) -> float:
         return round(statistics.median(r[side][key] for r in rounds), 2)
@@ -135,17 +146,24 @@ def against(args: argparse.Namespace) -> None:
         "reference_src": str(ref),
         "rounds": rounds,
         "images_per_second": {s: median(s, "images_per_second") for s in ("reference", "this")},
+        "images_per_cpu_second": {
+            s: median(s, "images_per_cpu_second") for s in ("reference", "this")
+        },
         "speedup_median": round(statistics.median(r["ratio"] for r in rounds), 3),
+        "speedup_cpu_median": round(statistics.median(r["ratio_cpu"] for r in rounds), 3),
+        "load1": [r["load1"] for r in rounds],
         "peak_rss_mib": {s: median(s, "peak_rss_mib") for s in ("reference", "this")},
         "same_digest": same,
     }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"synth-against-{args.profile}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    ips = result["images_per_second"]
+    ips, cps = result["images_per_second"], result["images_per_cpu_second"]
     print(f"synth --profile {args.profile}, 1 worker, {images} images, median of "
-          f"{args.repeat} alternating rounds: reference {ips['reference']} images/s, this "
-          f"{ips['this']} images/s, speed-up {result['speedup_median']}x; peak RSS "
+          f"{args.repeat} alternating rounds: reference {ips['reference']} images/s "
+          f"({cps['reference']} per CPU second), this {ips['this']} images/s "
+          f"({cps['this']} per CPU second), speed-up {result['speedup_median']}x wall, "
+          f"{result['speedup_cpu_median']}x CPU; peak RSS "
           f"{result['peak_rss_mib']['reference']} -> {result['peak_rss_mib']['this']} MiB; "
           f"same dataset digest: {same}")  # fmt: skip
     print(f"wrote {path}")
