@@ -22,18 +22,14 @@ COPY pipelines/ pipelines/
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
 # --- the runtime: a venv without pip (the base's pip installs into it), deps, then code ---
+# `python3` is the base's interpreter until PATH puts the venv first, after the installs.
 FROM ${BASE_IMAGE} AS lean
 ARG UID=10001
 RUN groupadd --gid "${UID}" salmubench \
     && useradd --uid "${UID}" --gid "${UID}" --create-home --shell /usr/sbin/nologin salmubench
 ENV VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:${PATH} \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    SALMUBENCH_PARAMS=/opt/salmubench/params.yaml \
-    XDG_CACHE_HOME=/tmp/cache
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements/lean.txt /opt/salmubench/requirements.txt
 # numpy's own test suites (about 17 MB) are never imported at run time.
 RUN python3 -m venv --without-pip "${VIRTUAL_ENV}" \
@@ -44,12 +40,17 @@ RUN python3 -m venv --without-pip "${VIRTUAL_ENV}" \
         -exec rm -rf {} +
 COPY params.yaml /opt/salmubench/params.yaml
 COPY --from=wheel /dist/ /opt/salmubench/dist/
-# No `pip check` after the wheel: its metadata requires torch, which this image leaves out
-# on purpose; the checks below are what the lean stages need instead.
 RUN python3 -m pip --python "${VIRTUAL_ENV}/bin/python" install --no-cache-dir --no-deps \
         /opt/salmubench/dist/*.whl \
-    && rm -rf /opt/salmubench/dist \
-    && salmubench synth --help >/dev/null \
+    && rm -rf /opt/salmubench/dist
+ENV PATH=/opt/venv/bin:${PATH} \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SALMUBENCH_PARAMS=/opt/salmubench/params.yaml \
+    XDG_CACHE_HOME=/tmp/cache
+# No `pip check` after the wheel: its metadata requires torch, which this image leaves out
+# on purpose. Instead: the stage's command and the KFP executor load, and torch is absent.
+RUN salmubench synth --help >/dev/null \
     && python -c "import salmubench.data.synth, salmubench_components.stages, kfp.dsl.executor_main" \
     && ! python -c "import torch" 2>/dev/null
 WORKDIR /home/salmubench

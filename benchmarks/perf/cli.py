@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import perf
-from perf import e2e, evaluate, gpu, synth, train, unlearn
+from perf import e2e, evaluate, gpu, synth, train, unlearn, world
 from perf.common import DOC, RESULTS, ROOT, Bench
 from perf.doc import render_doc
 
@@ -24,6 +24,7 @@ SUITES: dict[str, Callable[[Bench], None]] = {
     "eval": evaluate.suite,
     "unlearn": unlearn.suite,
     "gpu": gpu.suite,
+    "world": world.suite,
 }
 IN_ALL = ("synth", "train", "e2e", "eval", "unlearn")
 
@@ -51,7 +52,8 @@ def _naive_eval(argv: list[str]) -> int:
 
 
 def _breakdown(argv: list[str]) -> int:
-    print(json.dumps(train.step_breakdown(argv[1], argv[2], int(argv[3]))))
+    precision = argv[4] if len(argv) > 4 else "fp32"
+    print(json.dumps(train.step_breakdown(argv[1], argv[2], int(argv[3]), precision)))
     return 0
 
 
@@ -115,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-steps", type=int, default=0, help="gpu: steps (0 = profile's)")
     p.add_argument("--allow-cpu", action="store_true", help="gpu: run without a GPU")
     p.add_argument("--doc", default=str(DOC), help="where `doc` writes the markdown")
+    p.add_argument("--world", help="world: a bench world folder whose eval manifests to read")
     return p
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from perf.common import BENCHMARKS, load_result, max_load, table
 from perf.e2e import doc_e2e
 from perf.evaluate import doc_eval
-from perf.synth import doc_synth
+from perf.synth import doc_synth, doc_synth_against
 from perf.train import doc_train
 from perf.unlearn import doc_unlearn
+from perf.world import doc_world
 
 
 def doc_targets(results: Path, profile: str) -> str:
@@ -88,6 +89,8 @@ def render_doc(results: Path, profile: str) -> str:
             "perf.py unlearn`", "perf.py unlearn --cpu-clock`"
         ),
         "e2e": doc_e2e(load_result(results, "e2e", profile)),
+        "world": doc_world(load_result(results, "world", profile)),
+        "synth_against": doc_synth_against(results, profile),
     }
     for name, text in parts.items():
         template = template.replace("{{" + name + "}}", text)
