@@ -142,6 +142,7 @@ def against(args: argparse.Namespace) -> None:
         "overrides": args.set,
         "command": " ".join(["python", *sys.argv]),
         "cpus": default_workers(),
+        "machine_cpus": os.cpu_count(),
         "images": images,
         "reference_src": str(ref),
         "rounds": rounds,
