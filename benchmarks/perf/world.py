@@ -50,7 +50,7 @@ def eval_timing(world: Path) -> list[dict[str, Any]]:
     rows = []
     for manifest in sorted(world.glob("**/manifest.json")):
         m = json.loads(manifest.read_text())
-        if m.get("kind") == "evaluation" and "timing" in m:
+        if m.get("kind") == "eval" and "timing" in m:
             rows.append({"eval": str(manifest.parent.relative_to(world)), **m["timing"]})
     return rows
 
@@ -93,6 +93,7 @@ def suite(ctx: Bench) -> None:
         "world",
         {
             "bench_source": e2e["command"] if e2e else None,
+            "bench_date": e2e["date"] if e2e else None,
             "bench_stages": stage_seconds(bench) if bench else None,
             "bench_seconds_total": bench["seconds_total"] if bench else None,
             "world": str(world) if world else None,
@@ -115,8 +116,8 @@ def doc_world(r: dict[str, Any] | None) -> str:
         total = r["bench_seconds_total"]
         stage_rows = [(s, v, f"{v / total:.1%}") for s, v in r["bench_stages"]]
         parts += [
-            f"Per stage, from `{r['bench_source']}` (one world, seed 0; "
-            f"{total / 60:.1f} min in all):",
+            f"Per stage, from `{r['bench_source']}` of {r.get('bench_date')} (the code "
+            f"before issue #18, both cores; one world, seed 0; {total / 60:.1f} min in all):",
             table(("stage", "seconds", "share"), stage_rows),
         ]
     if r["eval_timing"]:
@@ -147,12 +148,15 @@ def doc_world(r: dict[str, Any] | None) -> str:
         table(("phase", "fp32 ms", "bf16 ms", "fp32 share"), phase_rows),
     ]
     s = r["summary"]
-    run_rows = [(p, s[p]["median"], s[p]["all"]) for p in PRECISIONS]
+    run_rows = [
+        (p, s[p]["median"], s[p]["all"], max(row["peak_rss_mib"] for row in r["runs"][p]))
+        for p in PRECISIONS
+    ]
     ratio = r["bf16_vs_fp32"]
     parts += [
         f"`salmubench train --variant compromised --set steps={r['train_steps']}` at each "
         "precision, interleaved rounds (samples/s of the step loop, the command's own figure):",
-        table(("precision", "samples/s (median)", "all rounds"), run_rows),
+        table(("precision", "samples/s (median)", "all rounds", "peak RSS MiB"), run_rows),
         f"bf16 / fp32 (per-round ratio, median): **{ratio['median']:.3f}** "
         f"(rounds {ratio['all']}). The default stays `precision: fp32`.",
     ]
