@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the component image with podman, tagged <version>-g<rev> (salmubench_components),
 # and print its size and build time.
-# Usage: docker/build.sh [cpu|cuda]            (default cpu)
+# Usage: docker/build.sh [cpu|cuda|lean]       (default cpu; lean: docker/Dockerfile.lean,
+#                                               the torch-free stages, tag <cpu tag>-lean)
 #   BASE_IMAGE   base to build on (default: localhost/debian-py:bookworm, made by
 #                docker/base-image.sh, as no registry is reachable here; elsewhere
 #                python:3.11-slim-bookworm works the same)
@@ -16,7 +17,13 @@ base=${BASE_IMAGE:-localhost/debian-py:bookworm}
 # Both targets' references, computed once: a commit made during the build changes nothing.
 cpu_image=$("$python" -m salmubench_components --target cpu)
 cuda_image=$("$python" -m salmubench_components --target cuda)
-if [[ $target == cuda ]]; then image=$cuda_image; else image=$cpu_image; fi
+dockerfile=docker/Dockerfile
+case $target in
+    cpu) image=$cpu_image ;;
+    cuda) image=$cuda_image ;;
+    lean) image=$cpu_image-lean dockerfile=docker/Dockerfile.lean ;;
+    *) echo "docker/build.sh: unknown target '$target'; valid: cpu, cuda, lean" >&2; exit 2 ;;
+esac
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 version=$("$python" -c 'from salmubench import __version__; print(__version__)')
 
@@ -53,7 +60,7 @@ fi
 echo "building $image (target $target, base $base)"
 start=$SECONDS
 log="$PODMAN_DIR/build-$target.log"
-if ! podman build --file docker/Dockerfile --target "$target" \
+if ! podman build --file "$dockerfile" --target "$target" \
     --build-arg BASE_IMAGE="$base" \
     --build-arg VERSION="$version" \
     --build-arg REVISION="$revision" \
@@ -71,6 +78,7 @@ podman image ls --noheading --format '{{.Repository}}:{{.Tag}}' --filter "refere
         [[ $old == "$image" ]] && continue
         old_target=cpu
         [[ $old == *-cuda ]] && old_target=cuda
+        [[ $old == *-lean ]] && old_target=lean
         [[ $old_target != "$target" ]] || podman rmi "$old" >/dev/null
     done
 # Working containers of an interrupted build (status "Storage") pin whole layers.
@@ -79,4 +87,5 @@ podman ps --all --external --format '{{.ID}} {{.Status}}' | awk '$2 == "Storage"
 podman image prune --force >/dev/null
 printf '%s\n' "$image" > "$PODMAN_DIR/image-$target"
 size=$(podman image ls --noheading --format '{{.Size}}' --filter "reference=$image")
-echo "built $image in $seconds s; size $size"
+bytes=$(podman image inspect --format '{{.Size}}' "$image")
+echo "built $image in $seconds s; size $size ($((bytes / 1000000)) MB)"

@@ -3,8 +3,11 @@
 Walks the installed `salmubench` distribution's requirements with its `all` extra (the
 Kubeflow shells and DVC; extras requested by a requirement included; `dev`, not) and pins each
 package at the version the project venv holds, so the image gets exactly what the tests ran.
+`--lean` writes requirements/lean.txt instead: the closure of `LEAN_ROOTS` only (the lean
+image, docker/Dockerfile.lean: the stages that need no torch, and the KFP executor).
 
   .venv/bin/python docker/freeze_image_requirements.py            # rewrite the file
+  .venv/bin/python docker/freeze_image_requirements.py --lean     # rewrite the lean one
   .venv/bin/python docker/freeze_image_requirements.py --check    # exit 1 if a package is missing
 """
 
@@ -24,6 +27,18 @@ HEADER = """\
 # pyproject.toml's dependencies as resolved in the project venv; no dev tools).
 # Regenerate after a dependency change: .venv/bin/python docker/freeze_image_requirements.py
 """
+LEAN_OUT = OUT.with_name("lean.txt")
+LEAN_HEADER = """\
+# The lean image's Python packages (docker/Dockerfile.lean), pinned exactly as in image.txt:
+# the closure of what the torch-free stages import (synth; plan and report once they import
+# no torch) plus kfp, whose executor runs a component. No torch, open_clip, webdataset,
+# scikit-learn, matplotlib.
+# Regenerate: .venv/bin/python docker/freeze_image_requirements.py --lean
+"""
+# What the torch-free stages import, and kfp (a KFP task runs `python -m
+# kfp.dsl.executor_main`). report would add matplotlib and scipy (about +220 MB) once it
+# imports no torch.
+LEAN_ROOTS = ("numpy", "pillow", "faker", "pyyaml", "tqdm", "prometheus-client", "minio", "kfp")
 
 
 def canonical(name: str) -> str:
@@ -34,7 +49,7 @@ def canonical(name: str) -> str:
 IMAGE_EXTRAS = ("all",)
 
 
-def closure(root: str = "salmubench") -> dict[str, str]:
+def closure(root: str = "salmubench", extras: tuple[str, ...] = IMAGE_EXTRAS) -> dict[str, str]:
     """{canonical name: installed version} of everything `root` needs at run time."""
     pins: dict[str, str] = {}
     done: set[tuple[str, str]] = set()
@@ -51,8 +66,17 @@ def closure(root: str = "salmubench") -> dict[str, str]:
                 if req.marker is None or req.marker.evaluate({"extra": extra}):
                     walk(req.name, tuple(req.extras))
 
-    walk(root, IMAGE_EXTRAS)
+    walk(root, extras)
     pins.pop(canonical(root))
+    return dict(sorted(pins.items()))
+
+
+def lean_closure() -> dict[str, str]:
+    """The closure of LEAN_ROOTS, each of which the full image has too (same versions)."""
+    pins: dict[str, str] = {}
+    for root in LEAN_ROOTS:
+        pins[canonical(root)] = metadata.distribution(root).version
+        pins.update(closure(root, ()))
     return dict(sorted(pins.items()))
 
 
@@ -69,16 +93,18 @@ def pinned(path: Path = OUT) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare the package names")
+    parser.add_argument("--lean", action="store_true", help="requirements/lean.txt instead")
     args = parser.parse_args()
-    needed = closure()
+    out, header = (LEAN_OUT, LEAN_HEADER) if args.lean else (OUT, HEADER)
+    needed = lean_closure() if args.lean else closure()
     if args.check:
-        missing = sorted(set(needed) - set(pinned()))
+        missing = sorted(set(needed) - set(pinned(out)))
         if missing:
-            print(f"{OUT} lacks {', '.join(missing)}: regenerate it", file=sys.stderr)
+            print(f"{out} lacks {', '.join(missing)}: regenerate it", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(HEADER + "".join(f"{n}=={v}\n" for n, v in needed.items()), "utf-8")
-    print(f"{OUT}: {len(needed)} packages")
+    out.write_text(header + "".join(f"{n}=={v}\n" for n, v in needed.items()), "utf-8")
+    print(f"{out}: {len(needed)} packages")
     return 0
 
 

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import perf
-from perf import e2e, evaluate, gpu, synth, train, unlearn
+from perf import e2e, evaluate, gpu, synth, train, unlearn, world
 from perf.common import DOC, RESULTS, ROOT, Bench
 from perf.doc import render_doc
 
 # name -> the suite; in the order `all` runs them: e2e before eval and unlearn, which then
-# use its fully trained Compromised model. `gpu` is never part of `all`.
+# use its fully trained Compromised model, and before world, which reads its stage times.
+# `gpu` is never part of `all`.
 SUITES: dict[str, Callable[[Bench], None]] = {
     "synth": synth.suite,
     "train": train.suite,
@@ -24,8 +25,9 @@ SUITES: dict[str, Callable[[Bench], None]] = {
     "eval": evaluate.suite,
     "unlearn": unlearn.suite,
     "gpu": gpu.suite,
+    "world": world.suite,
 }
-IN_ALL = ("synth", "train", "e2e", "eval", "unlearn")
+IN_ALL = ("synth", "train", "e2e", "eval", "unlearn", "world")
 
 
 def _bare(argv: list[str]) -> int:
@@ -51,7 +53,8 @@ def _naive_eval(argv: list[str]) -> int:
 
 
 def _breakdown(argv: list[str]) -> int:
-    print(json.dumps(train.step_breakdown(argv[1], argv[2], int(argv[3]))))
+    precision = argv[4] if len(argv) > 4 else "fp32"
+    print(json.dumps(train.step_breakdown(argv[1], argv[2], int(argv[3]), precision)))
     return 0
 
 
@@ -115,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-steps", type=int, default=0, help="gpu: steps (0 = profile's)")
     p.add_argument("--allow-cpu", action="store_true", help="gpu: run without a GPU")
     p.add_argument("--doc", default=str(DOC), help="where `doc` writes the markdown")
+    p.add_argument("--world", help="world: a bench world folder whose eval manifests to read")
     return p
 
 

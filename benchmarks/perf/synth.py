@@ -186,3 +186,48 @@ def doc_synth(r: dict | None) -> str:
             ),
         ]
     )
+
+
+HEADER_AGAINST = (
+    "code",
+    "images/s (wall)",
+    "images per CPU second",
+    "wall s, all rounds",
+    "CPU s, all rounds",
+    "peak RSS MiB",
+)
+
+
+def doc_synth_against(results: Path, profile: str) -> str:
+    """The old-vs-new synth comparison of `benchmarks/bench_synth.py --against`."""
+    import json
+
+    path = results / f"synth-against-{profile}.json"
+    if not path.is_file():
+        return "_Not measured yet: `python benchmarks/bench_synth.py --against REF/src`._"
+    r = json.loads(path.read_text())
+    rounds = r["rounds"]
+    rows = [
+        (
+            side,
+            r["images_per_second"][side],
+            r["images_per_cpu_second"][side],
+            [x[side]["seconds"] for x in rounds],
+            [x[side]["cpu_seconds"] for x in rounds],
+            r["peak_rss_mib"][side],
+        )
+        for side in ("reference", "this")
+    ]
+    same = "identical" if r["same_digest"] else "**different**"
+    return "\n\n".join(
+        [
+            f"`{r['command']}` — {len(rounds)} alternating rounds, one worker, "
+            f"{r['images']:,} images; 1-min load average {min(r['load1']):.2f}–"
+            f"{max(r['load1']):.2f}; reference = `{r['reference_src']}`; JSON: "
+            f"`benchmarks/results/synth-against-{profile}.json`",
+            table(HEADER_AGAINST, rows),
+            f"Speed-up (per-round ratio, median): **{r['speedup_cpu_median']:.2f}×** in CPU "
+            f"time, {r['speedup_median']:.2f}× in wall time. Dataset digest: {same} "
+            f"(`{rounds[0]['this']['digest'][:16]}…`).",
+        ]
+    )

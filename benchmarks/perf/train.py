@@ -87,9 +87,10 @@ def bare_loop(profile: str, steps: int, loss_kind: str, threads: int) -> dict[st
     }
 
 
-def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
+def step_breakdown(data: str, profile: str, steps: int, precision: str = "fp32") -> dict[str, Any]:
     """Milliseconds per phase of a `salmubench train` step (compromised), the loop's own
-    pieces on the real in-memory pools, timed one after the other (first 2 steps dropped)."""
+    pieces on the real in-memory pools, timed one after the other (first 2 steps dropped).
+    `precision` as the train config's (bf16: forward and loss under CPU autocast)."""
     import math
 
     import torch
@@ -97,7 +98,7 @@ def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
     from salmubench.config import stage_config
     from salmubench.engine.dist import DistEnv
     from salmubench.engine.loss import contrastive_loss
-    from salmubench.engine.optim import make_optimizer
+    from salmubench.engine.optim import Precision, make_optimizer
     from salmubench.manifest import read_manifest
     from salmubench.models import create, image_normalisation, image_size
     from salmubench.models import tokenizer as get_tokenizer
@@ -118,6 +119,7 @@ def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
     plan = BatchPlan({p: len(pool) for p, pool in pools.items()}, per_step, 0)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     mean, std = image_normalisation(model)
+    autocast = Precision(precision, torch.device("cpu")).autocast
     phases = ("batch plan", "gather", "normalise", "forward", "loss", "backward", "optimiser")
     total = dict.fromkeys(phases, 0.0)
     model.train()
@@ -129,14 +131,15 @@ def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
         t.append(time.perf_counter())
         x = (images.float() / 255.0 - mean) / std
         t.append(time.perf_counter())
-        out = model(x, tokens)
-        t.append(time.perf_counter())
-        loss = contrastive_loss(
-            out["image_features"].float(),
-            out["text_features"].float(),
-            out["logit_scale"].float(),
-            ids,
-        )
+        with autocast():
+            out = model(x, tokens)
+            t.append(time.perf_counter())
+            loss = contrastive_loss(
+                out["image_features"].float(),
+                out["text_features"].float(),
+                out["logit_scale"].float(),
+                ids,
+            )
         t.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,7 +154,13 @@ def step_breakdown(data: str, profile: str, steps: int) -> dict[str, Any]:
                 total[phase] += t[i + 1] - t[i]
     ms = {k: round(v / steps * 1000, 2) for k, v in total.items()}
     data_ms = ms["batch plan"] + ms["gather"] + ms["normalise"]
-    return {"steps": steps, "ms_per_step": ms, "data_share": round(data_ms / sum(ms.values()), 4)}
+    return {
+        "steps": steps,
+        "precision": precision,
+        "threads": torch.get_num_threads(),
+        "ms_per_step": ms,
+        "data_share": round(data_ms / sum(ms.values()), 4),
+    }
 
 
 def suite(ctx: Bench) -> None:

@@ -116,18 +116,21 @@ def background(s: int, n: dict[str, Any], rng: np.random.Generator) -> Image.Ima
     b = np.array(BACKGROUNDS[n["background_second"]], dtype=np.float32)
     kind = n["background_kind"]
     t = np.linspace(0.0, 1.0, s, dtype=np.float32)
+    # The weight of the second colour. Only "spots" varies along both axes: the others are
+    # one row or one column (or one value), blended once and repeated, which gives the same
+    # bytes as blending every pixel.
     if kind == "solid":
-        w = np.zeros((s, s), np.float32)
+        w = np.zeros((1, 1), np.float32)
     elif kind == "vertical":
-        w = np.repeat(t[:, None], s, 1) * 0.6
+        w = t[:, None] * 0.6
     elif kind == "horizontal":
-        w = np.repeat(t[None, :], s, 0) * 0.6
+        w = t[None, :] * 0.6
     elif kind == "split":
-        w = np.zeros((s, s), np.float32)
+        w = np.zeros((1, s), np.float32)
         w[:, : int(s * rng.uniform(0.2, 0.45))] = 0.45
     elif kind == "stripes":
         period = max(2, int(s * rng.uniform(0.08, 0.2)))
-        w = ((np.arange(s) // period) % 2).astype(np.float32)[None, :].repeat(s, 0) * 0.35
+        w = ((np.arange(s) // period) % 2).astype(np.float32)[None, :] * 0.35
     else:  # spots
         w = np.zeros((s, s), np.float32)
         yy, xx = np.mgrid[0:s, 0:s]
@@ -135,7 +138,8 @@ def background(s: int, n: dict[str, Any], rng: np.random.Generator) -> Image.Ima
             cx, cy, r = rng.uniform(0, s), rng.uniform(0, s), rng.uniform(0.05, 0.14) * s
             w[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = 0.4
     img = a[None, None, :] * (1 - w[..., None]) + b[None, None, :] * w[..., None]
-    return Image.fromarray(img.astype(np.uint8), "RGB").convert("RGBA")
+    pixels = np.ascontiguousarray(np.broadcast_to(img.astype(np.uint8), (s, s, 3)))
+    return Image.fromarray(pixels, "RGB").convert("RGBA")
 
 
 def torso(p: Pen, cx: float, top: float, n: dict[str, Any], skin: RGB) -> None:

@@ -138,20 +138,28 @@ def _shape(d: ImageDraw.ImageDraw, o: dict[str, Any], s: int) -> None:
         raise ValueError(f"unknown shape {shape!r}; valid: {SHAPES}")
 
 
+def _texture_palette(background: str, texture: float) -> bytes:
+    """The background's colour at each texture level 0..255, as a 256-entry RGB palette.
+
+    The float32 formula is applied to the 256 levels rather than to every pixel, and the
+    texture image is then read through it (a palette image converted to RGB): the same
+    operations on the same values, so the same bytes, in a fraction of the time."""
+    base = np.array(BACKGROUNDS[background], np.float32)
+    level = np.arange(256, dtype=np.float32)
+    colour = base[None, :] * (1 + texture * (level[:, None] / 120.0 - 1))
+    return colour.clip(0, 255).astype(np.uint8).tobytes()
+
+
 def render_scene(scene: dict[str, Any], size: int, supersample: int = 4) -> Image.Image:
     s = size * supersample
     rng = np.random.default_rng(scene["seed"])
-    base = np.array(BACKGROUNDS[scene["background"]], np.float32)
     # Low-frequency texture so backgrounds are not flat colour.
     coarse = rng.normal(0.0, 1.0, (4, 4, 1)).astype(np.float32)
-    tex = np.asarray(
-        Image.fromarray(((coarse[..., 0] + 3) * 40).clip(0, 255).astype(np.uint8)).resize(
-            (s, s), Image.Resampling.BILINEAR
-        ),
-        np.float32,
+    tex = Image.fromarray(((coarse[..., 0] + 3) * 40).clip(0, 255).astype(np.uint8)).resize(
+        (s, s), Image.Resampling.BILINEAR
     )
-    bg = base[None, None, :] * (1 + scene["texture"] * (tex[..., None] / 120.0 - 1))
-    image = Image.fromarray(bg.clip(0, 255).astype(np.uint8), "RGB")
+    tex.putpalette(_texture_palette(scene["background"], scene["texture"]))
+    image = tex.convert("RGB")
     d = ImageDraw.Draw(image)
     for obj in scene["objects"]:
         _shape(d, obj, s)

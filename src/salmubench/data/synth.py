@@ -401,13 +401,9 @@ def _write_metadata(folder: Path, personas: list[Persona], cfg: SynthConfig) -> 
 
 
 def _library_versions() -> dict[str, str]:
+    """The libraries whose versions can change the dataset's bytes (the shards' tar
+    framing is our own: `shards.TarShard`)."""
     import faker
     import PIL
-    import webdataset
 
-    return {
-        "faker": faker.VERSION,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-        "webdataset": getattr(webdataset, "__version__", "unknown"),
-    }
+    return {"faker": faker.VERSION, "numpy": np.__version__, "pillow": PIL.__version__}
