@@ -378,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-default", action="store_true", help="do not make it the default")
     p.set_defaults(func=commands.cmd_remote)
 
+    # `attack`: relearning attacks (salmubench.attack)
+    from salmubench.attack.commands import add_commands as add_attack_commands
+
+    add_attack_commands(sub, common)
+
     # `drill` and `monitor ...`: leakage monitoring (docs/MONITORING.md)
     from salmubench.monitor.commands import add_commands as add_monitor_commands
 

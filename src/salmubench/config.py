@@ -324,12 +324,71 @@ class ReportConfig:
             raise ConfigError(f"confidence={self.confidence}: must be in [0.5, 1), e.g. 0.95")
 
 
+ATTACKS = ("persona_split", "retain_only", "generic_captions", "low_precision")
+WEIGHT_PRECISIONS = ("int8", "bf16")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """How `salmubench attack` tries to bring forgotten associations back (relearning).
+
+    Every fine-tuning attack runs once per learning rate and is read at each of `steps`;
+    the sweep is fixed here, in advance, and the score is its worst case. The Clean model
+    undergoes the same attack with the same budget, as the reference.
+    """
+
+    lrs: tuple[float, ...] = _doc(
+        "AdamW learning rates of the fine-tuning attacks (constant, no weight decay).",
+        default=(1.0e-5, 1.0e-4),
+    )
+    steps: tuple[int, ...] = _doc(
+        "Fine-tuning steps at which each run is evaluated (one run per lr, read at each).",
+        default=(10, 40),
+    )
+    batch: int = _doc("Pairs per fine-tuning step.", default=64)
+    retain_size: int = _doc(
+        "Retain pairs the retain-only attack draws (training parts only, as unlearning).",
+        default=2000,
+    )
+    split_fraction: float = _doc(
+        "Share of the forget personas whose sensitive pairs the persona-split attack trains "
+        "on; it is scored on the other personas only. In (0, 1).",
+        default=0.5,
+    )
+    precisions: tuple[str, ...] = _doc(
+        "Weight precisions the low-precision attack rounds to (int8: symmetric, per output "
+        "channel; bf16); computation stays fp32.",
+        default=WEIGHT_PRECISIONS,
+    )
+    seed: int = _doc("Seed of the persona split, the retain draw and the batches.", default=0)
+
+    def validate(self) -> None:
+        if not self.lrs or any(not (isinstance(x, (int, float)) and x > 0) for x in self.lrs):
+            raise ConfigError(f"lrs={list(self.lrs)!r}: give one or more positive learning rates")
+        if not self.steps or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in self.steps
+        ):
+            raise ConfigError(f"steps={list(self.steps)!r}: give one or more step counts >= 1")
+        if self.batch < 2 or not isinstance(self.batch, int):
+            raise ConfigError(f"batch={self.batch!r}: need >= 2 (the contrastive loss)")
+        check_non_negative("retain_size", self.retain_size)
+        check_non_negative("seed", self.seed)
+        if not 0 < self.split_fraction < 1:
+            raise ConfigError(f"split_fraction={self.split_fraction!r}: must be in (0, 1)")
+        bad = [p for p in self.precisions if p not in WEIGHT_PRECISIONS]
+        if bad or not self.precisions:
+            raise ConfigError(
+                f"precisions={list(self.precisions)!r}: valid: {', '.join(WEIGHT_PRECISIONS)}"
+            )
+
+
 STAGES: dict[str, type] = {
     "synth": SynthConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
     "unlearn": UnlearnConfig,
     "report": ReportConfig,
+    "attack": AttackConfig,
 }
 
 

@@ -28,7 +28,7 @@ from salmubench.vocab import MANIFEST
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-KINDS = ("dataset", "model", "eval", "report")
+KINDS = ("dataset", "model", "eval", "report", "attack")
 
 
 class OutputExistsError(FileExistsError):

@@ -1,0 +1,239 @@
+"""Relearning attacks (`salmubench attack`): the weight rounding and the recovery gap by hand,
+the attacker's reads, a model that only suppressed its memory against Clean, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from salmubench.attack.recovery import gaps
+from salmubench.attack.stage import ATTACK_FILE, attack, attacker_pool
+from salmubench.attack.threat import round_weights, split_personas
+from salmubench.config import ATTACKS, stage_config
+from salmubench.data.evaluated import is_evaluated
+from salmubench.data.shards import iter_split
+from salmubench.manifest import read_manifest, staged_output, write_manifest
+from salmubench.models import image_normalisation, image_size, load_model, save_model
+from salmubench.models import tokenizer as get_tokenizer
+from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning
+from salmubench.vocab import FORBIDDEN, FORGET_SPLITS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cfgs(**attack_overrides):
+    overrides = [f"{k}={json.dumps(v)}" for k, v in attack_overrides.items()]
+    return {
+        "cfg": stage_config("attack", "micro", overrides, REPO / "params.yaml"),
+        "eval_cfg": stage_config("eval", "micro", (), REPO / "params.yaml"),
+        "retain": stage_config("unlearn", "micro", (), REPO / "params.yaml").retain,
+    }
+
+
+def test_weights_are_rounded_per_output_channel():
+    layer = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -0.5, 0.3], [0.02, 0.0, -0.011]]))
+        layer.bias.copy_(torch.tensor([0.123456789, -1.0]))
+    int8 = round_weights(layer, "int8")
+    # row 0: scale 1/127: 0.3 * 127 = 38.1 -> 38; row 1: scale 0.02/127: -0.011 -> -69.85 -> -70
+    expected = torch.tensor([[127, -64, 38], [127, 0, -70]]) * torch.tensor(
+        [[1 / 127], [0.02 / 127]]
+    )
+    assert torch.allclose(int8.weight, expected, atol=1e-7)
+    assert torch.equal(int8.bias, layer.bias)  # biases are kept
+    bf16 = round_weights(layer, "bf16")
+    assert torch.equal(bf16.weight, layer.weight.to(torch.bfloat16).float())
+    assert not torch.equal(bf16.weight, layer.weight)  # 0.3 is not a bfloat16
+    assert torch.equal(layer.weight[0], torch.tensor([1.0, -0.5, 0.3]))  # the original stays
+    with pytest.raises(ValueError, match=r"int4.*valid: int8, bf16"):
+        round_weights(layer, "int4")
+
+
+def test_recovery_gap_by_hand():
+    model = {
+        "before": {"retfail": 0.10, "assoc_str": 0.20},
+        "points": [
+            {"point": "a", "scores": {"retfail": 0.50, "assoc_str": 0.30}},
+            {"point": "b", "scores": {"retfail": 0.20, "assoc_str": 0.60}},
+        ],
+    }
+    clean = {
+        "before": {"retfail": 0.05, "assoc_str": 0.10},
+        "points": [
+            {"point": "a", "scores": {"retfail": 0.15, "assoc_str": 0.10}},
+            {"point": "b", "scores": {"retfail": 0.05, "assoc_str": 0.30}},
+        ],
+    }
+    got = gaps(model, clean, {"retfail": 0.85, "assoc_str": 0.60})
+    # a: RetFail ((0.5 - 0.1) - (0.15 - 0.05)) / (0.85 - 0.05) = 0.3 / 0.8 = 0.375
+    #    AssocStr ((0.3 - 0.2) - 0) / 0.5 = 0.2;  b: (0.1 - 0) / 0.8 = 0.125, (0.4 - 0.2) / 0.5
+    assert got["points"][0]["retfail"] == pytest.approx(0.375)
+    assert got["points"][0]["assoc_str"] == pytest.approx(0.2)
+    assert got["points"][1]["retfail"] == pytest.approx(0.125)
+    assert got["points"][1]["assoc_str"] == pytest.approx(0.4)
+    assert got["worst"]["point"] == "a"  # the worst case is read on RetFail
+    assert got["scale"] == {"retfail": pytest.approx(0.8), "assoc_str": pytest.approx(0.5)}
+    with pytest.raises(ValueError, match=r"lacks sweep points \['b'\]"):
+        gaps(model, {**clean, "points": clean["points"][:1]}, {"retfail": 1, "assoc_str": 1})
+
+
+def test_persona_split_is_seeded_disjoint_and_never_empty():
+    ids = [f"p{i:02d}" for i in range(10)] * 3
+    a, b = split_personas(ids, 0.5, seed=0)
+    assert len(a) == len(b) == 5 and not a & b and a | b == set(ids)
+    assert split_personas(ids, 0.5, seed=0) == (a, b)
+    assert split_personas(ids, 0.5, seed=1) != (a, b)
+    assert len(split_personas(ids, 0.99, seed=0)[1]) == 1  # never all on one side
+    with pytest.raises(ValueError, match="needs >= 2 forget personas, found 1"):
+        split_personas(["p0", "p0"], 0.5, seed=0)
+
+
+def test_the_attacker_reads_no_holdout_and_no_evaluated_item(tmp_path, micro_dataset):
+    """With every holdout and evaluation shard deleted, each attack still builds its pool
+    (it never opens them); the retain pool holds no item a metric reads, and the persona
+    split trains only on its own personas."""
+    data = tmp_path / "data"
+    shutil.copytree(micro_dataset, data)
+    manifest = read_manifest(data, kind="dataset")
+    for split in FORBIDDEN:
+        for name in manifest["shards"].get(split, []):
+            (data / name).unlink()
+    c = cfgs()
+    evaluated = {
+        s["__key__"]
+        for split in ("retain_joint", "retain_disjoint")
+        for s in iter_split(micro_dataset, split, manifest)
+        if is_evaluated(split, s["__key__"], s["json"])
+    }
+    assert evaluated
+    persona_of = {
+        s["__key__"]: s["json"]["persona"]
+        for split in FORGET_SPLITS
+        for s in iter_split(data, split, manifest)
+    }
+    for name in ATTACKS:
+        dataset = open_for_unlearning(data, c["retain"] if name == "retain_only" else ())
+        pool, trained, scored = attacker_pool(
+            data, dataset, name, c["cfg"], c["retain"], get_tokenizer("salmu-micro"), 32
+        )
+        assert len(pool) > 0
+        assert not set(pool.keys) & evaluated, name
+        if name == "persona_split":
+            assert {persona_of[k] for k in pool.keys} == trained and not trained & scored
+        elif name == "retain_only":
+            assert not set(pool.keys) & set(persona_of)  # no forget pair either
+        else:
+            assert set(pool.keys) == set(persona_of)
+
+
+def suppress(data: Path, compromised: Path, out: Path, steps: int = 30) -> Path:
+    """An 'unlearned' model that changed nothing but its two final projections: forget pairs
+    pushed apart, general-world (retain_real) embeddings kept where they were. Whatever the
+    encoders learnt about the forget personas is still there."""
+    retain = ("retain_real",)
+    loaded = load_model(compromised)
+    net, frozen = loaded.model.train(), load_model(compromised).model.eval()
+    dataset = open_for_unlearning(data, retain)
+    pools = load_unlearn_pools(
+        data,
+        dataset,
+        retain,
+        get_tokenizer(loaded.arch),
+        image_size(net),
+        retain_size=200,
+        seed=0,
+        with_retain=True,
+    )
+    mean, std = image_normalisation(net)
+    heads = [net.visual.proj, net.text_projection]
+    for p in net.parameters():
+        p.requires_grad_(any(p is h for h in heads))
+    opt = torch.optim.Adam(heads, lr=1e-2)
+    f, r = pools["forget"], pools["retain"]
+    for step in range(steps):
+        fi = torch.arange(step * 32, step * 32 + 32) % len(f)
+        ri = torch.arange(step * 32, step * 32 + 32) % len(r)
+        out_f = net((f.images[fi].float() / 255 - mean) / std, f.tokens[fi])
+        xr = (r.images[ri].float() / 255 - mean) / std
+        out_r = net(xr, r.tokens[ri])
+        with torch.no_grad():
+            ref = frozen(xr, r.tokens[ri])
+        cos = (out_f["image_features"] * out_f["text_features"]).sum(-1)
+        keep = (out_r["image_features"] - ref["image_features"]).pow(2).sum(-1).mean() + (
+            out_r["text_features"] - ref["text_features"]
+        ).pow(2).sum(-1).mean()
+        loss = cos.mean() + 10 * keep
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with staged_output(out) as tmp:
+        save_model(tmp, net, loaded.arch, {"variant": "unlearned"})
+        write_manifest(
+            tmp,
+            "model",
+            config={"steps": steps},
+            inputs={"dataset": dataset["digest"]},
+            architecture=loaded.arch,
+            variant="unlearned",
+            method="projection_only",
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def memorising(tmp_path_factory, micro_dataset) -> dict[str, Path]:
+    """Clean and Compromised micro models trained long enough to memorise (the session's
+    40-step micro models barely do: RetFail 0.07 against Clean's 0.04 on the full gallery)."""
+    from salmubench.train.loop import train
+
+    root = tmp_path_factory.mktemp("memorising")
+    cfg = stage_config(
+        "train", "micro", ["steps=200", "lr=3e-3", "checkpoint_every=1000"], REPO / "params.yaml"
+    )
+    for variant in ("clean", "compromised"):
+        train(micro_dataset, variant, cfg, root / variant, profile="micro")
+    return {"clean": root / "clean", "compromised": root / "compromised"}
+
+
+def test_an_attack_recovers_what_was_only_suppressed_and_little_on_clean(
+    tmp_path, micro_dataset, memorising
+):
+    clean, compromised = memorising["clean"], memorising["compromised"]
+    suppressed = suppress(micro_dataset, compromised, tmp_path / "suppressed")
+    c = cfgs()
+    # every forget caption in the gallery: micro's paper-proportion gallery holds 8 captions
+    c["eval_cfg"] = stage_config(
+        "eval", "micro", ["retfail_forget_fraction=1.0"], REPO / "params.yaml"
+    )
+    attack(micro_dataset, clean, tmp_path / "a-clean", name="persona_split", **c)
+    attack(
+        micro_dataset,
+        suppressed,
+        tmp_path / "a-supp",
+        name="persona_split",
+        clean=tmp_path / "a-clean",
+        compromised=compromised,
+        **c,
+    )
+    record = json.loads((tmp_path / "a-supp" / ATTACK_FILE).read_text())
+    before, worst = record["model"]["before"], record["recovery"]["worst"]
+    scale = record["recovery"]["scale"]["retfail"]
+    clean_before = record["clean"]["before"]["retfail"]
+    assert scale > 0.3  # the Compromised model memorised the scored personas
+    # the suppression worked: the scored personas look mostly forgotten before the attack
+    assert before["retfail"] - clean_before < 0.25 * scale
+    # fine-tuning on the OTHER personas brings a good part of it back ...
+    assert worst["retfail"] > 0.2
+    # ... while Clean, attacked the same way, gains nothing on personas it never saw
+    restored = max(p["scores"]["retfail"] for p in record["clean"]["points"]) - clean_before
+    assert restored < 0.1 * scale
+    reads = record["reads"]
+    assert not set(reads["personas_trained"]) & set(reads["personas_scored"])
+    manifest = read_manifest(tmp_path / "a-supp", kind="attack", verify=True)
+    assert manifest["attack"] == "persona_split" and manifest["recovery"] == worst
+    assert not (tmp_path / ".a-supp.points").exists()  # the resume cache goes with success
