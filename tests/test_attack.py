@@ -4,7 +4,10 @@ the attacker's reads, a model that only suppressed its memory against Clean, res
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ import torch
 from salmubench.attack.recovery import gaps
 from salmubench.attack.stage import ATTACK_FILE, attack, attacker_pool
 from salmubench.attack.threat import round_weights, split_personas
-from salmubench.config import ATTACKS, stage_config
+from salmubench.cli import main
+from salmubench.config import ATTACKS, ConfigError, stage_config
 from salmubench.data.evaluated import is_evaluated
 from salmubench.data.shards import iter_split
 from salmubench.manifest import read_manifest, staged_output, write_manifest
@@ -21,6 +25,8 @@ from salmubench.models import image_normalisation, image_size, load_model, save_
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning
 from salmubench.vocab import FORBIDDEN, FORGET_SPLITS
+
+from helpers import spawn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -237,3 +243,74 @@ def test_an_attack_recovers_what_was_only_suppressed_and_little_on_clean(
     manifest = read_manifest(tmp_path / "a-supp", kind="attack", verify=True)
     assert manifest["attack"] == "persona_split" and manifest["recovery"] == worst
     assert not (tmp_path / ".a-supp.points").exists()  # the resume cache goes with success
+
+
+def scores(record: dict) -> list[float]:
+    block = record["model"]
+    return [block["before"][k] for k in sorted(block["before"])] + [
+        p["scores"][k] for p in block["points"] for k in sorted(p["scores"])
+    ]
+
+
+def test_an_interrupted_attack_resumes_with_the_same_result(tmp_path, micro_dataset, micro_models):
+    args = ["attack", "--data", str(micro_dataset), "--model", str(micro_models["compromised"]),
+            "--attack", "persona_split", "--profile", "micro", "-q",
+            "--set", "lrs=[0.001, 0.0001]", "--set", "steps=[5, 10]"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    out, points = tmp_path / "cut", tmp_path / ".cut.points"
+    proc = spawn([*args, "--out", str(out)])
+    deadline = time.monotonic() + 120
+    while len(list(points.glob("*.json"))) < 3:  # before + the first rate's two points
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no sweep point was written"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing half-published
+    assert main([*args, "--out", str(out)]) == 0
+    whole = json.loads((tmp_path / "whole" / ATTACK_FILE).read_text())
+    cut = json.loads((out / ATTACK_FILE).read_text())
+    assert whole["resumed_points"] == 0 and cut["resumed_points"] >= 3
+    assert [p["point"] for p in cut["model"]["points"]] == [
+        p["point"] for p in whole["model"]["points"]
+    ]
+    assert scores(cut) == pytest.approx(scores(whole), abs=1e-5)
+    assert not points.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--set", "lrs=[-1e-4]"], "lrs=[-0.0001]: give one or more positive learning rates"),
+        (["--set", "split_fraction=1.0"], "split_fraction=1.0: must be in (0, 1)"),
+        (["--set", "precisions=[int4]"], "precisions=['int4']: valid: int8, bf16"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_work(
+    tmp_path, capsys, micro_dataset, micro_models, extra, expected
+):
+    out = tmp_path / "a"
+    args = ["attack", "--data", str(micro_dataset), "--model", str(micro_models["clean"]),
+            "--attack", "low_precision", "--profile", "micro", "--out", str(out)]  # fmt: skip
+    args += extra
+    assert main(args) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_model_of_another_dataset_or_a_mismatched_clean_attack_is_refused(
+    tmp_path, capsys, micro_dataset, micro_models
+):
+    c = cfgs()
+    other = tmp_path / "other"
+    shutil.copytree(micro_models["clean"], other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["inputs"]["dataset"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"not on .* an attack is scored on the model's own"):
+        attack(micro_dataset, other, tmp_path / "x", name="low_precision", **c)
+    attack(micro_dataset, micro_models["clean"], tmp_path / "lp", name="low_precision", **c)
+    with pytest.raises(ConfigError, match="an attack folder of attack 'low_precision', not"):
+        attack(micro_dataset, micro_models["compromised"], tmp_path / "y",
+               name="retain_only", clean=tmp_path / "lp", **c)  # fmt: skip
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

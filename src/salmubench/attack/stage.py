@@ -61,6 +61,7 @@ class _Points:
     def __init__(self, out: Path, identity: dict[str, Any]) -> None:
         self.dir = out.parent / f".{out.name}.points"
         self.identity = identity
+        self.reused = 0  # finished points read back (an interrupted run resumed)
 
     def _file(self, point: Sequence[Any]) -> Path:
         key = json.dumps([self.identity, list(point)], sort_keys=True, default=str)
@@ -68,7 +69,10 @@ class _Points:
 
     def get(self, point: Sequence[Any]) -> dict[str, float] | None:
         f = self._file(point)
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+        if not f.is_file():
+            return None
+        self.reused += 1
+        return json.loads(f.read_text(encoding="utf-8"))
 
     def put(self, point: Sequence[Any], scores: dict[str, float]) -> dict[str, float]:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +196,9 @@ def attack(
         }
     if "clean" in record and "compromised" in record:
         record["recovery"] = gaps(record["model"], record["clean"], record["compromised"]["scores"])
+    if points.reused:
+        log.info("resumed: %d finished sweep points read back from %s", points.reused, points.dir)
+    record["resumed_points"] = points.reused
     with staged_output(out, force) as tmp:
         write_atomic(Path(tmp) / ATTACK_FILE, dumps(record))
         manifest = write_manifest(
