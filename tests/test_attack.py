@@ -17,14 +17,14 @@ from salmubench.attack.recovery import gaps
 from salmubench.attack.stage import ATTACK_FILE, attack, attacker_pool
 from salmubench.attack.threat import round_weights, split_personas
 from salmubench.cli import main
-from salmubench.config import ATTACKS, ConfigError, stage_config
+from salmubench.config import ConfigError, stage_config
 from salmubench.data.evaluated import is_evaluated
 from salmubench.data.shards import iter_split
 from salmubench.manifest import read_manifest, staged_output, write_manifest
 from salmubench.models import image_normalisation, image_size, load_model, save_model
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning
-from salmubench.vocab import FORBIDDEN, FORGET_SPLITS
+from salmubench.vocab import ATTACKS, FORBIDDEN, FORGET_SPLITS
 
 from helpers import spawn
 

@@ -26,7 +26,7 @@ from salmubench.typed import (  # noqa: F401
     set_dotted,
     to_dict,
 )
-from salmubench.vocab import ACCESSORIES, ATTRIBUTE_TYPES, RETAIN_SPLITS, SPLITS
+from salmubench.vocab import ACCESSORIES, ATTRIBUTE_TYPES, RETAIN_SPLITS, SPLITS, WEIGHT_PRECISIONS
 
 PARAMS_ENV = "SALMUBENCH_PARAMS"
 
@@ -324,40 +324,23 @@ class ReportConfig:
             raise ConfigError(f"confidence={self.confidence}: must be in [0.5, 1), e.g. 0.95")
 
 
-ATTACKS = ("persona_split", "retain_only", "generic_captions", "low_precision")
-WEIGHT_PRECISIONS = ("int8", "bf16")
-
-
 @dataclass(frozen=True)
 class AttackConfig:
-    """How `salmubench attack` tries to bring forgotten associations back (relearning).
+    """How `salmubench attack` tries to bring forgotten associations back (docs/ATTACKS.md):
+    a sweep fixed in advance, its worst case the score; Clean gets the same attack."""
 
-    Every fine-tuning attack runs once per learning rate and is read at each of `steps`;
-    the sweep is fixed here, in advance, and the score is its worst case. The Clean model
-    undergoes the same attack with the same budget, as the reference.
-    """
-
-    lrs: tuple[float, ...] = _doc(
-        "AdamW learning rates of the fine-tuning attacks (constant, no weight decay).",
-        default=(1.0e-5, 1.0e-4),
-    )
-    steps: tuple[int, ...] = _doc(
-        "Fine-tuning steps at which each run is evaluated (one run per lr, read at each).",
-        default=(10, 40),
-    )
-    batch: int = _doc("Pairs per fine-tuning step.", default=64)
+    lrs: tuple[float, ...] = _doc("AdamW rates of the fine-tuning attacks.", default=(1e-5, 1e-4))
+    steps: tuple[int, ...] = _doc("Steps read in each run (one run per rate).", default=(10, 40))
+    batch: int = _doc("Pairs per fine-tuning step (>= 2).", default=64)
     retain_size: int = _doc(
-        "Retain pairs the retain-only attack draws (training parts only, as unlearning).",
-        default=2000,
+        "Retain pairs of the retain-only attack (training parts).", default=2000
     )
     split_fraction: float = _doc(
-        "Share of the forget personas whose sensitive pairs the persona-split attack trains "
-        "on; it is scored on the other personas only. In (0, 1).",
+        "Share of the forget personas the persona-split attack trains on (scored on the rest).",
         default=0.5,
     )
     precisions: tuple[str, ...] = _doc(
-        "Weight precisions the low-precision attack rounds to (int8: symmetric, per output "
-        "channel; bf16); computation stays fp32.",
+        "Weight precisions of the low-precision attack (int8: per output channel).",
         default=WEIGHT_PRECISIONS,
     )
     seed: int = _doc("Seed of the persona split, the retain draw and the batches.", default=0)
@@ -365,21 +348,16 @@ class AttackConfig:
     def validate(self) -> None:
         if not self.lrs or any(not (isinstance(x, (int, float)) and x > 0) for x in self.lrs):
             raise ConfigError(f"lrs={list(self.lrs)!r}: give one or more positive learning rates")
-        if not self.steps or any(
-            not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in self.steps
-        ):
+        if not self.steps or not all(isinstance(n, int) and n >= 1 for n in self.steps):
             raise ConfigError(f"steps={list(self.steps)!r}: give one or more step counts >= 1")
-        if self.batch < 2 or not isinstance(self.batch, int):
-            raise ConfigError(f"batch={self.batch!r}: need >= 2 (the contrastive loss)")
+        if self.batch < 2:
+            raise ConfigError(f"batch={self.batch}: must be >= 2 (the contrastive loss)")
         check_non_negative("retain_size", self.retain_size)
         check_non_negative("seed", self.seed)
         if not 0 < self.split_fraction < 1:
             raise ConfigError(f"split_fraction={self.split_fraction!r}: must be in (0, 1)")
-        bad = [p for p in self.precisions if p not in WEIGHT_PRECISIONS]
-        if bad or not self.precisions:
-            raise ConfigError(
-                f"precisions={list(self.precisions)!r}: valid: {', '.join(WEIGHT_PRECISIONS)}"
-            )
+        if not self.precisions or set(self.precisions) - set(WEIGHT_PRECISIONS):
+            raise ConfigError(f"precisions={list(self.precisions)!r}: valid: int8, bf16")
 
 
 STAGES: dict[str, type] = {

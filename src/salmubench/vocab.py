@@ -116,3 +116,7 @@ LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 REPORT_HTML = "report.html"
 TUNING_FILE = "tuning.json"
+
+# Relearning attacks (`salmubench attack`) and the weight precisions the low-precision one uses.
+ATTACKS = ("persona_split", "retain_only", "generic_captions", "low_precision")
+WEIGHT_PRECISIONS = ("int8", "bf16")

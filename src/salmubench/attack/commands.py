@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from salmubench.config import ATTACKS
+from salmubench.vocab import ATTACKS
 
 
 def add_commands(sub, common) -> None:

@@ -25,7 +25,7 @@ from salmubench.attack.threat import (
     split_personas,
     subset,
 )
-from salmubench.config import ATTACKS, AttackConfig, ConfigError, EvalConfig, to_dict
+from salmubench.config import AttackConfig, ConfigError, EvalConfig, to_dict
 from salmubench.manifest import (
     MANIFEST,
     check_output,
@@ -36,6 +36,7 @@ from salmubench.manifest import (
     write_manifest,
 )
 from salmubench.s3 import location
+from salmubench.vocab import ATTACKS
 
 log = logging.getLogger(__name__)
 
