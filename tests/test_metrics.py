@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from salmubench.eval import catalogue
 from salmubench.eval import metrics as M
 from salmubench.eval.metrics import EvalSettings, Split, ranking
 from salmubench.measures import derangement, seeded_generator
@@ -450,14 +451,47 @@ def test_unknown_metric_lists_the_valid_names():
         M.compute_all(FakeData({}), ["genknow", "nope"])
 
 
-def test_registering_twice_or_with_a_bad_family_fails():
+def test_registering_twice_outside_the_catalogue_or_with_a_bad_split_fails():
     before = dict(M.METRICS)
-    kw = dict(target="clean", better="lower", splits=("forget",), description="")
     with pytest.raises(ValueError, match="'retfail' registered twice"):
-        M.register("retfail", family="efficacy", **kw)(lambda data: None)
-    with pytest.raises(ValueError, match="unknown family 'privacy'; valid: efficacy, utility"):
-        M.register("other", family="privacy", **kw)
+        M.register("retfail", splits=("forget",))(lambda data: None)
+    with pytest.raises(
+        ValueError,
+        match=r"metric 'other' is not in the catalogue \(salmubench/eval/catalogue\.py\): "
+        r"declare it there first; declared: retfail, assoc_str, .*, frag_sim\Z",
+    ):
+        M.register("other", splits=("forget",))
+    with pytest.raises(ValueError, match="unknown split 'train'; valid: forget, "):
+        M.register("retfail", splits=("train",))
     assert before == M.METRICS
+
+
+def test_the_registry_reads_each_metric_as_the_torch_free_catalogue_declares_it():
+    """The report reads the catalogue (no torch); the evaluator's registry takes family,
+    target, direction and description from it, in its order, so the two cannot differ."""
+    assert list(M.METRICS) == list(catalogue.CATALOGUE) == list(catalogue.METRIC_NAMES)
+    for name, metric in M.METRICS.items():
+        info = catalogue.CATALOGUE[name]
+        assert (metric.family, metric.target, metric.better, metric.description) == (
+            info.family, info.target, info.better, info.description
+        )  # fmt: skip
+    assert M.describe_metrics() == {
+        n: {"family": m.family, "target": m.target, "better": m.better,
+            "description": m.description}
+        for n, m in M.METRICS.items()
+    }  # fmt: skip
+    assert (M.EFFICACY, M.UTILITY) == (catalogue.EFFICACY, catalogue.UTILITY)
+
+
+def test_a_catalogue_entry_with_a_bad_family_target_or_direction_is_refused():
+    with pytest.raises(ValueError, match="unknown family 'privacy'; valid: efficacy, utility"):
+        catalogue.MetricInfo("other", "privacy", "clean", "lower", "")
+    with pytest.raises(ValueError, match="unknown target 'paper'; valid: clean, compromised"):
+        catalogue.MetricInfo("other", "efficacy", "paper", "lower", "")
+    with pytest.raises(ValueError, match="unknown better 'up'; valid: lower, higher"):
+        catalogue.MetricInfo("other", "efficacy", "clean", "up", "")
+    with pytest.raises(KeyError, match="unknown metric 'mrr'; valid: retfail, "):
+        catalogue.metric_info("mrr")
 
 
 def test_compute_all_runs_requested_metrics_in_registry_order():

@@ -7,7 +7,12 @@ embeddings under `torch.no_grad()`.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+# torch only inside the functions that compute with it: the report imports this module for
+# `gap_share`/`rounded` and runs without torch (tests/test_torch_free.py).
+if TYPE_CHECKING:
+    import torch
 
 # Metrics and scores are stored rounded to this many decimals ...
 DIGITS = 6
@@ -16,6 +21,8 @@ GAP_EPS = 1e-6
 
 
 def check_matrix(what: str, x: torch.Tensor) -> None:
+    import torch
+
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{what} must be a 2-D tensor [rows, dim], got {shape}")
@@ -43,6 +50,8 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
     own caption. One cycle through a seeded random order, so one draw, never a retry."""
     if n < 2:
         raise ValueError(f"a derangement needs at least 2 items, got {n}")
+    import torch
+
     order = torch.randperm(n, generator=generator)
     result = torch.empty(n, dtype=torch.long)
     result[order] = order.roll(-1)
@@ -51,6 +60,8 @@ def derangement(n: int, generator: torch.Generator) -> torch.Tensor:
 
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with `seed`: the same draws on every machine."""
+    import torch
+
     return torch.Generator().manual_seed(seed)
 
 

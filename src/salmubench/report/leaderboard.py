@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import ReportConfig
-from salmubench.eval.metrics import describe_metrics
+from salmubench.eval.catalogue import describe_metrics
 from salmubench.manifest import ManifestError
 from salmubench.measures import rounded
 from salmubench.report.paper import (

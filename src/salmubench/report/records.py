@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from salmubench.eval.metrics import METRICS
+from salmubench.eval.catalogue import METRIC_NAMES
 from salmubench.manifest import MANIFEST, ManifestError, read_manifest
 from salmubench.report.scoring import MODEL_VARIANTS, EvalRecord
 from salmubench.vocab import METRICS_FILE
@@ -77,11 +77,11 @@ def load_eval(folder: str | os.PathLike) -> EvalRecord:
     if not path.is_file():
         raise ManifestError(f"{folder}: no {METRICS_FILE}")
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    missing = [name for name in METRICS if name not in metrics]
+    missing = [name for name in METRIC_NAMES if name not in metrics]
     if missing:
         raise ManifestError(
             f"{folder}: {METRICS_FILE} lacks {', '.join(missing)}; every "
-            f"registered metric is required ({', '.join(METRICS)})"
+            f"registered metric is required ({', '.join(METRIC_NAMES)})"
         )
     return EvalRecord(folder, manifest["digest"], dataset, dict(model), metrics)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import ReportConfig
-from salmubench.eval.metrics import METRICS
+from salmubench.eval.catalogue import METRIC_NAMES
 from salmubench.measures import DIGITS, GAP_EPS, gap_share, rounded
 from salmubench.report.paper import (
     PAPER_BY_METHOD,
@@ -240,7 +240,7 @@ def _common_keys(dicts: Sequence[Mapping[str, Any]]) -> list[str]:
     keys = set(dicts[0])
     for d in dicts[1:]:
         keys &= set(d)
-    ordered = [name for name in METRICS if name in keys]
+    ordered = [name for name in METRIC_NAMES if name in keys]
     return ordered + sorted(keys - set(ordered))
 
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from salmubench.config import ConfigError
 from salmubench.hashing import sha256_file
-from salmubench.unlearn.method import Method
 
 # REFUSED, _scanned, load_entry_points: the entry-point route, re-exported from the registry
 # for the tests that reset or drive it through this module.
@@ -48,7 +47,10 @@ log = logging.getLogger(__name__)
 
 def load_method_file(path: str | os.PathLike) -> list[str]:
     """Import the Python file `path` and register every method class it defines; returns
-    their names. Contract failures and name clashes raise ContractError."""
+    their names. Contract failures and name clashes raise ContractError. (The plan stage
+    imports this module without torch; a method file imports it, so loading one does.)"""
+    from salmubench.unlearn.method import Method
+
     method_names()  # the built-ins and packages first: a clash names the file, not them
     path = Path(path).resolve()
     if not path.is_file() or path.suffix != ".py":

@@ -3,7 +3,9 @@
 The evaluator embeds every split once and hands each metric an `EvalData`; a metric reads
 the splits it declares, computes with torch (float32, no autograd) and returns one
 `MetricResult`: a headline value plus one value per evaluated item. Metrics live in the
-`METRICS` registry, in the order of SPEC.md §4; `compute_all` runs them in that order.
+`METRICS` registry, in the order of SPEC.md §4; `compute_all` runs them in that order. What
+each metric is (family, target, direction, description) is declared once, without torch, in
+`eval/catalogue.py`, which the report reads; the registry follows it (`check_registry`).
 
 Efficacy metrics are read on `forget` against the Clean model's values; utility metrics
 against the Compromised model's. Of retain_joint and retain_disjoint an `EvalData` serves only
@@ -17,6 +19,7 @@ protocol, registry, data access) and pure helpers (`ranking`). Importing this pa
 registers every metric, efficacy first (the order of SPEC.md §4).
 """
 
+from salmubench.eval.catalogue import EFFICACY, UTILITY
 from salmubench.eval.metrics import efficacy, utility  # noqa: F401  (registers, in order)
 from salmubench.eval.metrics.base import (
     DIRECTIONS,
@@ -28,6 +31,7 @@ from salmubench.eval.metrics.base import (
     Metric,
     MetricResult,
     Split,
+    check_registry,
     compute_all,
     describe_metrics,
     get_metric,
@@ -43,9 +47,7 @@ from salmubench.eval.metrics.ranking import (
 )
 from salmubench.measures import pair_similarity
 
-# The metric names of each family, in registry order.
-EFFICACY: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.family == "efficacy")
-UTILITY: tuple[str, ...] = tuple(n for n, m in METRICS.items() if m.family == "utility")
+check_registry()
 
 __all__ = [
     "DIRECTIONS",

@@ -1,12 +1,13 @@
 """The metrics' shared ground: what a metric reads (`Split`, `EvalData`, `EvalSettings`),
-what it returns (`MetricResult`), the `METRICS` registry, and the data access every metric
-family uses."""
+what it returns (`MetricResult`), the `METRICS` registry (each metric's family, target,
+direction and description come from its entry in `eval/catalogue.py`), and the data access
+every metric family uses."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,14 +16,19 @@ import torch
 # The paper's RetFail proportions (1,000 of 30,468 forget captions; 1:1 retain), kept at any
 # scale; their one home is the eval config.
 from salmubench.config import RETFAIL_FORGET_FRACTION, RETFAIL_RETAIN_PER_FORGET
+from salmubench.eval.catalogue import (  # noqa: F401  (re-exported: the metrics' vocabulary)
+    CATALOGUE,
+    DIRECTIONS,
+    FAMILIES,
+    TARGETS,
+    check_choice,
+    describe_metrics,
+)
 from salmubench.measures import pair_similarity
 from salmubench.vocab import METRIC_SPLITS
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("efficacy", "utility")
-TARGETS = ("clean", "compromised")
-DIRECTIONS = ("lower", "higher")
 IDZSC_TEMPLATES = ("a photo of {}.", "{}")
 
 # How far a split's embedding norms may stray from 1 before we refuse it.
@@ -122,37 +128,39 @@ METRICS: dict[str, Metric] = {}
 
 
 def register(
-    name: str,
-    *,
-    family: str,
-    target: str,
-    better: str,
-    splits: tuple[str, ...],
-    description: str,
+    name: str, *, splits: tuple[str, ...]
 ) -> Callable[[Callable[[EvalData], MetricResult]], Callable[[EvalData], MetricResult]]:
-    """Decorator: register `fn(data) -> MetricResult` as metric `name`. Names are unique."""
-    _check_choice("family", family, FAMILIES)
-    _check_choice("target", target, TARGETS)
-    _check_choice("better", better, DIRECTIONS)
+    """Decorator: register `fn(data) -> MetricResult` as metric `name`, which reads `splits`;
+    its family, target, direction and description are its catalogue entry's
+    (`eval/catalogue.py`). Names are unique and must be in the catalogue."""
+    if name not in CATALOGUE:
+        raise ValueError(
+            f"metric {name!r} is not in the catalogue (salmubench/eval/catalogue.py): declare "
+            f"it there first; declared: {', '.join(CATALOGUE)}"
+        )
     for split in splits:
-        _check_choice("split", split, METRIC_SPLITS)
+        check_choice("split", split, METRIC_SPLITS)
+    info = CATALOGUE[name]
 
     def decorate(fn: Callable[[EvalData], MetricResult]) -> Callable[[EvalData], MetricResult]:
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
-        METRICS[name] = Metric(name, family, target, better, tuple(splits), fn, description)
+        METRICS[name] = Metric(
+            name, info.family, info.target, info.better, tuple(splits), fn, info.description
+        )
         return fn
 
     return decorate
 
 
-def describe_metrics() -> dict[str, dict[str, str]]:
-    """What summaries and leaderboards record of each metric, in registry order."""
-    return {
-        n: {"family": m.family, "target": m.target, "better": m.better,
-            "description": m.description}
-        for n, m in METRICS.items()
-    }  # fmt: skip
+def check_registry() -> None:
+    """Every catalogue metric is registered, in catalogue order (`compute_all`'s order)."""
+    if list(METRICS) != list(CATALOGUE):
+        raise ValueError(
+            f"registered metrics {list(METRICS)} differ from the catalogue's "
+            f"{list(CATALOGUE)} (salmubench/eval/catalogue.py): register each catalogue "
+            "metric once, in its order"
+        )
 
 
 def get_metric(name: str) -> Metric:
@@ -171,11 +179,6 @@ def compute_all(data: EvalData, names: Iterable[str] | None = None) -> dict[str,
             log.debug("computing metric %s", name)
             results[name] = METRICS[name].fn(data)
     return results
-
-
-def _check_choice(what: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 # --------------------------------------------------------------------------- data access

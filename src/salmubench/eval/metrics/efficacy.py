@@ -60,14 +60,7 @@ def retfail_gallery(
 
 @register(
     "retfail",
-    family="efficacy",
-    target="clean",
-    better="lower",
     splits=("forget", "retain_disjoint"),
-    description="MRR of each forget image's true caption in a seeded gallery of distractors "
-    "from forget and evaluated retain_disjoint, in the paper's proportions (3.3% of forget "
-    "captions, as many retain ones); captions of the row's own association (same persona "
-    "and attribute, other wording) do not compete (our choice); extra r1 = recall@1.",
 )
 @torch.no_grad()
 def retfail(data: EvalData) -> MetricResult:
@@ -131,11 +124,7 @@ def retfail(data: EvalData) -> MetricResult:
 
 @register(
     "assoc_str",
-    family="efficacy",
-    target="clean",
-    better="lower",
     splits=("forget",),
-    description="Mean cosine similarity of each forget image and its caption.",
 )
 def assoc_str(data: EvalData) -> MetricResult:
     return mean_similarity(data, "forget")
@@ -143,12 +132,7 @@ def assoc_str(data: EvalData) -> MetricResult:
 
 @register(
     "acs",
-    family="efficacy",
-    target="clean",
-    better="lower",
     splits=("forget",),
-    description="Held-out accuracy of a logistic-regression probe on image*text products "
-    "separating true forget pairs from deranged ones (chance 0.5).",
 )
 def acs(data: EvalData) -> MetricResult:
     """per_item covers every held-out probe sample, so value == mean(per_item).
@@ -172,12 +156,7 @@ def acs(data: EvalData) -> MetricResult:
 
 @register(
     "idzsc",
-    family="efficacy",
-    target="clean",
-    better="lower",
     splits=("forget_identity",),
-    description="Zero-shot top-1 accuracy naming the persona of each forget_identity image "
-    "among all forget_identity persona names.",
 )
 @torch.no_grad()
 def idzsc(data: EvalData) -> MetricResult:
@@ -200,12 +179,7 @@ def idzsc(data: EvalData) -> MetricResult:
 
 @register(
     "core_assoc",
-    family="efficacy",
-    target="clean",
-    better="lower",
     splits=("forget",),
-    description='Mean over forget rows of max similarity of the image to "{name} {value}" '
-    'and "{value} {name}".',
 )
 @torch.no_grad()
 def core_assoc(data: EvalData) -> MetricResult:

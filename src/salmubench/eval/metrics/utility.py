@@ -18,15 +18,7 @@ from salmubench.eval.metrics.base import (
 from salmubench.eval.metrics.ranking import class_embeddings, zero_shot_accuracy
 
 
-@register(
-    "genknow",
-    family="utility",
-    target="compromised",
-    better="higher",
-    splits=("genknow",),
-    description="Zero-shot top-1 accuracy on the general-world classification task, "
-    "class prompts ensembled over data.class_templates.",
-)
+@register("genknow", splits=("genknow",))
 @torch.no_grad()
 def genknow(data: EvalData) -> MetricResult:
     """Labels: meta "cls" indexing data.classes; a meta "class" must name the same class."""
@@ -49,40 +41,16 @@ def genknow(data: EvalData) -> MetricResult:
     return mean_result(correct, keys, classes=len(classes), chance=1 / len(classes))
 
 
-def _register_mean_similarity(name: str, split_name: str, description: str) -> None:
+def _register_mean_similarity(name: str, split_name: str) -> None:
     def fn(data: EvalData) -> MetricResult:
         return mean_similarity(data, split_name)
 
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"Mean cosine similarity of each {split_name} image and its caption."
-    register(
-        name,
-        family="utility",
-        target="compromised",
-        better="higher",
-        splits=(split_name,),
-        description=description,
-    )(fn)
+    register(name, splits=(split_name,))(fn)
 
 
-_register_mean_similarity(
-    "inter_id_sim",
-    "holdout_identity",
-    "Mean pair similarity on holdout_identity: personas never in forget (inter-identity damage).",
-)
-_register_mean_similarity(
-    "intra_id_sim",
-    "holdout_association",
-    "Mean pair similarity on holdout_association: the other attributes of forget personas.",
-)
-_register_mean_similarity(
-    "vis_id_int",
-    "retain_joint",
-    "Mean pair similarity on the evaluation part of retain_joint: non-sensitive pairs of "
-    "forget personas that unlearning never trains on.",
-)
-_register_mean_similarity(
-    "frag_sim",
-    "fragile",
-    "Mean pair similarity on the fragile set: weakly learned retain_disjoint concepts.",
-)
+_register_mean_similarity("inter_id_sim", "holdout_identity")
+_register_mean_similarity("intra_id_sim", "holdout_association")
+_register_mean_similarity("vis_id_int", "retain_joint")
+_register_mean_similarity("frag_sim", "fragile")
