@@ -15,7 +15,7 @@ from pathlib import Path
 
 from salmubench.cli import non_negative_int, positive_budget
 
-PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate")
+PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate", "import-official")
 # Where `compile` writes; kept here (not imported from .compile) so that building the
 # parser never imports kfp: every component body runs `salmubench <stage>` through it.
 COMPILED = Path(__file__).resolve().parent / "compiled"
