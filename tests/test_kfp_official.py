@@ -20,11 +20,12 @@ import torch
 import yaml
 from salmubench_pipelines.compile import compile_all
 from salmubench_pipelines.definitions import Options, import_official, unlearn_eval
-from salmubench_pipelines.local import quiet
+from salmubench_pipelines.local import quiet, reevaluate_local
 from test_official import _image, write_release
 
 from salmubench.cli import main
 from salmubench.eval.metrics import METRICS
+from salmubench.hashing import sha256_file
 from salmubench.manifest import read_manifest
 from salmubench.models import create
 
@@ -109,6 +110,23 @@ def test_unlearn_eval_pipeline_on_an_imported_release_with_a_checkpoint_file(tmp
     assert set(METRICS) <= set(metrics) and metrics["genknow_classes"] == 1000
     [report] = [p.parent for p in root.rglob("leaderboard.md")]
     assert "neg_grad" in (report / "leaderboard.md").read_text(encoding="utf-8")
+
+    # The scheduled re-evaluation of the same: the Clean and Compromised given as checkpoint
+    # files (fetched by path, by their sha256) with `arch`, evaluated as their roles.
+    again = reevaluate_local(data, clean, compromised, [unlearned], tmp_path / "reeval",
+                             profile="micro", arch=ARCH, device="cpu")  # fmt: skip
+    assert "neg_grad" in (again / "leaderboard.md").read_text(encoding="utf-8")
+    outputs = [json.loads(p.read_text())
+               for p in (tmp_path / "reeval" / "kfp").rglob("executor_output.json")]  # fmt: skip
+    fetched = {a["metadata"]["source"]: a["metadata"]["digest"] for o in outputs
+               for a in o.get("artifacts", {}).get("model", {}).get("artifacts", [])
+               if "source" in a.get("metadata", {})}  # fmt: skip
+    assert fetched[str(clean)] == f"sha256:{sha256_file(clean)}"
+    variants = sorted(read_manifest(p.parent)["model"].get("variant", "") for p in
+                      (tmp_path / "reeval" / "kfp").rglob("metrics.json")
+                      if (p.parent / "items").is_dir())  # fmt: skip
+    assert variants[:2] == ["clean", "compromised"], variants
+    print(f"... and reevaluate: {time.perf_counter() - start:.0f} s in all")
 
 
 def test_official_parameters_reach_the_commands_and_defaults_are_todays(tmp_path):
