@@ -86,9 +86,10 @@ def test_unlearn_eval_pipeline_on_an_imported_release_with_a_checkpoint_file(tmp
             genknow_imagenet_uri=str(imagenet),
             genknow_templates="simple",
         )
-    print(f"import + unlearn-eval (micro checkpoint file) under kfp's local runner: "
-          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
+    with capsys.disabled():
+        print(f"\nimport + unlearn-eval (micro checkpoint file) under kfp's local runner: "
+              f"{time.perf_counter() - start:.0f} s")  # fmt: skip
     assert sum(" SUCCESS " in line for line in lines) >= 4, lines
 
     # The unlearned model came from the checkpoint file (an external source, OpenCLIP's
@@ -165,3 +166,24 @@ def test_official_parameters_reach_the_commands_and_defaults_are_todays(tmp_path
     assert {"arch", "device", "batch_size", "preprocess"} <= set(form)
     form = specs["import-official"]["root"]["inputDefinitions"]["parameters"]
     assert set(form) == {"official_uri", "genknow_per_class", "genknow_classes", "params_yaml"}
+
+
+def test_fetch_takes_a_checkpoint_file_by_path_or_s3_key(tmp_path, s3, s3_env):
+    """What reevaluate's fetch_model does with an external checkpoint: the file itself (by
+    path, or the object stored at exactly that s3:// key), recorded by its sha256; a
+    .safetensors file is refused (its reader is chosen by a suffix the artifact lacks)."""
+    from salmubench_components.shell import fetch_folder
+
+    from s3server import BUCKET
+
+    ckpt = _checkpoint(tmp_path / "compromised.pt", 1)
+    digest = f"sha256:{sha256_file(ckpt)}"
+    got = fetch_folder(str(ckpt), str(tmp_path / "local"))
+    assert got == {"digest": digest, "file": "compromised.pt"}
+    assert (tmp_path / "local").read_bytes() == ckpt.read_bytes()
+    s3.client().upload_file(str(ckpt), BUCKET, "official/compromised.pt")
+    got = fetch_folder(f"s3://{BUCKET}/official/compromised.pt", str(tmp_path / "remote"))
+    assert got == {"digest": digest, "file": "compromised.pt"}
+    assert (tmp_path / "remote").read_bytes() == ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"model\.safetensors: a \.safetensors checkpoint"):
+        fetch_folder(str(tmp_path / "model.safetensors"), str(tmp_path / "st"))
