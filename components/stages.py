@@ -220,10 +220,11 @@ def evaluate(
     """`salmubench eval`: the ten metrics; the eval folder plus a Metrics artifact.
 
     `clean`/`compromised` are the reference evaluations or models (absent for the Clean
-    model's own evaluation). For a checkpoint file (docs/OFFICIAL.md): `arch` (`--arch`),
-    `role` clean/compromised (`--role`). `device` auto/cpu/cuda, `batch_size` (0 = the
-    profile's), `genknow_imagenet` an ImageNet-style folder for GenKnow with OpenCLIP's
-    `genknow_templates` (openai/simple), `preprocess` auto/squash/openclip.
+    model's own evaluation). For a checkpoint file (docs/OFFICIAL.md): `arch` (`--arch`)
+    and `role` clean/compromised (`--role`, passed only with `arch`). `device`
+    auto/cpu/cuda, `batch_size` (0 = the profile's), `genknow_imagenet` an ImageNet-style
+    folder for GenKnow with OpenCLIP's `genknow_templates` (openai/simple), `preprocess`
+    auto/squash/openclip.
     """
     import json
     from pathlib import Path

@@ -255,7 +255,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p = psub.add_parser("compile", help="write the IR YAML of every pipeline", parents=[common])
     p.add_argument("--out", default=str(COMPILED), help="output folder")
     p.add_argument("--only", nargs="+", choices=PIPELINE_NAMES, help="just these pipelines")
-    p.add_argument("--gpus", type=int, default=0, help="GPUs requested by each training task")
+    p.add_argument(
+        "--gpus", type=int, default=0, help="GPUs requested by each train, unlearn and eval task"
+    )
     p.add_argument("--accelerator", default="nvidia.com/gpu", help="GPU resource name")
     p.add_argument(
         "--s3-secret",

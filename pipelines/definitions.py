@@ -44,7 +44,7 @@ SHARED_MOUNT = "/shared"
 class Options:
     """Compile-time settings of the pipelines."""
 
-    gpus: int = 0  # GPUs requested by each training task (the 'local' launcher trains there)
+    gpus: int = 0  # GPUs of each train, unlearn and evaluate task (local launcher: trains there)
     accelerator: str = "nvidia.com/gpu"  # the resource name of those GPUs
     s3_secret: str = "salmubench-s3"  # Secret with AWS_ACCESS_KEY_ID/SECRET; "" = none
     # PVC mounted at SHARED_MOUNT on the train tasks: how a 'trainjob'/'pytorchjob' launcher
