@@ -21,7 +21,7 @@ import yaml
 from salmubench_pipelines.compile import compile_all
 from salmubench_pipelines.definitions import Options, import_official, unlearn_eval
 from salmubench_pipelines.local import quiet, reevaluate_local
-from test_official import _image, write_release
+from test_official import image_bytes, write_release
 
 from salmubench.cli import main
 from salmubench.eval.metrics import METRICS
@@ -70,7 +70,7 @@ def test_unlearn_eval_pipeline_on_an_imported_release_with_a_checkpoint_file(tmp
     imagenet = tmp_path / "imagenet"  # class-index subfolders (a subset of ImageNet-1k)
     for cls in ("0", "207"):
         (imagenet / cls).mkdir(parents=True)
-        (imagenet / cls / "img0.JPEG").write_bytes(_image(200 + int(cls), "JPEG"))
+        (imagenet / cls / "img0.JPEG").write_bytes(image_bytes(200 + int(cls), "JPEG"))
     with quiet(tmp_path / "unlearn-eval", total=9):
         unlearn_eval(Options(parallelism=1))(
             method="neg_grad",
