@@ -13,6 +13,9 @@ training launcher and `docker/build.sh`:
   when this package is imported, i.e. at compile time: set the variable (or pass
   `salmubench pipeline compile --image`) before compiling. `:latest` or no tag is refused:
   a mutable tag makes a compiled pipeline's meaning depend on the day it runs.
+- `LEAN_IMAGE`, what the torch-free `synth` component runs (docker/Dockerfile.lean, issue
+  #18): `$SALMUBENCH_LEAN_IMAGE`, else `IMAGE`'s tag + `-lean`, the tag `docker/build.sh
+  lean` gives the lean build of the same commit (`<version>-g<rev>[-dirty]-lean`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from salmubench import __version__
 
 IMAGE_ENV = "SALMUBENCH_IMAGE"
 REPOSITORY = "ghcr.io/salmubench/salmubench"
-TARGETS = ("cpu", "cuda")  # the stages of docker/Dockerfile that are images
+LEAN_IMAGE_ENV = "SALMUBENCH_LEAN_IMAGE"
+# the stages of docker/Dockerfile that are images, and docker/Dockerfile.lean
+TARGETS = ("cpu", "cuda", "lean")
 SOURCE = Path(__file__).resolve().parents[1]  # the checkout, for an editable install
 
 
@@ -46,7 +51,9 @@ def git_revision(repo: str | os.PathLike = SOURCE) -> str:
 
 
 def image_tag(target: str = "cpu", revision: str | None = "") -> str:
-    """`<version>[-<revision>][-cuda]`; revision "" = this checkout's, None = version only."""
+    """`<version>[-<revision>][-cuda|-lean]`; revision "" = this checkout's, None = version
+    only. The checkout is the one this package's files are in (`SOURCE`, symlinks resolved),
+    not the working directory."""
     if target not in TARGETS:
         raise ValueError(f"unknown image target {target!r}; valid: {', '.join(TARGETS)}")
     if revision == "":
@@ -72,5 +79,19 @@ def check_image(image: str) -> str:
     return image
 
 
+def lean_image(image: str) -> str:
+    """The lean image beside the full image `image`: the same repository and tag + `-lean`
+    (what `docker/build.sh lean` tags the same commit with). A digest names no tag to
+    derive from: ValueError saying to set `$SALMUBENCH_LEAN_IMAGE`."""
+    check_image(image)
+    if "@" in image.rsplit("/", 1)[-1]:
+        raise ValueError(
+            f"image {image!r} is a digest: the lean image cannot be derived from it; "
+            f"set ${LEAN_IMAGE_ENV} to the lean image (a tag or digest)"
+        )
+    return f"{image}-lean"
+
+
 DEFAULT_IMAGE = image_ref(revision=None)
 IMAGE = check_image(os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE)
+LEAN_IMAGE = check_image(os.environ.get(LEAN_IMAGE_ENV) or lean_image(IMAGE))

@@ -1,4 +1,4 @@
-"""`python -m salmubench_components [--target cpu|cuda] [--repository R] [--release]`.
+"""`python -m salmubench_components [--target cpu|cuda|lean] [--repository R] [--release]`.
 
 Prints the image reference a build of this checkout gets (docker/build.sh tags with it).
 """

@@ -110,18 +110,40 @@ def _report_failure(argv: Sequence[str], pushgateway: str) -> None:
 
 
 def fetch_folder(uri: str, out: str) -> dict:
-    """A stage folder named by URI into `out`, verified against its manifest.
+    """A stage folder named by URI into `out`, verified against its manifest; or a
+    checkpoint file (an external model, e.g. the released ViT-B/16: docs/OFFICIAL.md) to
+    the file `out`, recorded by its sha256.
 
     `s3://...`: `salmubench download` (the storage module; endpoint and credentials from
-    the environment). A local path (the local runner, a mounted volume): a verified copy.
+    the environment), or the object itself when one is stored at exactly that key. A local
+    path (the local runner, a mounted volume): a verified copy.
     Read afresh on every call, so a scheduled re-evaluation sees the checkpoint as it is now.
+    Returns the folder's manifest, or `{"digest": "sha256:<hex>", "file": name}`.
     """
     import shutil
+    from pathlib import Path
 
+    from salmubench.hashing import sha256_file
     from salmubench.manifest import is_url, read_manifest
 
+    if uri.endswith(".safetensors"):
+        # OpenCLIP picks the safetensors reader by the file's suffix, and a task's output
+        # artifact has a fixed name without one: the copy would be read as a torch file.
+        raise ValueError(
+            f"{uri}: a .safetensors checkpoint cannot be fetched into a task's artifact "
+            "(its reader is chosen by the suffix); give a .pt/.bin copy of the state dict"
+        )
     if is_url(uri):
+        from salmubench.s3 import Store
+
+        store = Store()
+        if store.stat(uri) is not None:  # an object at that very key: a checkpoint file
+            digest = store.get_file(uri, out)
+            return {"digest": f"sha256:{digest}", "file": uri.rsplit("/", 1)[-1]}
         run_stage(["download", uri, out, "--force"])
+    elif Path(uri).is_file():
+        shutil.copyfile(uri, out)
+        return {"digest": f"sha256:{sha256_file(out)}", "file": Path(uri).name}
     else:
         read_manifest(uri, verify=True)  # never copy an incomplete or altered folder
         shutil.rmtree(out, ignore_errors=True)

@@ -14,7 +14,7 @@ a parameter, so that it does not change every task's cache key.
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
-from salmubench_components import IMAGE
+from salmubench_components import IMAGE, LEAN_IMAGE
 
 # Every stage folder is written whole by the stage; `--force` because KFP may hand us an
 # output path that already exists (a retried task), and the stages refuse to overwrite
@@ -41,7 +41,8 @@ def plan(methods: str, seeds: list[int], world: int = 0, method_py: str = "") ->
             for s in seeds]  # fmt: skip
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+# synth needs no torch: it runs in the lean image (docker/Dockerfile.lean, issue #18).
+@dsl.component(base_image=LEAN_IMAGE, install_kfp_package=False)
 def synth(
     dataset: Output[Dataset],
     profile: str,
@@ -60,6 +61,29 @@ def synth(
         pushgateway=pushgateway,
     )
     dataset.metadata.update({"profile": profile, "seed": seed})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def import_official(
+    official: Input[Dataset],
+    dataset: Output[Dataset],
+    genknow_per_class: int = 0,
+    genknow_classes: int = 0,
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench import --official`: the released SALMUBench splits (docs/OFFICIAL.md) as
+    one of our dataset folders; `genknow_per_class` > 0 also renders our synthetic GenKnow
+    task (`genknow_classes` > 0: only its first K classes)."""
+    from salmubench_components.shell import run_stage
+
+    args = ["import", "--official", official.path, "--out", dataset.path, "--force"]
+    if genknow_per_class:
+        args += ["--genknow-per-class", str(genknow_per_class)]
+    if genknow_classes:
+        args += ["--genknow-classes", str(genknow_classes)]
+    run_stage(args, params_yaml=params_yaml, pushgateway=pushgateway)
+    dataset.metadata.update({"source": "official", "genknow_per_class": genknow_per_class})
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -133,9 +157,14 @@ def unlearn(
     params_yaml: str = "",
     pushgateway: str = "",
     method_py: str = "",
+    arch: str = "",
+    device: str = "auto",
+    batch_size: int = 0,
 ):
     """`salmubench unlearn`: one method from the Compromised model; budget 0 = the profile's.
-    `method_py`: the text of a method file defining `method` (else a registered method)."""
+    `method_py`: the text of a method file defining `method` (else a registered method).
+    `model` may be a checkpoint file of architecture `arch` (`--arch`, e.g. ViT-B-16);
+    `device` auto/cpu/cuda; `batch_size` > 0 sets the forget and retain batches."""
     from salmubench_components.shell import run_stage
 
     args = [
@@ -156,6 +185,12 @@ def unlearn(
     ]
     if budget:
         args += ["--budget", repr(float(budget))]
+    if arch:
+        args += ["--arch", arch]
+    if device != "auto":
+        args += ["--device", device]
+    if batch_size:
+        args += ["--batch-size", str(batch_size)]
     run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway,
               method_py=method_py)  # fmt: skip
     unlearned.metadata.update({"method": method, "seed": seed, "budget": budget or "profile"})
@@ -174,11 +209,22 @@ def evaluate(
     overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
     params_yaml: str = "",
     pushgateway: str = "",
+    arch: str = "",
+    role: str = "",
+    device: str = "auto",
+    batch_size: int = 0,
+    genknow_imagenet: Input[Dataset] = None,
+    genknow_templates: str = "openai",
+    preprocess: str = "auto",
 ):
     """`salmubench eval`: the ten metrics; the eval folder plus a Metrics artifact.
 
     `clean`/`compromised` are the reference evaluations or models (absent for the Clean
-    model's own evaluation).
+    model's own evaluation). For a checkpoint file (docs/OFFICIAL.md): `arch` (`--arch`)
+    and `role` clean/compromised (`--role`, passed only with `arch`). `device`
+    auto/cpu/cuda, `batch_size` (0 = the profile's), `genknow_imagenet` an ImageNet-style
+    folder for GenKnow with OpenCLIP's `genknow_templates` (openai/simple), `preprocess`
+    auto/squash/openclip.
     """
     import json
     from pathlib import Path
@@ -206,6 +252,20 @@ def evaluate(
         args += ["--clean", clean.path]
     if compromised is not None:
         args += ["--compromised", compromised.path]
+    if arch:
+        args += ["--arch", arch]
+    if role and arch:  # a role names what a checkpoint file (given with arch) stands for
+        args += ["--role", role]
+    if device != "auto":
+        args += ["--device", device]
+    if batch_size:
+        args += ["--batch-size", str(batch_size)]
+    if genknow_imagenet is not None:
+        args += ["--genknow-imagenet", genknow_imagenet.path]
+    if genknow_templates != "openai":  # checked by the command (openai, simple)
+        args += ["--genknow-templates", genknow_templates]
+    if preprocess != "auto":
+        args += ["--preprocess", preprocess]
     run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
     values = json.loads((Path(evaluation.path) / "metrics.json").read_text(encoding="utf-8"))
     for name in METRICS:  # the ten registered metrics, in the registry's order
@@ -328,7 +388,8 @@ def fetch_dataset(uri: str, dataset: Output[Dataset]):
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_model(uri: str, model: Output[Model]):
-    """A model folder (Clean, Compromised or unlearned) by URI, verified."""
+    """A model folder (Clean, Compromised or unlearned) by URI, verified; or a checkpoint
+    file (an external model: docs/OFFICIAL.md), recorded by its sha256."""
     from salmubench_components.shell import fetch_folder
 
     manifest = fetch_folder(uri, model.path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from salmubench.cli import non_negative_int, positive_budget
 
-PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate")
+PIPELINE_NAMES = ("benchmark", "unlearn-eval", "reevaluate", "import-official")
 # Where `compile` writes; kept here (not imported from .compile) so that building the
 # parser never imports kfp: every component body runs `salmubench <stage>` through it.
 COMPILED = Path(__file__).resolve().parent / "compiled"
@@ -255,7 +255,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     p = psub.add_parser("compile", help="write the IR YAML of every pipeline", parents=[common])
     p.add_argument("--out", default=str(COMPILED), help="output folder")
     p.add_argument("--only", nargs="+", choices=PIPELINE_NAMES, help="just these pipelines")
-    p.add_argument("--gpus", type=int, default=0, help="GPUs requested by each training task")
+    p.add_argument(
+        "--gpus", type=int, default=0, help="GPUs requested by each train, unlearn and eval task"
+    )
     p.add_argument("--accelerator", default="nvidia.com/gpu", help="GPU resource name")
     p.add_argument(
         "--s3-secret",

@@ -1,4 +1,4 @@
-"""The three pipelines, built from the stage components for a set of compile options.
+"""The four pipelines, built from the stage components for a set of compile options.
 
 - `salmubench-benchmark`: per world (dataset/model seed) in parallel: synth -> train Clean
   and Compromised -> evaluate both -> per (method, seed) in parallel: unlearn -> evaluate;
@@ -7,6 +7,8 @@
   model and reference evaluations, given as artifact URIs.
 - `salmubench-reevaluate`: existing checkpoints re-evaluated and reported, caching off
   (a scheduled re-evaluation with unchanged inputs would otherwise compute nothing).
+- `salmubench-import-official`: the released SALMUBench splits imported as a dataset folder
+  (docs/OFFICIAL.md), for the two pipelines above.
 
 Compile options (`Options`) are what a site fixes once, at compile time: the image, GPUs,
 Secrets, the shared claim, the training launcher and its size, the Pushgateway, where runs
@@ -42,7 +44,7 @@ SHARED_MOUNT = "/shared"
 class Options:
     """Compile-time settings of the pipelines."""
 
-    gpus: int = 0  # GPUs requested by each training task (the 'local' launcher trains there)
+    gpus: int = 0  # GPUs of each train, unlearn and evaluate task (local launcher: trains there)
     accelerator: str = "nvidia.com/gpu"  # the resource name of those GPUs
     s3_secret: str = "salmubench-s3"  # Secret with AWS_ACCESS_KEY_ID/SECRET; "" = none
     # PVC mounted at SHARED_MOUNT on the train tasks: how a 'trainjob'/'pytorchjob' launcher
@@ -130,9 +132,16 @@ class Options:
 
 
 def _k8s(
-    task: dsl.PipelineTask, opts: Options, *, train: bool = False, launcher: bool = False
+    task: dsl.PipelineTask,
+    opts: Options,
+    *,
+    train: bool = False,
+    launcher: bool = False,
+    gpu: bool = False,
 ) -> dsl.PipelineTask:
-    """The Kubernetes settings every task gets (ignored by the local runner)."""
+    """The Kubernetes settings every task gets (ignored by the local runner). `opts.gpus`
+    GPUs go to training and unlearning (`train`) and to evaluations (`gpu`): embedding the
+    released ViT-B/16's ~77k images is an evaluation's cost (docs/OFFICIAL.md)."""
     if opts.s3_secret:
         kubernetes.use_secret_as_env(task, secret_name=opts.s3_secret, secret_key_to_env=S3_KEYS)
     if opts.s3_endpoint:
@@ -140,7 +149,7 @@ def _k8s(
     kubernetes.use_field_path_as_env(task, "SALMUBENCH_RUN_ID", RUN_ID_FIELD)
     if launcher and opts.shared_pvc:  # only the launcher hands data to other pods
         kubernetes.mount_pvc(task, pvc_name=opts.shared_pvc, mount_path=SHARED_MOUNT)
-    if train and opts.gpus:
+    if (train or gpu) and opts.gpus:
         task.set_accelerator_type(opts.accelerator).set_accelerator_limit(opts.gpus)
     if not opts.caching:
         task.set_caching_options(False)
@@ -258,7 +267,7 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
         overrides=eval_set,
         **common,
     )
-    _k8s(ev_clean.set_display_name("eval clean"), opts)
+    _k8s(ev_clean.set_display_name("eval clean"), opts, gpu=True)
     # The Compromised model is its own Compromised reference (as `salmubench bench`).
     ev_comp = stages.evaluate(
         data=data.outputs["dataset"],
@@ -269,7 +278,7 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
         overrides=eval_set,
         **common,
     )
-    _k8s(ev_comp.set_display_name("eval compromised"), opts)
+    _k8s(ev_comp.set_display_name("eval compromised"), opts, gpu=True)
     with dsl.ParallelFor(runs.output, name="per-method-seed", parallelism=opts.parallelism) as run:
         u = stages.unlearn(
             data=data.outputs["dataset"],
@@ -292,7 +301,7 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
             overrides=eval_set,
             **common,
         )
-        _k8s(ev.set_display_name("eval unlearned"), opts)
+        _k8s(ev.set_display_name("eval unlearned"), opts, gpu=True)
     evals = stages.world_evals(
         clean=ev_clean.outputs["evaluation"],
         compromised=ev_comp.outputs["evaluation"],
@@ -338,10 +347,18 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         eval_set: list[str] = [],  # noqa: B006
         method_py: str = "",
         method_image: str = IMAGE,
+        arch: str = "",
+        device: str = "auto",
+        batch_size: int = 0,
+        genknow_imagenet_uri: str = "",
+        genknow_templates: str = "openai",
+        preprocess: str = "auto",
     ):
         # method_py: the text of a method file (docs/METHODS.md), for a method the image
         # does not have; empty = a registered method (built-in or the image's packages).
         # method_image: the image of plan and unlearn (ours, or ours plus a method package).
+        # External checkpoints (docs/OFFICIAL.md): compromised_uri may name a checkpoint
+        # file of architecture `arch`; genknow_imagenet_uri an ImageNet-style folder.
         common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
         runs = stages.plan(methods=method, seeds=seeds, method_py=method_py)
         _k8s(_methods_task(runs, method_image).set_display_name("plan runs"), opts)
@@ -349,35 +366,59 @@ def unlearn_eval(opts: Options = Options()) -> Callable:
         model = dsl.importer(artifact_uri=compromised_uri, artifact_class=Model, reimport=False)
         ev_clean = dsl.importer(artifact_uri=clean_eval_uri, artifact_class=Artifact)
         ev_comp = dsl.importer(artifact_uri=compromised_eval_uri, artifact_class=Artifact)
-        with dsl.ParallelFor(runs.output, name="per-seed", parallelism=opts.parallelism) as run:
-            u = stages.unlearn(
-                data=data.output,
-                model=model.output,
-                method=run.method,
-                seed=run.seed,
-                budget=budget,
-                overrides=unlearn_set,
-                method_py=method_py,
-                **common,
-            )
-            _k8s(_methods_task(u, method_image).set_display_name("unlearn"), opts, train=True)
-            ev = stages.evaluate(
-                data=data.output,
-                model=u.outputs["unlearned"],
+
+        def unlearn_and_evaluate(genknow_imagenet) -> None:
+            """Per run: unlearn -> evaluate; then the report."""
+            imagenet = {} if genknow_imagenet is None else {"genknow_imagenet": genknow_imagenet}
+            with dsl.ParallelFor(runs.output, name="per-seed",
+                                 parallelism=opts.parallelism) as run:  # fmt: skip
+                u = stages.unlearn(
+                    data=data.output,
+                    model=model.output,
+                    method=run.method,
+                    seed=run.seed,
+                    budget=budget,
+                    overrides=unlearn_set,
+                    method_py=method_py,
+                    arch=arch,
+                    device=device,
+                    batch_size=batch_size,
+                    **common,
+                )
+                _k8s(_methods_task(u, method_image).set_display_name("unlearn"), opts,
+                     train=True)  # fmt: skip
+                ev = stages.evaluate(
+                    data=data.output,
+                    model=u.outputs["unlearned"],
+                    clean=ev_clean.output,
+                    compromised=ev_comp.output,
+                    seed=seed,
+                    overrides=eval_set,
+                    device=device,
+                    batch_size=batch_size,
+                    genknow_templates=genknow_templates,
+                    preprocess=preprocess,
+                    **imagenet,
+                    **common,
+                )
+                _k8s(ev.set_display_name("eval unlearned"), opts, gpu=True)
+            rep = stages.report(
                 clean=ev_clean.output,
                 compromised=ev_comp.output,
-                seed=seed,
-                overrides=eval_set,
+                evals=dsl.Collected(ev.outputs["evaluation"]),
                 **common,
             )
-            _k8s(ev.set_display_name("eval unlearned"), opts)
-        rep = stages.report(
-            clean=ev_clean.output,
-            compromised=ev_comp.output,
-            evals=dsl.Collected(ev.outputs["evaluation"]),
-            **common,
-        )
-        _k8s(rep.set_display_name("report"), opts)
+            _k8s(rep.set_display_name("report"), opts)
+
+        # An importer cannot take an empty URI, and a task inside a condition hands its
+        # output to no task outside it: the loop and report sit in both branches (one runs).
+        with dsl.If(genknow_imagenet_uri != "", name="genknow-imagenet"):
+            imagenet = dsl.importer(
+                artifact_uri=genknow_imagenet_uri, artifact_class=Dataset, reimport=False
+            )
+            unlearn_and_evaluate(imagenet.output)
+        with dsl.Else(name="genknow-of-dataset"):
+            unlearn_and_evaluate(None)
 
     return pipeline
 
@@ -402,8 +443,16 @@ def reevaluate(opts: Options = Options()) -> Callable:
         seed: int = 0,
         params_yaml: str = opts.params_text(),
         eval_set: list[str] = [],  # noqa: B006 - KFP needs a literal default
+        arch: str = "",
+        device: str = "auto",
+        batch_size: int = 0,
+        preprocess: str = "auto",
     ) -> Artifact:
+        # arch: clean_uri and compromised_uri are checkpoint files of this architecture
+        # (e.g. the released ViT-B/16s, docs/OFFICIAL.md), evaluated as --role clean and
+        # --role compromised; "" = our model folders.
         common = {"profile": profile, "params_yaml": params_yaml, "pushgateway": opts.pushgateway}
+        common.update(device=device, batch_size=batch_size, preprocess=preprocess)
         # Fetch tasks, not importers: an importer cannot sit inside the ParallelFor
         # (kubeflow/pipelines#10860), and a fetch reads the bytes stored now.
         data = stages.fetch_dataset(uri=dataset_uri).set_display_name("fetch dataset")
@@ -414,6 +463,8 @@ def reevaluate(opts: Options = Options()) -> Callable:
             model=clean.outputs["model"],
             seed=seed,
             overrides=eval_set,
+            arch=arch,
+            role="clean",
             **common,
         )
         ev_comp = stages.evaluate(
@@ -423,6 +474,8 @@ def reevaluate(opts: Options = Options()) -> Callable:
             compromised=comp.outputs["model"],
             seed=seed,
             overrides=eval_set,
+            arch=arch,
+            role="compromised",
             **common,
         )
         tasks = [
@@ -453,12 +506,46 @@ def reevaluate(opts: Options = Options()) -> Callable:
             compromised=ev_comp.outputs["evaluation"],
             evals=dsl.Collected(ev.outputs["evaluation"]),
             title="SALMUBench re-evaluation",
-            **common,
+            profile=profile,
+            params_yaml=params_yaml,
+            pushgateway=opts.pushgateway,
         )
         tasks.append(rep.set_display_name("report"))
         for task in tasks:
-            _k8s(task.set_caching_options(False), opts)
+            evaluation = task.component_spec.name == "evaluate"
+            _k8s(task.set_caching_options(False), opts, gpu=evaluation)
         return rep.outputs["folder"]
+
+    return pipeline
+
+
+def import_official(opts: Options = Options()) -> Callable:
+    from salmubench_components import stages
+
+    opts.validate()
+
+    @dsl.pipeline(
+        name="salmubench-import-official",
+        description="The released SALMUBench splits (a folder or prefix named by URI) "
+        "imported as one of our dataset folders: the `dataset_uri` of the unlearn-eval "
+        "and reevaluate pipelines (docs/OFFICIAL.md).",
+    )
+    def pipeline(
+        official_uri: str,
+        genknow_per_class: int = 0,
+        genknow_classes: int = 0,
+        params_yaml: str = opts.params_text(),
+    ) -> Dataset:
+        release = dsl.importer(artifact_uri=official_uri, artifact_class=Dataset, reimport=False)
+        task = stages.import_official(
+            official=release.output,
+            genknow_per_class=genknow_per_class,
+            genknow_classes=genknow_classes,
+            params_yaml=params_yaml,
+            pushgateway=opts.pushgateway,
+        )
+        _k8s(task.set_display_name("import official"), opts)
+        return task.outputs["dataset"]
 
     return pipeline
 
@@ -467,4 +554,5 @@ PIPELINES: dict[str, Callable[[Options], Callable]] = {
     "benchmark": benchmark,
     "unlearn-eval": unlearn_eval,
     "reevaluate": reevaluate,
+    "import-official": import_official,
 }

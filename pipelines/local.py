@@ -313,11 +313,14 @@ def reevaluate_local(
     *,
     profile: str,
     seed: int = 0,
+    arch: str = "",
+    device: str = "auto",
 ) -> Path:
     """Run the `reevaluate` pipeline locally on stage folders (paths or s3:// URIs).
 
     The pipeline a schedule runs in a cluster, here: each checkpoint fetched by URI and
-    verified, evaluated, and one report over them all, in `out`/report.
+    verified, evaluated, and one report over them all, in `out`/report. `arch`: `clean`
+    and `compromised` are checkpoint files of that architecture (docs/OFFICIAL.md).
     """
     from salmubench_pipelines.definitions import Options, reevaluate
 
@@ -337,5 +340,7 @@ def reevaluate_local(
             unlearned_uris=[str(u) for u in unlearned],
             profile=profile,
             seed=seed,
+            arch=arch,
+            device=device,
         ),
     )

@@ -66,10 +66,11 @@ def test_upload_creates_or_versions_each_pipeline(kfp_home, capsys):
     versions = server.calls("POST", "/pipelines/upload_version")
     assert sorted(q["name"] for q, _, _ in uploads) == [
         "salmubench-benchmark",
+        "salmubench-import-official",
         "salmubench-reevaluate",
         "salmubench-unlearn-eval",
     ]
-    assert len(versions) == 3  # the second upload created nothing
+    assert len(versions) == 4  # the second upload created nothing
     for query, _, body in versions:
         assert query["name"] == VERSION
         assert b"PIPELINE DEFINITION" in body  # the compiled YAML itself, multipart

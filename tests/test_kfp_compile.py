@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from salmubench_components import DEFAULT_IMAGE, IMAGE
+from salmubench_components import DEFAULT_IMAGE, IMAGE, LEAN_IMAGE
 from salmubench_pipelines.compile import COMPILED, compile_all
 from salmubench_pipelines.definitions import PIPELINES, Options
 
 REPO = Path(__file__).resolve().parents[1]
 # The tasks that load methods run in the run's `method_image` (kfp resolves it at run time).
 METHOD_IMAGE = "{{$.inputs.parameters['pipelinechannel--method_image']}}"
-METHOD_EXECUTORS = {"benchmark": {"exec-plan", "exec-unlearn"},
+METHOD_EXECUTORS = {"benchmark": {"exec-plan", "exec-unlearn"},  # (-2: a second copy)
                     "unlearn-eval": {"exec-plan", "exec-unlearn"}}  # fmt: skip
 
 
@@ -64,6 +65,7 @@ def test_pipelines_have_the_expected_components(compiled):
         "benchmark": {"plan", "synth", "train", "evaluate", "unlearn", "world-evals", "report"},
         "unlearn-eval": {"plan", "importer", "unlearn", "evaluate", "report"},
         "reevaluate": {"fetch-dataset", "fetch-model", "evaluate", "report"},
+        "import-official": {"importer", "import-official"},
     }
     for name, path in compiled.items():
         spec, _ = _docs(path)
@@ -71,13 +73,15 @@ def test_pipelines_have_the_expected_components(compiled):
             t["componentRef"]["name"].removeprefix("comp-").rstrip("-0123456789")
             for t in _tasks(spec).values()
         }
-        used.discard("for-loop")
+        used -= {"for-loop", "condition-branches", "condition"}
         assert used == expected[name], name
         for key, executor in spec["deploymentSpec"]["executors"].items():
             if "container" in executor:  # importers have no image
                 container = executor["container"]
-                # plan and unlearn: the run's method_image, whose default is IMAGE
-                image = METHOD_IMAGE if key in METHOD_EXECUTORS.get(name, ()) else IMAGE
+                # plan and unlearn: the run's method_image, whose default is IMAGE; synth:
+                # the lean image (no torch, docker/Dockerfile.lean)
+                image = METHOD_IMAGE if key.rstrip("-0123456789") in METHOD_EXECUTORS.get(
+                    name, ()) else LEAN_IMAGE if key == "exec-synth" else IMAGE  # fmt: skip
                 assert container["image"] == image and not IMAGE.endswith(":latest"), key
                 assert "pip install" not in " ".join(container["command"])
     bench, _ = _docs(compiled["benchmark"])
@@ -124,11 +128,11 @@ def test_kubernetes_settings_secret_env_and_gpus(compiled, with_gpus):
     assert k8s["exec-train"]["pvcMount"][0]["mountPath"] == "/shared"
     for key, executor in spec["deploymentSpec"]["executors"].items():
         accelerator = executor["container"].get("resources", {}).get("accelerator")
-        if key.startswith(("exec-train", "exec-unlearn")):
+        if key.startswith(("exec-train", "exec-unlearn", "exec-evaluate")):
             assert accelerator["resourceCount"] == "2"
             assert accelerator["resourceType"] == "nvidia.com/gpu"
         else:
-            assert accelerator is None, key  # GPUs only where training happens
+            assert accelerator is None, key  # GPUs where models train and embed
     spec, _ = _docs(compiled["benchmark"])  # the default compile asks for no GPU
     assert not any(
         "resources" in e["container"] for e in spec["deploymentSpec"]["executors"].values()
@@ -215,11 +219,14 @@ def test_methods_from_outside_the_image_reach_plan_and_unlearn_per_run(compiled,
         assert form["method_image"]["defaultValue"] == IMAGE
         assert form["method_py"]["defaultValue"] == ""
         tasks = _tasks(spec)
-        for task in ("plan", "unlearn"):
+        # unlearn-eval has its loop in both branches of the GenKnow condition: unlearn-2
+        loaders = [n for n in tasks if n.rstrip("-0123456789") in ("plan", "unlearn")]
+        assert {"plan", "unlearn"} <= set(loaders), name
+        for task in loaders:
             inputs = tasks[task]["inputs"]["parameters"]
             assert inputs["base_image"]["runtimeValue"]["constant"] == METHOD_IMAGE, (name, task)
             assert "method_py" in inputs, (name, task)
-        others = [n for n, t in tasks.items() if n not in ("plan", "unlearn")
+        others = [n for n, t in tasks.items() if n not in loaders
                   and "base_image" in t.get("inputs", {}).get("parameters", {})]  # fmt: skip
         assert others == [], name  # evaluation, training, report: our image
     # An image set at compile time (--image) is the default method image too.
@@ -232,3 +239,45 @@ def test_methods_from_outside_the_image_reach_plan_and_unlearn_per_run(compiled,
     spec, _ = _docs(tmp_path / "benchmark.yaml")
     form = spec["root"]["inputDefinitions"]["parameters"]
     assert form["method_image"]["defaultValue"] == "registry.example/salmubench:1.2.3"
+
+
+def test_lean_image_is_synths_alone_and_tagged_like_the_full_one(compiled, tmp_path):
+    """synth runs in the lean image (docker/Dockerfile.lean, issue #18); its tag is the full
+    image's + `-lean`, what `docker/build.sh lean` tags the same commit with (`<cpu tag>-lean`)."""
+    from salmubench_components import REPOSITORY, git_revision, image_tag, lean_image
+
+    from salmubench import __version__
+
+    assert f"{DEFAULT_IMAGE}-lean" == LEAN_IMAGE  # the tests run without $SALMUBENCH_*_IMAGE
+    assert image_tag("lean", "g1a2b3c4d-dirty") == f"{__version__}-g1a2b3c4d-dirty-lean"
+    assert image_tag("lean", "g1a2b3c4d") == image_tag("cpu", "g1a2b3c4d") + "-lean"
+    assert image_tag("lean", None) == f"{__version__}-lean"
+    # `python -m salmubench_components --target lean`, run from elsewhere: the revision is
+    # that of the checkout holding the code imported, not of the working directory.
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=8", "HEAD"],
+                         capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert git_revision().startswith(f"g{sha}")
+    out = subprocess.run([sys.executable, "-m", "salmubench_components", "--target", "lean"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
+    assert out.stdout.strip() == f"{REPOSITORY}:{__version__}-{git_revision()}-lean"
+    with pytest.raises(ValueError, match=r"is a digest.*SALMUBENCH_LEAN_IMAGE"):
+        lean_image("reg.example/s@sha256:" + "0" * 64)
+    for name, path in compiled.items():
+        spec, _ = _docs(path)
+        leans = {k for k, e in spec["deploymentSpec"]["executors"].items()
+                 if e.get("container", {}).get("image") == LEAN_IMAGE}  # fmt: skip
+        assert leans == ({"exec-synth"} if name == "benchmark" else set()), name
+    # An image given at compile time names its lean sibling; $SALMUBENCH_LEAN_IMAGE wins.
+    for env, lean in (({}, "registry.example/salmubench:1.2.3-lean"),
+                      ({"SALMUBENCH_LEAN_IMAGE": "registry.example/lean:9"},
+                       "registry.example/lean:9")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "salmubench", "pipeline", "compile", "--only", "benchmark",
+             "--image", "registry.example/salmubench:1.2.3", "--out", str(tmp_path)],
+            capture_output=True, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        spec, _ = _docs(tmp_path / "benchmark.yaml")
+        executors = spec["deploymentSpec"]["executors"]
+        assert executors["exec-synth"]["container"]["image"] == lean
+        assert executors["exec-report"]["container"]["image"] == "registry.example/salmubench:1.2.3"

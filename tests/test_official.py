@@ -6,6 +6,7 @@ The fixture is a small release written here in the release's layout (metadata JS
 four released splits with identity_id/file_name/text rows, PIL-written images of odd sizes
 so that resize + centre crop differs from a squash); once unpacked (data/<split>/
 metadata.jsonl, as Hugging Face's imagefolder), once as parquet shards like the release.
+`write_release` and `image_bytes` are reused by tests/test_kfp_official.py (the pipelines).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ DISJOINT = 10
 FRAGILE = ("r_000.png", "r_001.png")
 
 
-def _image(seed: int, fmt: str) -> bytes:
+def image_bytes(seed: int, fmt: str) -> bytes:
     rng = np.random.default_rng(seed)
     size = (40, 28) if seed % 2 else (30, 44)  # landscape and portrait: cropping matters
     pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
@@ -76,18 +77,18 @@ def release_rows() -> dict[str, list[dict]]:
             text = TEMPLATES[attr].format(name=p["name"], value=p[attr])
             text = text if i == 0 else f"Photo: {text}"
             rows[split].append({"file_name": f"{iid}_{attr}_{i}.jpg", "text": text,
-                                "identity_id": iid, "image": _image(n, "JPEG")})  # fmt: skip
+                                "identity_id": iid, "image": image_bytes(n, "JPEG")})  # fmt: skip
             n += 1
     for iid in ("p01", "p02", "p03", "p04"):
         for i in range(JOINT_PER_PERSONA):
             rows["retain_synth"].append({"file_name": f"{iid}_r{i}.png", "identity_id": iid,
                                          "text": f"{PERSONAS[iid]['name']} smiling, {i}",
-                                         "image": _image(n, "PNG")})  # fmt: skip
+                                         "image": image_bytes(n, "PNG")})  # fmt: skip
             n += 1
     for i in range(DISJOINT):
         rows["retain_synth"].append({"file_name": f"r_{i:03d}.png", "identity_id": None,
                                      "text": f"a person in a red hat, number {i}",
-                                     "image": _image(n, "PNG")})  # fmt: skip
+                                     "image": image_bytes(n, "PNG")})  # fmt: skip
         n += 1
     return rows
 
@@ -276,7 +277,7 @@ def test_openclip_preprocessing_is_openclips_transform():
     reference = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
     mean, std = torch.tensor(cfg["mean"]).view(3, 1, 1), torch.tensor(cfg["std"]).view(3, 1, 1)
     for seed, fmt in ((1, "JPEG"), (2, "PNG")):
-        data = _image(seed, fmt)
+        data = image_bytes(seed, fmt)
         image = Image.open(io.BytesIO(data))
         for step in pre.geometry():
             image = step(image)
@@ -375,7 +376,7 @@ def test_genknow_from_an_imagenet_folder(imported, micro_ckpt, tmp_path):
     for cls, n in (("0", 2), ("207", 3)):
         (folder / cls).mkdir(parents=True)
         for i in range(n):
-            (folder / cls / f"img{i}.JPEG").write_bytes(_image(100 + i, "JPEG"))
+            (folder / cls / f"img{i}.JPEG").write_bytes(image_bytes(100 + i, "JPEG"))
     out = tmp_path / "eval"
     assert main(["eval", "--data", str(imported), "--model", str(micro_ckpt), "--arch",
                  "salmu-micro", "--out", str(out), "--profile", "micro", "--device", "auto",
