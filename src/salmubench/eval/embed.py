@@ -156,15 +156,18 @@ class DatasetEmbeddings:
         self.decode_workers = decode_workers or auto_workers
 
     def _dataset_classes(self) -> dict[str, Any]:
-        path = self.data / CLASSES_FILE
-        if "genknow" not in self.manifest.get("shards", {}) or not path.is_file():
-            raise GenknowError(
-                f"{self.data} has no GenKnow task of its own (no genknow split or "
-                f"{CLASSES_FILE}: an imported release, for one): give an ImageNet-style "
-                "folder (--genknow-imagenet DIR), or import with --genknow-per-class N for "
-                "our synthetic task"
-            )
-        return json.loads(path.read_text(encoding="utf-8"))
+        path = self.data / CLASSES_FILE  # a local path or an s3:// Url (no is_file)
+        if "genknow" in self.manifest.get("shards", {}):
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                pass
+        raise GenknowError(
+            f"{self.data} has no GenKnow task of its own (no genknow split or "
+            f"{CLASSES_FILE}: an imported release, for one): give an ImageNet-style "
+            "folder (--genknow-imagenet DIR), or import with --genknow-per-class N for "
+            "our synthetic task"
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
