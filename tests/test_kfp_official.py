@@ -87,9 +87,7 @@ def test_unlearn_eval_pipeline_on_an_imported_release_with_a_checkpoint_file(tmp
             genknow_templates="simple",
         )
     lines = capsys.readouterr().out.splitlines()
-    with capsys.disabled():
-        print(f"\nimport + unlearn-eval (micro checkpoint file) under kfp's local runner: "
-              f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    print(f"import + unlearn-eval under kfp's local runner: {time.perf_counter() - start:.0f} s")
     assert sum(" SUCCESS " in line for line in lines) >= 4, lines
 
     # The unlearned model came from the checkpoint file (an external source, OpenCLIP's
