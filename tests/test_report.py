@@ -25,6 +25,7 @@ from salmubench.manifest import (
 from salmubench.report import build_leaderboard, build_report, load_evals
 from salmubench.report.leaderboard import judge, paper_rows, score
 from salmubench.report.records import find_eval_folders
+from salmubench.report.render import leaderboard_table
 
 D = "d" * 64
 OTHER_D = "e" * 64
@@ -260,6 +261,10 @@ def test_seeds_are_aggregated_with_mean_and_sample_std(board):
     assert r["std"]["genknow"] == pytest.approx(0.0141421, abs=1e-6)
     assert r["std"]["assoc_str"] == 0.0
     assert [s["metrics"]["retfail"] for s in r["per_seed"]] == [0.03, 0.05]
+    # the leaderboard's "runs" cell names the seeds (a one-world run once printed a bare "0")
+    header, rows = leaderboard_table(board)
+    cells = dict(zip(header, next(c for c in rows if c[1] == "finetune"), strict=True))
+    assert cells["runs"] == "seeds 0, 1"
     # from the means: (.21-.04)/.2; mean((.34-.2)/.2, (.60-.3)/.4); (.5-.48)/.5
     assert r["scores"] == pytest.approx(
         {"forgetting": 0.85, "holdout_kept": 0.725, "genknow_drop": 0.04}
@@ -471,7 +476,7 @@ def test_markdown_and_html_state_the_thresholds_and_show_every_method(report):
             "CLIPErase",
         ):
             assert method in text
-    assert "| 2 | finetune | 5× | 0, 1 | 0.0400 ± 0.0141 |" in md
+    assert "| 2 | finetune | 5× | seeds 0, 1 | 0.0400 ± 0.0141 |" in md
     # two seeds: t(1) intervals; forgetting .9, .8 -> .85 ± 12.706 * .05
     assert "0.850 [0.215, 1.485]" in md
     assert "borderline ineffective [0.215, 1.485]; borderline collapse" in md

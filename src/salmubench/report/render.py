@@ -50,7 +50,9 @@ def _seeds(row: Mapping[str, Any]) -> str:
     seeds = [s for s in row["seeds"] if s is not None]
     if len(row.get("worlds", ())) > 1:
         return f"{len(row['worlds'])} worlds × {len(seeds) // len(row['worlds']) or 1} seeds"
-    return ", ".join(str(s) for s in seeds) if seeds else "—"
+    if not seeds:
+        return "—"
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
 def interval_text(ci: Any, digits: int = 3) -> str:
