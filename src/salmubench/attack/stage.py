@@ -93,7 +93,8 @@ def _scorer(data: Path, dataset: dict[str, Any], eval_cfg: EvalConfig, arch: str
     """score(net) -> {retfail, assoc_str} of `net` on the scored forget items (the personas
     in `keep`, else all), with the eval stage's metric functions and settings."""
     from salmubench.eval.embed import DatasetEmbeddings
-    from salmubench.eval.metrics import EvalSettings, Split, compute_all
+    from salmubench.eval.metrics import Split, compute_all
+    from salmubench.eval.stage import eval_settings
     from salmubench.models import LoadedModel
     from salmubench.vocab import FORGET_SPLITS
 
@@ -105,13 +106,7 @@ def _scorer(data: Path, dataset: dict[str, Any], eval_cfg: EvalConfig, arch: str
             rows = [i for i, m in enumerate(s.meta) if m["persona"] in keep]
             return Split(image=s.image[rows], text=s.text[rows], meta=[s.meta[i] for i in rows])
 
-    settings = EvalSettings(
-        seed=0,
-        retfail_forget_fraction=eval_cfg.retfail_forget_fraction,
-        retfail_retain_per_forget=eval_cfg.retfail_retain_per_forget,
-        retfail_distractors=eval_cfg.retfail_distractors,
-        acs_test_fraction=eval_cfg.acs_test_fraction,
-    )
+    settings = eval_settings(eval_cfg, seed=0)
 
     def score(net: Any) -> dict[str, float]:
         view = View(LoadedModel(net, arch, data), data, dataset, settings, eval_cfg.batch_size)

@@ -99,6 +99,17 @@ def _model_identity(loaded: LoadedModel, role: str | None = None) -> dict[str, A
     }
 
 
+def eval_settings(cfg: EvalConfig, seed: int) -> EvalSettings:
+    """The metrics' settings of an eval config (what the eval stage and the attacks score with)."""
+    return EvalSettings(
+        seed=seed,
+        retfail_forget_fraction=cfg.retfail_forget_fraction,
+        retfail_retain_per_forget=cfg.retfail_retain_per_forget,
+        retfail_distractors=cfg.retfail_distractors,
+        acs_test_fraction=cfg.acs_test_fraction,
+    )
+
+
 def measure(
     loaded: LoadedModel,
     data: Path,
@@ -109,14 +120,9 @@ def measure(
 ) -> tuple[dict[str, Any], DatasetEmbeddings, float]:
     """All registered metrics of one loaded model; (results, embeddings, total seconds).
     `embedding`: DatasetEmbeddings options (device, preprocess, genknow_imagenet, ...)."""
-    settings = EvalSettings(
-        seed=seed,
-        retfail_forget_fraction=cfg.retfail_forget_fraction,
-        retfail_retain_per_forget=cfg.retfail_retain_per_forget,
-        retfail_distractors=cfg.retfail_distractors,
-        acs_test_fraction=cfg.acs_test_fraction,
+    emb = DatasetEmbeddings(
+        loaded, data, dataset, eval_settings(cfg, seed), batch_size=cfg.batch_size, **embedding
     )
-    emb = DatasetEmbeddings(loaded, data, dataset, settings, batch_size=cfg.batch_size, **embedding)
     start = time.perf_counter()
     results = compute_all(emb)
     return results, emb, time.perf_counter() - start
