@@ -426,6 +426,7 @@ def test_report_folder_holds_every_output_under_a_verified_manifest(report):
         "min_holdout_kept": 0.0,
         "max_genknow_drop": 0.025,
         "confidence": 0.95,
+        "max_recovery": 0.5,
     }
     assert len(manifest["inputs"]) == 9
     assert all(k.startswith("eval:") for k in manifest["inputs"])

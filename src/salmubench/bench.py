@@ -1,9 +1,10 @@
 """`salmubench bench`: the whole comparison in one process, as a chain of the stage functions.
 
 dataset -> Clean, Compromised -> their evals -> every (method, seed) unlearned and
-evaluated -> report. Each stage writes its usual folder under the run folder; a finished
-folder whose manifest shows the same config and inputs is reused (so adding a method or
-a seed re-runs only what is new), anything else is rebuilt. The Kubeflow pipeline runs the
+evaluated -> (with --attacks) relearning attacks on Clean and every unlearned model ->
+report. Each stage writes its usual folder under the run folder; a finished folder whose
+manifest shows the same config and inputs is reused (so adding a method or a seed re-runs
+only what is new), anything else is rebuilt. The Kubeflow pipeline runs the
 same stage functions as separate components; this is the one-process path for a laptop.
 
 With an `External` source the world is given instead of built: an existing dataset (e.g.
@@ -163,6 +164,10 @@ class World:
 
     def eval(self, variant: str) -> Path:
         return self.folder / f"eval-{variant}"
+
+    def attack(self, model: str, attack: str) -> Path:
+        """The attack folder of `model` ("clean", or an unlearned folder's name)."""
+        return self.folder / "attacks" / model / attack
 
 
 def world_folder(out: str | os.PathLike, seed: int) -> Path:
@@ -328,6 +333,83 @@ def unlearn_and_evaluate(
     return evaluate_model(world, f"eval {label}", target, eval_target, cfg, stages)
 
 
+def parse_attacks(text: str) -> list[str]:
+    """`--attacks`: 'none' (the default: no attack is run), 'all', or a comma-separated
+    list of attack names."""
+    from salmubench.vocab import ATTACKS
+
+    text = text.strip()
+    if text in ("", "none"):
+        return []
+    if text == "all":
+        return list(ATTACKS)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown or not names:
+        raise ConfigError(
+            f"--attacks {text!r}: unknown {', '.join(unknown) or 'list'}; valid: none, all, "
+            f"or a comma-separated list of {', '.join(ATTACKS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _reusable_attack(folder: Path, clean: str, **expected: Any) -> dict[str, Any] | None:
+    """The manifest of a finished attack folder with the `expected` fields whose recovery
+    gap was taken against Clean model `clean`, else None."""
+    import json
+
+    from salmubench.attack.recovery import ATTACK_FILE
+
+    manifest = _reusable(folder, "attack", **expected)
+    if manifest is None:
+        return None
+    record = json.loads((folder / ATTACK_FILE).read_text(encoding="utf-8"))
+    if (record.get("clean") or {}).get("digest") != clean:
+        log.info("%s: attacked against another Clean model; rebuilding", folder)
+        return None
+    return manifest
+
+
+def attack_world(
+    world: World, models: Sequence[Path], attacks: Sequence[str], cfg: dict[str, Any],
+    stages: _Stages,
+) -> list[Path]:  # fmt: skip
+    """Each of `attacks` on the world's Clean model once (the reference), then on every
+    unlearned model in `models`, the recovery gap taken against that reference; finished
+    attack folders with the same settings and inputs are reused. Returns the models'
+    attack folders (the report reads the gaps from them)."""
+    from salmubench.attack.stage import attack
+
+    acfg, ecfg, retain = cfg["attack"], cfg["eval"], cfg["unlearn"].retain
+    clean, compromised = world.model("clean"), world.model("compromised")
+    digests = {"clean": model_digest(clean), "compromised": model_digest(compromised)}
+    same = {"config": to_dict(acfg), "eval_config": to_dict(ecfg)}
+    tag = f"world {world.seed}: " if stages.tag_worlds else ""
+    folders = []
+    for name in attacks:
+        reference = world.attack("clean", name)
+        stages.run(
+            f"{tag}attack clean {name}",
+            lambda _, n=name, r=reference: attack(world.data, clean, r, name=n, cfg=acfg,
+                                                  eval_cfg=ecfg, retain=retain, force=True),
+            _reusable(reference, "attack", attack=name, **same,
+                      inputs={"dataset": world.digest, "model": digests["clean"]}),
+        )  # fmt: skip
+        for model in models:
+            target = world.attack(model.name, name)
+            stages.run(
+                f"{tag}attack {model.name} {name}",
+                lambda _, n=name, m=model, t=target, r=reference: attack(
+                    world.data, m, t, name=n, cfg=acfg, eval_cfg=ecfg, retain=retain, clean=r,
+                    compromised=compromised, force=True),
+                _reusable_attack(target, digests["clean"], attack=name, **same,
+                                 inputs={"dataset": world.digest, "model": model_digest(model),
+                                         "compromised": digests["compromised"]}),
+            )  # fmt: skip
+            folders.append(target)
+    return folders
+
+
 def bench(
     profile: str,
     out: str | os.PathLike,
@@ -338,6 +420,7 @@ def bench(
     data_seed: int = 0,
     worlds: Sequence[int] | None = None,
     tuning: str | os.PathLike | None = None,
+    attacks: Sequence[str] = (),
     unlearn_overrides: Sequence[str] = (),
     params_path: str | os.PathLike | None = None,
     external: External | None = None,
@@ -356,8 +439,10 @@ def bench(
 
     `say` prints a line per stage; `step_bar(label)` -> (update, close) shows the steps of
     trainings and unlearning runs. `external`: an existing dataset and models instead of
-    a synthesised world (one world), and the evaluation options. Returns the report's
-    manifest.
+    a synthesised world (one world), and the evaluation options. `attacks`: relearning
+    attacks run on every unlearned model once a world's models exist (Clean once per
+    attack as the reference), in `<world>/attacks/`; the report then has a "robust"
+    column. Returns the report's manifest.
     """
     from salmubench.report import build_report
     from salmubench.tuning import check_leaderboard_world, load_tuning
@@ -376,16 +461,30 @@ def bench(
         check_leaderboard_world(seed)
     if tuning is not None:
         load_tuning(tuning)  # a bad file fails before hours of work, not after
+    from salmubench.vocab import ATTACKS
+
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise ConfigError(f"attacks: unknown {', '.join(unknown)}; valid: {', '.join(ATTACKS)}")
+    if attacks and external.data is not None:
+        raise ConfigError(
+            "attacks: a run on an existing dataset (--data) has no model folders trained on "
+            "it to attack; run `salmubench attack` on its models instead"
+        )
     cfg = stage_configs(profile, params_path, budget, unlearn_overrides)
+    if attacks:
+        cfg["attack"] = stage_config("attack", profile, (), params_path)
     ucfg = cfg["unlearn"]
     for m in methods:  # every method's settings are validated before any work
         build_method(m, ucfg.methods.get(m))
     out = Path(out)
     per_world = (5 if external.data is None else 2) + 2 * len(methods) * len(seeds)
+    per_world += len(attacks) * (1 + len(methods) * len(seeds))
     stages = _Stages(len(world_seeds) * per_world + 1, show, say, step_bar, force)
     stages.tag_worlds = multi
     start = time.perf_counter()
     evals: list[Path] = []
+    attacked: list[Path] = []
     for seed in world_seeds:
         world = build_world(
             World(seed, world_folder(out, seed) if multi else out, external=external),
@@ -394,19 +493,23 @@ def bench(
             stages,
         )
         evals += [world.eval("clean"), world.eval("compromised")]
+        unlearned = []
         for method in methods:
             for s in seeds:
                 name = f"{method}-b{ucfg.budget:g}-s{s}"
                 evals.append(world.folder / "evals" / name)
-                unlearn_and_evaluate(world, method, s, ucfg, world.folder / "unlearned" / name,
-                                     evals[-1], cfg, stages, profile)  # fmt: skip
+                unlearned.append(world.folder / "unlearned" / name)
+                unlearn_and_evaluate(world, method, s, ucfg, unlearned[-1], evals[-1], cfg,
+                                     stages, profile)  # fmt: skip
+        if attacks:
+            attacked += attack_world(world, unlearned, attacks, cfg, stages)
     where = f"worlds {', '.join(map(str, world_seeds))}" if multi else f"world {data_seed}"
     title = (f"SALMUBench {profile}: {len(methods)} methods, budget {ucfg.budget:g}x, "
              f"{where}, seeds {', '.join(map(str, seeds))}")  # fmt: skip
     report = stages.run(
         "report",
         lambda _: build_report(evals, out / "report", cfg=cfg["report"], force=True, title=title,
-                               tuning=tuning),
+                               tuning=tuning, attacks=attacked),
     )  # fmt: skip
     seconds = round(time.perf_counter() - start, 2)
     summary = {
@@ -418,6 +521,8 @@ def bench(
         "seconds_total": seconds,
         "stages": stages.timings,
     }
+    if attacks:
+        summary["attacks"] = list(attacks)
     write_atomic(out / "bench.json", dumps(summary))
     if show:
         say((out / "report" / "leaderboard.md").read_text(encoding="utf-8"))

@@ -279,11 +279,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from salmubench.bench import bench
+    from salmubench.bench import bench, parse_attacks
     from salmubench.unlearn import parse_methods
 
     _load_method_files(args)
     methods = parse_methods(args.methods)
+    attacks = parse_attacks(args.attacks)
     worlds = None if args.worlds is None else list(range(args.seed, args.seed + args.worlds))
     bench(
         args.profile,
@@ -294,6 +295,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_seed=args.seed,
         worlds=worlds,
         tuning=args.tuning,
+        attacks=attacks,
         external=_bench_external(args),
         **_comparison_options(args),
     )

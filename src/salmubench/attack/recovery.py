@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 SCORES = ("retfail", "assoc_str")
+# The record an attack folder holds (read by the report, which imports no torch).
+ATTACK_FILE = "attack.json"
 
 
 def gaps(model: dict[str, Any], clean: dict[str, Any], compromised: dict[str, float]) -> dict:

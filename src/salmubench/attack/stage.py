@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from salmubench.attack.recovery import SCORES, gaps
+from salmubench.attack.recovery import ATTACK_FILE, SCORES, gaps
 from salmubench.attack.threat import (
     finetune,
     forget_personas,
@@ -40,7 +40,6 @@ from salmubench.vocab import ATTACKS
 
 log = logging.getLogger(__name__)
 
-ATTACK_FILE = "attack.json"
 # What each attack trains on (none: it only changes the weights' precision).
 TRAINS_ON = {
     "persona_split": "forget pairs of part of the forget personas (scored on the others)",

@@ -13,6 +13,7 @@ from salmubench.report.render import (
     HOW_TO_READ,
     METHOD_CODE_TITLE,
     agreement_text,
+    attack_settings_lines,
     dataset_text,
     leaderboard_table,
     method_code_items,
@@ -20,6 +21,8 @@ from salmubench.report.render import (
     paper_scores_table,
     paper_table,
     provenance,
+    recovery_table,
+    robustness_text,
     sweep_table,
     uncertainty_text,
     verdict_class,
@@ -34,6 +37,8 @@ VERDICT_COLOURS = {
     "several": "#f4b6a8",
     "borderline": "#fff4cc",
     "reference": "#eeeeee",
+    "robust": "#d8f0d8",
+    "not robust": "#f7c6c0",
 }
 
 
@@ -86,6 +91,8 @@ def _class_of_text(text: str) -> str:
     text = text.removesuffix(" (1 run: no interval)")
     if text in VERDICT_COLOURS:
         return text
+    if text.startswith("not robust"):
+        return "not robust"
     if text.startswith("borderline"):
         return "borderline"
     head = text.split(" (+")[0].split(";")[0]
@@ -121,9 +128,10 @@ def page(
         parts += ["<p><strong>Warnings:</strong></p><ul>"]
         parts += [f"<li>{e(w)}</li>" for w in board["warnings"]] + ["</ul>"]
     header, body = leaderboard_table(board)
+    verdict_cols = [header.index(c) for c in ("verdict", "robust") if c in header]
     parts += [
         "<h2>Leaderboard</h2>",
-        _html_table(header, body, classes, left=4, verdict_cols=(header.index("verdict"),)),
+        _html_table(header, body, classes, left=4, verdict_cols=verdict_cols),
     ]
     notes = [f"{row['label']}: {n}" for row in board["rows"] for n in row["notes"]]
     if notes:
@@ -131,6 +139,15 @@ def page(
     if items := method_code_items(board, quote=""):
         parts += [f"<p>{e(METHOD_CODE_TITLE)}</p><ul>", *(f"<li>{e(i)}</li>" for i in items)]
         parts.append("</ul>")
+    if "attacks" in board:
+        parts += [
+            "<h2>Robustness to relearning attacks</h2>",
+            f"<p>{e(robustness_text(board))}</p>",
+            _html_table(*recovery_table(board), left=2),
+            "<p>Attack settings:</p><ul>",
+            *(f"<li>{e(line)}</li>" for line in attack_settings_lines(board)),
+            "</ul>",
+        ]
     parts += ["<h2>Worlds</h2>", _html_table(*worlds_table(board), left=2)]
     parts += ["<h2>All metrics</h2>", _html_table(*metrics_table(board), classes, left=1)]
     header, body = paper_table(board)

@@ -25,6 +25,7 @@ from salmubench.report.paper import (
     PAPER_METHODS,
     PAPER_SOURCE,
 )
+from salmubench.report.robust import AttackRecord, attach_attacks
 
 # judge_intervals, t_interval, SCORES, PRECEDENCE, VERDICTS: re-exported for the tests and
 # tools that import them from here.
@@ -201,9 +202,13 @@ def paper_agreement(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def build_leaderboard(
-    records: Sequence[EvalRecord], cfg: ReportConfig, title: str = ""
+    records: Sequence[EvalRecord],
+    cfg: ReportConfig,
+    title: str = "",
+    attacks: Sequence[AttackRecord] = (),
 ) -> dict[str, Any]:
-    """The whole report as data: worlds, references, ranked rows, the paper's rows."""
+    """The whole report as data: worlds, references, ranked rows, the paper's rows; with
+    `attacks` (relearning attack records), each row's recovery gaps and robust verdict."""
     if not records:
         raise ManifestError("no eval folders to report on")
     worlds, warnings = [], []
@@ -256,11 +261,14 @@ def build_leaderboard(
         row["rank"] = i
         for note in row["notes"]:
             log.warning("%s: %s", row["label"], note)
+    robustness = attach_attacks(ranked, worlds, attacks, cfg)
+    if robustness is not None:
+        warnings += robustness.pop("warnings")
     architectures = sorted({str(r.model.get("architecture")) for r in records})
     if len(architectures) > 1:
         warnings.append(f"the evals cover several architectures ({', '.join(architectures)})")
     ordered = [rows[("clean",)], rows[("compromised",)], *ranked]
-    return {
+    board = {
         "title": title,
         "dataset": worlds[0]["dataset"] if len(worlds) == 1 else None,
         "datasets": [w["dataset"] for w in worlds],
@@ -304,6 +312,11 @@ def build_leaderboard(
         "metrics": describe_metrics(),
         "warnings": warnings,
     }
+    if robustness is not None:
+        board["thresholds"]["max_recovery"] = cfg.max_recovery
+        board["rules"]["robust"] = robustness["rule"]
+        board["attacks"] = robustness
+    return board
 
 
 def _world_summary(world: Mapping[str, Any]) -> dict[str, Any]:

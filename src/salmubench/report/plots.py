@@ -24,6 +24,9 @@ FIGURES = {
     "Compromised); error bars: standard deviation over seeds.",
     "sweep.png": "The tuning sweep on the validation world, per method: forgetting, holdout "
     "kept and GenKnow drop against the learning rate; the chosen rate is marked.",
+    "recovery.png": "Recovery gap per method and relearning attack: the share of the memorised "
+    "RetFail gap an attack restores beyond what it gives Clean (worst case over its sweep); "
+    "bars: confidence intervals; dashed: the not-robust threshold.",
     "paper.png": "Ours against the paper's main table (5× budget) for the four metrics it "
     "reports; absolute values differ with scale, compare the shapes.",
 }
@@ -306,6 +309,43 @@ def plot_sweep(tuning: Mapping[str, Any], out: str | Path) -> Path:
     return _save(fig, Path(out))
 
 
+def plot_recovery(board: Mapping[str, Any], out: str | Path) -> Path:
+    """Grouped bars: per attacked method, its mean RetFail recovery gap under each attack,
+    with its confidence interval; the max_recovery threshold dashed."""
+    plt = _pyplot()
+    attacks = board["attacks"]["names"]
+    rows = [r for r in board["rows"] if r.get("attacks")]
+    colours = _series_colours(len(attacks))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.2 * len(rows) + 3), 4.8), constrained_layout=True)
+    width = 0.8 / max(len(attacks), 1)
+    for k, attack in enumerate(attacks):
+        xs, hs, errs = [], [], [[], []]
+        for i, row in enumerate(rows):
+            gap = row["attacks"].get(attack, {}).get("retfail")
+            if gap is None or gap["mean"] is None:
+                continue
+            xs.append(i - 0.4 + (k + 0.5) * width)
+            hs.append(gap["mean"])
+            lo, hi = _err(gap["mean"], gap["ci"]) or [[0.0], [0.0]]
+            errs[0] += lo
+            errs[1] += hi
+        if xs:
+            ax.bar(xs, hs, width, yerr=errs if any(errs[0] + errs[1]) else None, label=attack,
+                   color=colours[k],
+                   error_kw={"elinewidth": 0.9, "capsize": 2})  # fmt: skip
+    threshold = board["attacks"]["max_recovery"]
+    ax.axhline(threshold, color="red", ls="--", lw=1, label=f"not robust above {threshold:g}")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"{r['label']}\n({(r['robust'] or {}).get('verdict') or '—'})"
+                        for r in rows], fontsize=8)  # fmt: skip
+    ax.set_ylabel("RetFail recovery gap (1 = the whole memorised gap)")
+    ax.set_title("Does the forgetting last? Recovery under relearning attacks")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, Path(out))
+
+
 def plot_all(
     board: Mapping[str, Any], folder: str | Path, tuning: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
@@ -314,7 +354,11 @@ def plot_all(
     plot_tradeoff(board, folder / "tradeoff.png")
     plot_metrics(board, folder / "metrics.png")
     plot_paper(board, folder / "paper.png")
-    figures = {k: v for k, v in FIGURES.items() if k != "sweep.png"}
+    optional = {"sweep.png", "recovery.png"}
+    figures = {k: v for k, v in FIGURES.items() if k not in optional}
+    if board.get("attacks"):
+        plot_recovery(board, folder / "recovery.png")
+        figures["recovery.png"] = FIGURES["recovery.png"]
     if tuning:
         plot_sweep(tuning, folder / "sweep.png")
         figures["sweep.png"] = FIGURES["sweep.png"]

@@ -1,5 +1,5 @@
-"""Reading eval folders into `EvalRecord`s: the report's only file input (scoring and the
-leaderboard are pure functions of the records)."""
+"""Reading eval folders into `EvalRecord`s and attack folders into `AttackRecord`s: the
+report's only file input (scoring and the leaderboard are pure functions of the records)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from salmubench.attack.recovery import ATTACK_FILE
 from salmubench.eval.catalogue import METRIC_NAMES
 from salmubench.manifest import MANIFEST, ManifestError, read_manifest
+from salmubench.report.robust import AttackRecord
 from salmubench.report.scoring import MODEL_VARIANTS, EvalRecord
 from salmubench.vocab import METRICS_FILE
 
@@ -95,3 +97,56 @@ def load_evals(runs: Iterable[str | os.PathLike]) -> list[EvalRecord]:
     if not folders:
         raise ManifestError("no runs given: pass eval folders or folders that contain them")
     return [load_eval(folder) for _, folder in sorted(folders.items())]
+
+
+def find_attack_folders(path: str | os.PathLike) -> list[Path]:
+    """Every attack folder (`salmubench attack`) at or below `path`, sorted; none is fine (a
+    report without attacks). Hidden and stage folders are not descended into."""
+    root = Path(path)
+    if not root.exists():
+        raise ManifestError(f"{root}: no such attack folder or folder of attack folders")
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        if MANIFEST in files:
+            if read_manifest(Path(folder))["kind"] == "attack":
+                found.append(Path(folder))
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)
+
+
+def load_attack(folder: str | os.PathLike) -> AttackRecord:
+    """Read one attack folder, verifying every file against its manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder, kind="attack", verify=True)
+    path = folder / ATTACK_FILE
+    if not path.is_file():
+        raise ManifestError(f"{folder}: no {ATTACK_FILE}")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    model = {k: v for k, v in record["model"].items() if k not in ("before", "points")}
+    dataset = manifest.get("inputs", {}).get("dataset")
+    if "digest" not in model or not dataset:
+        raise ManifestError(f"{folder}: the attack record lacks the model or dataset digest")
+    return AttackRecord(
+        path=folder,
+        digest=manifest["digest"],
+        dataset=dataset,
+        attack=manifest["attack"],
+        config=manifest["config"],
+        eval_config=manifest.get("eval_config", {}),
+        model=model,
+        references={v: (record.get(v) or {}).get("digest") for v in ("clean", "compromised")},
+        worst=(record.get("recovery") or {}).get("worst"),
+    )
+
+
+def load_attacks(paths: Iterable[str | os.PathLike]) -> list[AttackRecord]:
+    """Every attack folder named by or found below `paths`, each read once, in path order."""
+    folders: dict[Path, Path] = {}
+    for path in paths:
+        for folder in find_attack_folders(path):
+            folders.setdefault(folder.resolve(), folder)
+    return [load_attack(folder) for _, folder in sorted(folders.items())]

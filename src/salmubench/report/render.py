@@ -117,10 +117,44 @@ def code_cell(row: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- tables as data
 
 
+def robust_text(row: Mapping[str, Any]) -> str:
+    """The "robust" cell: the verdict, and the interval(s) that decide it."""
+    if row["rank"] is None:
+        return "—"
+    r = row.get("robust")
+    if r is None:
+        return "not attacked"
+    if r["verdict"] is None:
+        return "no recovery gap defined"
+    if r["verdict"] == "not robust":
+        gap = row["attacks"][r["worst"]]["retfail"]
+        text = f"not robust: {r['worst']} {fmt(gap['mean'], 3)}"
+        text += f" {interval_text(gap['ci'])}" if gap["ci"] is not None else ""
+    elif r["verdict"] == "borderline":
+        text = "borderline " + "; ".join(
+            f"{b['attack']} {interval_text(b['interval'])}" for b in r["borderline"]
+        )
+    else:
+        text = "robust"
+    return text + (" (1 run: no interval)" if r["no_interval"] else "")
+
+
+def _gap_cell(row: Mapping[str, Any], attack: str, gap: str = "retfail") -> str:
+    summary = row.get("attacks", {}).get(attack)
+    if row["rank"] is None or summary is None:
+        return "—"
+    g = summary[gap]
+    return fmt(g["mean"], 3) + (f" {interval_text(g['ci'])}" if g["ci"] is not None else "")
+
+
 def leaderboard_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    attacks = board.get("attacks", {}).get("names", [])
     header = ["rank", "method", "budget", "runs"]
     header += [display(n) for n in LEADERBOARD_METRICS] + [display(s) for s in SCORES]
-    header += ["verdict", "code"]
+    header += ["verdict"]
+    if "attacks" in board:
+        header += ["robust", *(f"{a} gap" for a in attacks)]
+    header += ["code"]
     body = []
     for row in board["rows"]:
         cells = ["ref" if row["rank"] is None else str(row["rank"]), _method(row), _budget(row)]
@@ -129,9 +163,54 @@ def leaderboard_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[st
             cells.append(fmt(row["metrics"].get(name), std=row["std"].get(name)))
         for name in SCORES:
             cells.append(_score_cell(row, name))
-        cells += [verdict_text(row), code_cell(row)]
+        cells.append(verdict_text(row))
+        if "attacks" in board:
+            cells += [robust_text(row), *(_gap_cell(row, a) for a in attacks)]
+        cells.append(code_cell(row))
         body.append(cells)
     return header, body
+
+
+def recovery_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per ranked row and attack: the recovery gaps (mean ± sd [interval]) over the row's
+    units, and the sweep point that was worst for each run."""
+    header = ["method", "attack", "runs", "RetFail gap", "AssocStr gap", "worst point per run"]
+    body = []
+    for row in board["rows"]:
+        for attack, s in row.get("attacks", {}).items():
+            cells = [row["label"], attack, _units_text(s)]
+            for gap in ("retfail", "assoc_str"):
+                g = s[gap]
+                text = fmt(g["mean"], 3, std=g["std"])
+                cells.append(text + (f" {interval_text(g['ci'])}" if g["ci"] is not None else ""))
+            cells.append("; ".join(f"{p['world']} s{p['seed']}: {p['point']}"
+                                   for p in s["per_seed"]))  # fmt: skip
+            body.append(cells)
+    return header, body
+
+
+def _units_text(summary: Mapping[str, Any]) -> str:
+    n, worlds = summary["n"], len(summary["worlds"])
+    if summary["interval_source"] == "worlds":
+        return f"{worlds} worlds ({n} runs)"
+    return f"{n} run{'s' if n != 1 else ''}, 1 world"
+
+
+def robustness_text(board: Mapping[str, Any]) -> str:
+    a = board["attacks"]
+    return (
+        "Recovery gap: the share of the memorised Compromised-Clean RetFail gap that a "
+        "relearning attack restores on the unlearned model beyond what the same attack gives "
+        "Clean (0 = nothing beyond Clean, 1 = all of it); each run's score is the worst case "
+        "over the attack's sweep, its seeds are averaged inside its world, and the mean, ± sd "
+        "and interval are taken over the same units as the other scores. Rule, fixed before "
+        f"the table was seen: {a['rule']}."
+    )
+
+
+def attack_settings_lines(board: Mapping[str, Any]) -> list[str]:
+    return [f"{name}: {', '.join(f'{k}={v}' for k, v in sorted(cfg.items()))}"
+            for name, cfg in board["attacks"]["settings"].items()]  # fmt: skip
 
 
 def metrics_table(board: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -309,6 +388,10 @@ def markdown(
     if notes:
         lines += ["Notes:", "", *notes, ""]
     lines += method_code_lines(board)
+    if "attacks" in board:
+        lines += ["## Robustness to relearning attacks", "", robustness_text(board), ""]
+        lines += [*md_table(*recovery_table(board)), "", "Attack settings:", ""]
+        lines += [f"- {line}" for line in attack_settings_lines(board)] + [""]
     lines += ["## Worlds", "", *md_table(*worlds_table(board)), ""]
     lines += ["## All metrics", "", *md_table(*metrics_table(board)), ""]
     lines += [

@@ -283,6 +283,27 @@ def _unit(entries: Sequence[dict[str, Any]], clean, compromised) -> dict[str, An
     return {"metrics": metrics, "scores": scores, "notes": notes}
 
 
+def independent_units(per_world: Sequence[Any], per_seed: Sequence[Any]) -> tuple[str, list]:
+    """(INTERVAL_SOURCES entry, the units a row's spread and interval are taken over): its
+    worlds when there are two or more, else the seeds of its one world, else its one run."""
+    if len(per_world) >= 2:
+        return "worlds", list(per_world)
+    if len(per_seed) >= 2:
+        return "seeds", list(per_seed)
+    return "none", list(per_world)
+
+
+def summarise(values: Sequence[float | None], cfg: ReportConfig) -> dict[str, Any]:
+    """One score over a row's units: mean, sample standard deviation and t-interval (None
+    where undefined), as every score of the leaderboard gets them."""
+    defined = [v for v in values if v is not None]
+    return {
+        "mean": _mean(defined) if defined else None,
+        "std": _spread(values),
+        "ci": t_interval(values, cfg.confidence),
+    }
+
+
 def aggregate_row(
     label: str,
     variant: str,
@@ -312,21 +333,15 @@ def aggregate_row(
         unit = _unit(entries, clean, compromised)
         per_world.append({"world": world["name"], "dataset": world["dataset"],
                           "seeds": [e["seed"] for e in entries], **unit})  # fmt: skip
-    if len(per_world) >= 2:
-        source, units = "worlds", per_world
-    elif len(per_seed) >= 2:
-        source, units = "seeds", per_seed
-    else:
-        source, units = "none", per_world
+    source, units = independent_units(per_world, per_seed)
     keys = _common_keys([u["metrics"] for u in units])
     mean = {k: _mean([u["metrics"][k] for u in units]) for k in keys}
     spread = len(units) >= 2
     std = {k: _spread([u["metrics"][k] for u in units]) for k in keys} if spread else {}
-    values = {s: [u["scores"][s] for u in units] for s in SCORES}
-    defined = {s: [v for v in vs if v is not None] for s, vs in values.items()}
-    scores = {s: _mean(vs) if vs else None for s, vs in defined.items()}
-    scores_std = {s: _spread(values[s]) for s in SCORES} if spread else {}
-    intervals = {s: t_interval(values[s], cfg.confidence) for s in SCORES}
+    summary = {s: summarise([u["scores"][s] for u in units], cfg) for s in SCORES}
+    scores = {s: summary[s]["mean"] for s in SCORES}
+    scores_std = {s: summary[s]["std"] for s in SCORES} if spread else {}
+    intervals = {s: summary[s]["ci"] for s in SCORES}
     notes = list(dict.fromkeys(n for u in per_world for n in u["notes"]))
     is_candidate = variant in ("unlearned", "external")
     verdicts, borderline = judge_intervals(scores, intervals, cfg) if is_candidate else ([], [])

@@ -1,8 +1,9 @@
 """The `report` stage: eval folders in, one leaderboard folder out.
 
 Writes `leaderboard.json` (every number, per seed, with the thresholds and the paper's
-rows), `leaderboard.md`, a self-contained `report.html`, the figures as PNG, and the
-manifest, all through a staged folder so a half-written report is never visible.
+rows; with attack folders, each row's recovery gaps and robust verdict), `leaderboard.md`,
+a self-contained `report.html`, the figures as PNG, and the manifest, all through a staged
+folder so a half-written report is never visible.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from salmubench.manifest import check_output, dumps, staged_output, write_manife
 from salmubench.report.html import page
 from salmubench.report.leaderboard import build_leaderboard
 from salmubench.report.plots import plot_all
-from salmubench.report.records import load_evals
+from salmubench.report.records import load_attacks, load_evals
 from salmubench.report.render import markdown
 from salmubench.tuning import check_not_tuned_on, load_tuning
 
@@ -34,22 +35,28 @@ def build_report(
     force: bool = False,
     title: str | None = None,
     tuning: str | os.PathLike | None = None,
+    attacks: Sequence[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Judge every evaluated method found in `runs` into report folder `out`; its manifest.
 
     `tuning`: the tuning.json of the validation world the settings were chosen on; the
-    report then shows its sweep, and refuses to report on that world.
+    report then shows its sweep, and refuses to report on that world. `attacks`: attack
+    folders (or folders holding them) whose recovery gaps make the "robust" column; None =
+    those found below `runs`.
     """
     cfg = cfg or ReportConfig()
     cfg.validate()
     if isinstance(runs, (str, os.PathLike)):
         # A lone path would otherwise be iterated character by character.
         runs = [runs]
+    if isinstance(attacks, (str, os.PathLike)):
+        attacks = [attacks]
     check_output(out, force)  # before reading anything, not after
     sweep = load_tuning(tuning) if tuning is not None else None
     records = load_evals(runs)
+    attack_records = load_attacks(runs if attacks is None else attacks)
     title = title or DEFAULT_TITLE
-    board = build_leaderboard(records, cfg, title)
+    board = build_leaderboard(records, cfg, title, attack_records)
     if sweep is not None:
         check_not_tuned_on(board["datasets"], sweep)
         board["tuning"] = {"world": sweep["world"], "rule": sweep["rule"],
@@ -69,7 +76,13 @@ def build_report(
             tmp,
             "report",
             config=to_dict(cfg),
-            inputs={f"eval:{e['path']}": e["digest"] for e in board["evals"]},
+            inputs={
+                **{f"eval:{e['path']}": e["digest"] for e in board["evals"]},
+                **{
+                    f"attack:{a['path']}": a["digest"]
+                    for a in board.get("attacks", {}).get("records", [])
+                },
+            },
             dataset=board["dataset"],
             datasets=board["datasets"],
             title=title,
