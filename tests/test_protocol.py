@@ -3,15 +3,18 @@ labels, and tuning that cannot see the test (hand-computed numbers throughout)."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_report import CLEAN, COMPROMISED, make_eval
 
 from salmubench.bench import bench
 from salmubench.config import ConfigError, ReportConfig
-from salmubench.manifest import dumps, read_manifest
+from salmubench.manifest import ManifestError, dumps, read_manifest, write_manifest
 from salmubench.report import build_leaderboard, build_report, load_evals
 from salmubench.report.leaderboard import judge_intervals, paper_rows, primary, t_interval
 from salmubench.report.paper import PAPER_LABELS
+from salmubench.report.records import load_attacks
 from salmubench.tune import (
     VALIDATION_SEEDS,
     check_leaderboard_world,
@@ -229,3 +232,187 @@ def test_params_use_the_rates_tuned_on_the_validation_world():
         assert choose(rows, tuning["target"]) == tuning["chosen"][method], method
     methods = load_params(root / "params.yaml")["methods"]
     assert {m: methods[m]["lr"] for m in tuning["chosen"]} == tuning["chosen"]
+
+
+# --------------------------------------------------------------------------- the robust column
+
+ATTACK_CONFIG = {"batch": 32, "lrs": [1e-3], "precisions": ["int8", "bf16"], "retain_size": 200,
+                 "seed": 0, "split_fraction": 0.5, "steps": [20, 60]}  # fmt: skip
+
+
+def make_attack(root, world: int, eval_folder, attack: str, gap: float, *, clean=None) -> None:
+    """An attack folder as `salmubench attack` writes it, in bench's layout
+    (<world>/attacks/<model folder>/<attack>/), for the model that `eval_folder` measured:
+    a two-point sweep whose worst point restores `gap` of the RetFail gap (the other point
+    restores nothing), with its AssocStr gap gap / 2."""
+    model = read_manifest(eval_folder, kind="eval")["model"]
+    clean = clean or f"{world}c".ljust(64, "0")
+    scale = {"retfail": 0.2, "assoc_str": 0.4}  # Compromised - Clean, before the attack
+    before = {"retfail": 0.02, "assoc_str": 0.1}
+    after = {"retfail": 0.02 + gap * 0.2, "assoc_str": 0.1 + gap / 2 * 0.4}
+    points = [{"point": "lr=0.001 steps=20", "lr": 1e-3, "steps": 20, "scores": before},
+              {"point": "lr=0.001 steps=60", "lr": 1e-3, "steps": 60, "scores": after}]  # fmt: skip
+    clean_points = [dict(p, scores={"retfail": 0.01, "assoc_str": 0.3}) for p in points]
+    worst = {"point": "lr=0.001 steps=60", "retfail": gap, "assoc_str": gap / 2,
+             "retfail_after": after["retfail"], "assoc_str_after": after["assoc_str"]}  # fmt: skip
+    record = {
+        "attack": attack,
+        "trains_on": "test",
+        "reads": {"pool": "forget", "pairs": 10, "splits": [], "personas_trained": None,
+                  "personas_scored": "all"},
+        "model": {"path": model["path"], "digest": model["digest"], "variant": model["variant"],
+                  "method": model["method"], "budget": model["budget"], "seed": model["seed"],
+                  "before": before, "points": points},
+        "clean": {"path": "clean", "digest": clean, "variant": "clean", "seed": world,
+                  "before": {"retfail": 0.01, "assoc_str": 0.3}, "points": clean_points},
+        "compromised": {"path": "compromised", "digest": f"{world}k".ljust(64, "0"),
+                        "variant": "compromised", "seed": world,
+                        "scores": {"retfail": 0.21, "assoc_str": 0.7}},
+        "recovery": {"points": [worst], "worst": worst, "scale": scale},
+        "resumed_points": 0,
+    }  # fmt: skip
+    folder = root / f"world-{world}" / "attacks" / eval_folder.name / attack
+    folder.mkdir(parents=True)
+    (folder / "attack.json").write_text(dumps(record), encoding="utf-8")
+    write_manifest(folder, "attack", config=ATTACK_CONFIG,
+                   inputs={"dataset": DATASETS[world], "model": model["digest"],
+                           "compromised": f"{world}k".ljust(64, "0")},
+                   attack=attack, eval_config={}, variant=model["variant"],
+                   method=model["method"], recovery=worst)  # fmt: skip
+
+
+def attacked_worlds(root, gaps: dict[tuple[str, str], list[float]]):
+    """three_worlds, with each (eval folder name, attack) attacked at these per-world gaps."""
+    three_worlds(root)
+    for (name, attack), per_world in gaps.items():
+        for w, gap in enumerate(per_world):
+            make_attack(root, w, root / f"world-{w}" / name, attack, gap)
+    return root
+
+
+def robust_board(root, **cfg):
+    return build_leaderboard(load_evals([root]), ReportConfig(**cfg), attacks=load_attacks([root]))
+
+
+def test_the_robust_column_says_robust_not_robust_or_borderline_by_the_rule(tmp_path):
+    half = T_975_2 * 0.1 / 3**0.5  # sd .1 over 3 worlds: 0.248413
+    board = robust_board(attacked_worlds(tmp_path / "a", {
+        # persona_split .7/.8/.9: mean .8, CI [.5516, 1.0484], wholly above .5 -> not robust
+        ("neg_grad", "persona_split"): [0.7, 0.8, 0.9],
+        ("neg_grad", "retain_only"): [0.1, 0.2, 0.3],
+        # .1/.2/.3: CI [-.0484, .4484]; 0/0/0: CI [0, 0]; both below .5 -> robust
+        ("shuffled", "persona_split"): [0.1, 0.2, 0.3],
+        ("shuffled", "retain_only"): [0.0, 0.0, 0.0],
+    }))  # fmt: skip
+    neg, shuffled = row(board, "neg_grad 5×"), row(board, "shuffled_captions 5×")
+    gap = neg["attacks"]["persona_split"]["retfail"]
+    assert gap["mean"] == pytest.approx(0.8) and gap["std"] == pytest.approx(0.1)
+    assert gap["ci"] == pytest.approx([0.8 - half, 0.8 + half], abs=1e-6)
+    assert neg["attacks"]["persona_split"]["interval_source"] == "worlds"
+    assert neg["attacks"]["persona_split"]["assoc_str"]["mean"] == pytest.approx(0.4)
+    assert neg["robust"]["verdict"] == "not robust" and neg["robust"]["worst"] == "persona_split"
+    assert shuffled["robust"]["verdict"] == "robust" and shuffled["robust"]["borderline"] == []
+    assert board["attacks"]["names"] == ["persona_split", "retain_only"]
+    assert board["thresholds"]["max_recovery"] == 0.5
+
+    board = robust_board(attacked_worlds(tmp_path / "b", {
+        # .4/.6/.8: mean .6 above .5, but CI .6 ± .4968 straddles it -> borderline
+        ("neg_grad", "persona_split"): [0.4, 0.6, 0.8],
+        # persona_split wholly below; retain_only .3/.4/.5 (the worst: highest mean .4),
+        # CI [.1516, .6484] reaches above .5 -> borderline, naming retain_only only
+        ("shuffled", "persona_split"): [0.1, 0.2, 0.3],
+        ("shuffled", "retain_only"): [0.3, 0.4, 0.5],
+    }))  # fmt: skip
+    neg, shuffled = row(board, "neg_grad 5×"), row(board, "shuffled_captions 5×")
+    assert neg["robust"]["verdict"] == "borderline"
+    assert neg["robust"]["borderline"][0]["interval"] == pytest.approx(
+        [0.6 - 2 * half, 0.6 + 2 * half], abs=1e-6)  # fmt: skip
+    assert shuffled["robust"]["verdict"] == "borderline" and shuffled["robust"]["worst"] == (
+        "retain_only")  # fmt: skip
+    assert [b["attack"] for b in shuffled["robust"]["borderline"]] == ["retain_only"]
+    from salmubench.report.render import leaderboard_table, robust_text
+
+    assert robust_text(neg) == "borderline persona_split [0.103, 1.097]"
+    header, _ = leaderboard_table(board)
+    assert header[header.index("verdict") + 1:header.index("code")] == [
+        "robust", "persona_split gap", "retain_only gap"]  # fmt: skip
+    # a stricter threshold turns the same numbers into verdicts
+    assert row(robust_board(tmp_path / "b", max_recovery=0.1), "neg_grad 5×")["robust"][
+        "verdict"] == "not robust"  # fmt: skip
+
+
+def test_judge_robust_by_hand():
+    from salmubench.report.robust import judge_robust
+
+    def a(mean, ci):
+        return {"retfail": {"mean": mean, "ci": ci}}
+
+    # the worst attack is the one with the highest mean, not the widest interval
+    r = judge_robust({"persona_split": a(0.7, [0.6, 0.8]), "retain_only": a(0.4, [-0.5, 1.3])}, 0.5)
+    assert (r["verdict"], r["worst"]) == ("not robust", "persona_split")
+    # the threshold itself passes, as for the other rules
+    assert judge_robust({"x": a(0.3, [0.1, 0.5])}, 0.5)["verdict"] == "robust"
+    # one run: its point value, marked as having no interval
+    one = judge_robust({"x": a(0.51, None), "y": a(0.2, None)}, 0.5)
+    assert (one["verdict"], one["no_interval"]) == ("not robust", True)
+    assert judge_robust({"x": a(None, None)}, 0.5)["verdict"] is None
+
+
+def test_seeds_are_averaged_within_a_world_before_the_interval(tmp_path):
+    root = attacked_worlds(tmp_path / "runs", {("neg_grad", "persona_split"): [0.2, 0.4, 0.6]})
+    for w, gap in enumerate([0.4, 0.6, 0.8]):  # a second unlearning seed in every world
+        folder = make_eval(root / f"world-{w}" / "neg_grad-s1", "unlearned",
+                           {"retfail": 0.05, "inter_id_sim": 0.10, "intra_id_sim": 0.10,
+                            "genknow": 0.48},
+                           method="neg_grad", budget=5.0, seed=1, dataset=DATASETS[w])  # fmt: skip
+        make_attack(root, w, folder, "persona_split", gap)
+    gap = row(robust_board(root), "neg_grad 5×")["attacks"]["persona_split"]
+    # worlds: (.2 + .4) / 2, (.4 + .6) / 2, (.6 + .8) / 2 = .3, .5, .7 -> mean .5, sd .2, and
+    # the t-interval with 2 degrees of freedom (3 worlds), not 5 (6 runs)
+    assert [u["retfail"] for u in gap["per_world"]] == pytest.approx([0.3, 0.5, 0.7])
+    assert (gap["interval_source"], gap["n"]) == ("worlds", 6)
+    half = T_975_2 * 0.2 / 3**0.5
+    assert gap["retfail"]["ci"] == pytest.approx([0.5 - half, 0.5 + half], abs=1e-6)
+    # one world: its seeds are the units (.2 and .4: mean .3, t with 1 degree of freedom)
+    one = build_leaderboard(load_evals([root / "world-0"]), ReportConfig(),
+                            attacks=load_attacks([root / "world-0"]))  # fmt: skip
+    gap = row(one, "neg_grad 5×")["attacks"]["persona_split"]
+    assert gap["interval_source"] == "seeds" and gap["retfail"]["mean"] == pytest.approx(0.3)
+    assert gap["retfail"]["ci"] == pytest.approx(t_interval([0.2, 0.4], 0.95))
+
+
+def test_a_report_without_attack_records_is_unchanged(tmp_path):
+    root = attacked_worlds(tmp_path / "runs", {("neg_grad", "persona_split"): [0.7, 0.8, 0.9]})
+    build_report([root], tmp_path / "with")  # attack folders below the runs are read
+    build_report([root], tmp_path / "without", attacks=[])
+    plain = tmp_path / "plain"
+    three_worlds(plain)
+    build_report([plain], tmp_path / "none-found")  # nothing to find: as before
+    for name, robust in (("with", True), ("without", False), ("none-found", False)):
+        folder = tmp_path / name
+        md = (folder / "leaderboard.md").read_text(encoding="utf-8")
+        page = (folder / "report.html").read_text(encoding="utf-8")
+        board = json.loads((folder / "leaderboard.json").read_text(encoding="utf-8"))
+        manifest = read_manifest(folder, kind="report", verify=True)
+        for text in (md, page):
+            assert ("Robustness to relearning attacks" in text) is robust
+            assert ("persona_split gap" in text) is robust
+        assert ("recovery.png" in manifest["files"]) is robust
+        assert ("attacks" in board) is robust
+        assert any("robust" in r for r in board["rows"]) is robust
+        assert any(k.startswith("attack:") for k in manifest["inputs"]) is robust
+        assert ("max_recovery" in board["thresholds"]) is robust
+    without = json.loads((tmp_path / "without" / "leaderboard.json").read_text(encoding="utf-8"))
+    with_ = json.loads((tmp_path / "with" / "leaderboard.json").read_text(encoding="utf-8"))
+    for r in with_["rows"]:  # nothing else moves: same rows, scores, verdicts, ranks
+        r.pop("attacks", None), r.pop("robust", None)
+    with_.pop("attacks"), with_["thresholds"].pop("max_recovery"), with_["rules"].pop("robust")
+    assert with_ == without
+
+
+def test_an_attack_against_another_worlds_clean_model_is_refused(tmp_path):
+    root = three_worlds(tmp_path / "runs")
+    make_attack(root, 0, root / "world-0" / "neg_grad", "persona_split", 0.5,
+                clean="1c".ljust(64, "0"))  # fmt: skip
+    with pytest.raises(ManifestError, match=r"its clean model is 1c0000000000, the world's 0c0"):
+        robust_board(root)

@@ -124,30 +124,29 @@ def _matched(
 ) -> list[tuple[dict[str, Any], dict[str, Any], AttackRecord]]:
     """(row, per-seed entry, record) for every record of a ranked row's model, its world's
     references checked; records of no reported model, or without a gap, are warned about."""
-    index = {e["model"]: (row, e) for row in rows if row["variant"] in ("unlearned", "external")
-             for e in row["per_seed"]}  # fmt: skip
     by_name = {w["name"]: w for w in worlds}
-    seen: dict[tuple[str, str], AttackRecord] = {}
+    # by model and dataset: a model is one world's (and tests reuse digests across worlds)
+    index = {(e["model"], by_name[e["world"]]["dataset"]): (row, e) for row in rows
+             if row["variant"] in ("unlearned", "external") for e in row["per_seed"]}  # fmt: skip
+    seen: dict[tuple[str, str, str], AttackRecord] = {}
     out = []
     for r in records:
         if r.model.get("variant") == "clean":
             log.debug("%s: the Clean reference of %s; its gap lives in each model's record",
                       r.path, r.attack)  # fmt: skip
             continue
-        if r.model_digest not in index:
+        if (r.model_digest, r.dataset) not in index:
             warnings.append(
-                f"{r.path}: attacks model {r.model_digest[:12]} ({r.model.get('path')}), "
-                "which no reported eval measured; left out"
+                f"{r.path}: attacks model {r.model_digest[:12]} ({r.model.get('path')}) on "
+                f"dataset {r.dataset[:12]}, which no reported eval measured; left out"
             )
             continue
-        row, entry = index[r.model_digest]
+        row, entry = index[(r.model_digest, r.dataset)]
         world = by_name[entry["world"]]
         refs = world["references"]
         wrong = [f"its {v} model is {str(r.references.get(v))[:12]}, the world's "
                  f"{refs[v]['model'][:12]}" for v in ("clean", "compromised")
                  if r.references.get(v) not in (None, refs[v]["model"])]  # fmt: skip
-        if r.dataset != world["dataset"]:
-            wrong.insert(0, f"its dataset is {r.dataset[:12]}, the world's {world['dataset'][:12]}")
         if wrong:
             raise ManifestError(
                 f"{r.path}: attacks {row['label']} of {world['name']} but {'; '.join(wrong)}: "
@@ -159,7 +158,7 @@ def _matched(
                 "Clean and Compromised have the same RetFail); left out"
             )
             continue
-        key = (r.model_digest, r.attack)
+        key = (r.model_digest, r.dataset, r.attack)
         if key in seen:
             raise ManifestError(f"two {r.attack} records of the same model: {seen[key].path} and "
                                 f"{r.path}; keep one")  # fmt: skip
