@@ -314,3 +314,76 @@ def test_a_model_of_another_dataset_or_a_mismatched_clean_attack_is_refused(
         attack(micro_dataset, micro_models["compromised"], tmp_path / "y",
                name="retain_only", clean=tmp_path / "lp", **c)  # fmt: skip
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# --------------------------------------------------------------------------- bench --attacks
+
+
+def test_bench_attacks_clean_then_every_unlearned_model_and_reuses_them(
+    tmp_path, micro_dataset, memorising
+):
+    """The real chain on micro, on the memorising models (the session's 40-step ones barely
+    memorise: no gap to recover): low precision (the cheap attack) on Clean once, then on
+    each unlearned model, in <world>/attacks/; the report gets the robust column; a second
+    run reuses every attack folder."""
+    import yaml
+
+    from salmubench.bench import External, bench
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["profiles"]["micro"]["eval"]["retfail_forget_fraction"] = 1.0  # every forget caption
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    given = External(data=micro_dataset, **memorising)
+    out, lines = tmp_path / "b", []
+
+    def run():
+        bench("micro", out, methods=["finetune"], budget=0.1, seeds=[0, 1], external=given,
+              attacks=["low_precision"], params_path=tmp_path / "params.yaml",
+              say=lines.append)  # fmt: skip
+
+    run()
+    ran = [line.split("] ")[1].rsplit(":", 1)[0] for line in lines
+           if line.startswith("[") and " attack " in line and line.endswith(" s")]  # fmt: skip
+    assert ran == [
+        "attack clean low_precision",  # the Clean reference first, once
+        "attack finetune-b0.1-s0 low_precision",
+        "attack finetune-b0.1-s1 low_precision",
+    ]
+    clean = out / "attacks" / "clean" / "low_precision"
+    for model in ("finetune-b0.1-s0", "finetune-b0.1-s1"):
+        record = json.loads((out / "attacks" / model / "low_precision" / ATTACK_FILE).read_text())
+        assert record["model"]["path"] == str(out / "unlearned" / model)
+        assert record["clean"] == json.loads((clean / ATTACK_FILE).read_text())["model"]
+        assert record["recovery"]["worst"]["point"] in ("weights=int8", "weights=bf16")
+    board = json.loads((out / "report" / "leaderboard.json").read_text())
+    row = next(r for r in board["rows"] if r["method"] == "finetune")
+    gap = row["attacks"]["low_precision"]
+    assert (gap["n"], gap["interval_source"]) == (2, "seeds") and gap["retfail"]["ci"]
+    assert row["robust"]["verdict"] in ("robust", "not robust", "borderline")
+    assert "recovery.png" in read_manifest(out / "report", kind="report")["files"]
+    assert "| robust | low_precision gap |" in (out / "report" / "leaderboard.md").read_text()
+
+    lines.clear()
+    run()
+    attacks = [line for line in lines if line.startswith("[") and " attack " in line]
+    assert len(attacks) == 3 and all(line.endswith("up to date, reused") for line in attacks)
+
+
+def test_bench_attacks_are_checked_before_any_work(tmp_path, micro_dataset, micro_models):
+    from salmubench.bench import External, bench, parse_attacks
+
+    assert parse_attacks("none") == [] and parse_attacks("all") == list(ATTACKS)
+    assert parse_attacks("retain_only, persona_split") == ["retain_only", "persona_split"]
+    with pytest.raises(ConfigError, match=r"--attacks 'persona': unknown persona; valid: none, "
+                       r"all, or a comma-separated list of persona_split"):  # fmt: skip
+        parse_attacks("persona")
+    with pytest.raises(ConfigError, match="attacks: unknown int4; valid: persona_split"):
+        bench("micro", tmp_path / "b", methods=["finetune"], attacks=["int4"])
+    checkpoint = tmp_path / "clean.pt"
+    checkpoint.write_bytes(b"weights")
+    given = External(data=micro_dataset, clean=checkpoint, arch="salmu-micro",
+                     compromised=micro_models["compromised"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--clean .*clean.pt is a checkpoint file; an attack"):
+        bench("micro", tmp_path / "b", methods=["finetune"], attacks=["low_precision"],
+              external=given)  # fmt: skip
+    assert not (tmp_path / "b").exists()

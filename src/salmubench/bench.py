@@ -466,10 +466,13 @@ def bench(
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
         raise ConfigError(f"attacks: unknown {', '.join(unknown)}; valid: {', '.join(ATTACKS)}")
-    if attacks and external.data is not None:
+    given = {"clean": external.clean, "compromised": external.compromised}
+    files = [f"--{v} {p}" for v, p in given.items() if p is not None and Path(p).is_file()]
+    if attacks and files:
         raise ConfigError(
-            "attacks: a run on an existing dataset (--data) has no model folders trained on "
-            "it to attack; run `salmubench attack` on its models instead"
+            f"attacks: {', '.join(files)} is a checkpoint file; an attack needs model folders "
+            "whose manifests name the dataset they were trained on (the Clean reference and "
+            "the gap's scale are read on that dataset)"
         )
     cfg = stage_configs(profile, params_path, budget, unlearn_overrides)
     if attacks:

@@ -155,7 +155,8 @@ def _matched(
         if r.worst is None or r.worst.get("retfail") is None:
             warnings.append(
                 f"{r.path}: no recovery gap (attacked without --clean and --compromised, or "
-                "Clean and Compromised have the same RetFail); left out"
+                "the Compromised RetFail on the scored items is not above Clean's: nothing "
+                "memorised to recover); left out"
             )
             continue
         key = (r.model_digest, r.dataset, r.attack)
