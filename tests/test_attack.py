@@ -370,7 +370,8 @@ def test_bench_attacks_clean_then_every_unlearned_model_and_reuses_them(
 
 
 def test_bench_attacks_are_checked_before_any_work(tmp_path, micro_dataset, micro_models):
-    from salmubench.bench import External, bench, parse_attacks
+    from salmubench.bench import External, bench
+    from salmubench.bench_attacks import parse_attacks
 
     assert parse_attacks("none") == [] and parse_attacks("all") == list(ATTACKS)
     assert parse_attacks("retain_only, persona_split") == ["retain_only", "persona_split"]

@@ -25,63 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from salmubench.bench_attacks import attack_world
 from salmubench.config import ConfigError, stage_config, to_dict
-from salmubench.manifest import ManifestError, dumps, read_manifest, write_atomic
+from salmubench.manifest import dumps, read_manifest, write_atomic
+
+# _Stages and _reusable: imported from here by tune.py and benchmarks/ablate.py.
+from salmubench.stagerun import _reusable, _Stages, model_digest
 
 log = logging.getLogger(__name__)
 
 
 STAGE_CONFIGS = ("synth", "train", "eval", "unlearn", "report")
-
-
-def _reusable(folder: Path, kind: str, **expected: Any) -> dict[str, Any] | None:
-    """The manifest of a finished `folder` whose fields equal `expected`, else None."""
-    try:
-        manifest = read_manifest(folder, kind=kind)
-    except ManifestError:
-        return None
-    for key, value in expected.items():
-        if manifest.get(key) != value:
-            log.info("%s: %s changed; rebuilding", folder, key)
-            return None
-    return manifest
-
-
-@dataclass
-class _Stages:
-    """Runs stages in order: numbered progress lines, timings, reuse of finished folders."""
-
-    total: int
-    show: bool
-    say: Callable[[str], None]
-    step_bar: Callable[[str], tuple[Callable, Callable]] | None
-    force: bool
-    done: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    tag_worlds: bool = False  # prefix stage names with their world
-
-    def run(self, name: str, fn: Callable[..., Any], current: dict | None = None) -> Any:
-        """`fn(progress)` unless `current` (a reusable finished manifest) says it is done."""
-        self.done += 1
-        prefix = f"[{self.done:>2}/{self.total}] {name}"
-        if current is not None and not self.force:
-            if self.show:
-                self.say(f"{prefix}: up to date, reused")
-            return current
-        if self.show:
-            self.say(f"{prefix} ...")
-        start = time.perf_counter()
-        update, close = (None, lambda: None)
-        if self.step_bar is not None and self.show:
-            update, close = self.step_bar(name)
-        try:
-            result = fn(update)
-        finally:
-            close()
-        self.timings[name] = round(time.perf_counter() - start, 2)
-        if self.show:
-            self.say(f"{prefix}: {self.timings[name]:.1f} s")
-        return result
 
 
 @dataclass(frozen=True)
@@ -130,15 +84,6 @@ class External:
             "genknow_imagenet": self.genknow_imagenet,
             "genknow_templates": self.genknow_templates,
         }
-
-
-def model_digest(model: Path) -> str:
-    """A model folder's manifest digest, or a checkpoint file's sha256 (as evals record)."""
-    if model.is_file():
-        from salmubench.manifest import sha256_file
-
-        return sha256_file(model)
-    return read_manifest(model, kind="model")["digest"]
 
 
 @dataclass
@@ -331,83 +276,6 @@ def unlearn_and_evaluate(
                   inputs={"dataset": world.digest, "model": source}),
     )  # fmt: skip
     return evaluate_model(world, f"eval {label}", target, eval_target, cfg, stages)
-
-
-def parse_attacks(text: str) -> list[str]:
-    """`--attacks`: 'none' (the default: no attack is run), 'all', or a comma-separated
-    list of attack names."""
-    from salmubench.vocab import ATTACKS
-
-    text = text.strip()
-    if text in ("", "none"):
-        return []
-    if text == "all":
-        return list(ATTACKS)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown or not names:
-        raise ConfigError(
-            f"--attacks {text!r}: unknown {', '.join(unknown) or 'list'}; valid: none, all, "
-            f"or a comma-separated list of {', '.join(ATTACKS)}"
-        )
-    return list(dict.fromkeys(names))
-
-
-def _reusable_attack(folder: Path, clean: str, **expected: Any) -> dict[str, Any] | None:
-    """The manifest of a finished attack folder with the `expected` fields whose recovery
-    gap was taken against Clean model `clean`, else None."""
-    import json
-
-    from salmubench.attack.recovery import ATTACK_FILE
-
-    manifest = _reusable(folder, "attack", **expected)
-    if manifest is None:
-        return None
-    record = json.loads((folder / ATTACK_FILE).read_text(encoding="utf-8"))
-    if (record.get("clean") or {}).get("digest") != clean:
-        log.info("%s: attacked against another Clean model; rebuilding", folder)
-        return None
-    return manifest
-
-
-def attack_world(
-    world: World, models: Sequence[Path], attacks: Sequence[str], cfg: dict[str, Any],
-    stages: _Stages,
-) -> list[Path]:  # fmt: skip
-    """Each of `attacks` on the world's Clean model once (the reference), then on every
-    unlearned model in `models`, the recovery gap taken against that reference; finished
-    attack folders with the same settings and inputs are reused. Returns the models'
-    attack folders (the report reads the gaps from them)."""
-    from salmubench.attack.stage import attack
-
-    acfg, ecfg, retain = cfg["attack"], cfg["eval"], cfg["unlearn"].retain
-    clean, compromised = world.model("clean"), world.model("compromised")
-    digests = {"clean": model_digest(clean), "compromised": model_digest(compromised)}
-    same = {"config": to_dict(acfg), "eval_config": to_dict(ecfg)}
-    tag = f"world {world.seed}: " if stages.tag_worlds else ""
-    folders = []
-    for name in attacks:
-        reference = world.attack("clean", name)
-        stages.run(
-            f"{tag}attack clean {name}",
-            lambda _, n=name, r=reference: attack(world.data, clean, r, name=n, cfg=acfg,
-                                                  eval_cfg=ecfg, retain=retain, force=True),
-            _reusable(reference, "attack", attack=name, **same,
-                      inputs={"dataset": world.digest, "model": digests["clean"]}),
-        )  # fmt: skip
-        for model in models:
-            target = world.attack(model.name, name)
-            stages.run(
-                f"{tag}attack {model.name} {name}",
-                lambda _, n=name, m=model, t=target, r=reference: attack(
-                    world.data, m, t, name=n, cfg=acfg, eval_cfg=ecfg, retain=retain, clean=r,
-                    compromised=compromised, force=True),
-                _reusable_attack(target, digests["clean"], attack=name, **same,
-                                 inputs={"dataset": world.digest, "model": model_digest(model),
-                                         "compromised": digests["compromised"]}),
-            )  # fmt: skip
-            folders.append(target)
-    return folders
 
 
 def bench(

@@ -278,9 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/world-<seed>; one report over all, with intervals over worlds",
     )
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
-    p.add_argument("--attacks", default="none",
-                   help="relearning attacks on every unlearned model, for the report's 'robust' "
-                   "column: none (default), all, or a comma-separated list")  # fmt: skip
+    p.add_argument("--attacks", default="none", help="relearning attacks on every unlearned "
+                   "model (the 'robust' column): none (default), all, or a list")  # fmt: skip
     _add_runs_of_methods(p)
     p.add_argument(
         "--data",

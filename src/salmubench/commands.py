@@ -279,7 +279,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from salmubench.bench import bench, parse_attacks
+    from salmubench.bench import bench
+    from salmubench.bench_attacks import parse_attacks
     from salmubench.unlearn import parse_methods
 
     _load_method_files(args)

@@ -311,15 +311,13 @@ class ReportConfig:
         default=0.95,
     )
     max_recovery: float = _doc(
-        "Not robust when the worst relearning attack's RetFail recovery gap (share of the "
-        "memorised Compromised-Clean gap it restores beyond what it gives Clean) lies above "
-        "this; 0.5 mirrors the ineffective threshold (forgetting < 0.5).",
+        "Not robust when the worst relearning attack restores more than this share of the "
+        "memorised RetFail gap beyond Clean (docs/ATTACKS.md); mirrors forgetting < 0.5.",
         default=0.5,
     )
 
     def validate(self) -> None:
-        for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop", "confidence",
-                     "max_recovery"):  # fmt: skip
+        for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop", "confidence"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{name}={value!r}: expected a number")
@@ -329,7 +327,7 @@ class ReportConfig:
             raise ConfigError(f"max_genknow_drop={self.max_genknow_drop}: must be in (0, 1)")
         if not 0.5 <= self.confidence < 1:
             raise ConfigError(f"confidence={self.confidence}: must be in [0.5, 1), e.g. 0.95")
-        if not 0 < self.max_recovery <= 1:
+        if not isinstance(self.max_recovery, (int, float)) or not 0 < self.max_recovery <= 1:
             raise ConfigError(f"max_recovery={self.max_recovery}: must be in (0, 1], e.g. 0.5")
 
 
