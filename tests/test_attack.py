@@ -56,8 +56,22 @@ def test_weights_are_rounded_per_output_channel():
     assert torch.equal(bf16.weight, layer.weight.to(torch.bfloat16).float())
     assert not torch.equal(bf16.weight, layer.weight)  # 0.3 is not a bfloat16
     assert torch.equal(layer.weight[0], torch.tensor([1.0, -0.5, 0.3]))  # the original stays
-    with pytest.raises(ValueError, match=r"int4.*valid: int8, bf16"):
-        round_weights(layer, "int4")
+    with pytest.raises(ValueError, match=r"int3.*valid: int8, int4, bf16"):
+        round_weights(layer, "int3")
+
+
+def test_int4_weights_are_rounded_per_group_of_inputs():
+    layer = torch.nn.Linear(33, 1, bias=False)  # one full group of 32 inputs, one of 1
+    w = torch.zeros(1, 33)
+    w[0, 0], w[0, 1], w[0, 2], w[0, 32] = 0.7, -0.25, 0.04, -0.3
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    int4 = round_weights(layer, "int4")
+    # group 1: scale 0.7/7 = 0.1: -0.25 -> -2.5 -> -2 (half to even), 0.04 -> 0.4 -> 0;
+    # group 2 holds -0.3 alone: its own scale, so it is exact
+    expected = torch.zeros(1, 33)
+    expected[0, 0], expected[0, 1], expected[0, 32] = 0.7, -0.2, -0.3
+    assert torch.allclose(int4.weight, expected, atol=1e-7)
 
 
 def test_recovery_gap_by_hand():
@@ -283,7 +297,7 @@ def test_an_interrupted_attack_resumes_with_the_same_result(tmp_path, micro_data
     [
         (["--set", "lrs=[-1e-4]"], "lrs=[-0.0001]: give one or more positive learning rates"),
         (["--set", "split_fraction=1.0"], "split_fraction=1.0: must be in (0, 1)"),
-        (["--set", "precisions=[int4]"], "precisions=['int4']: valid: int8, bf16"),
+        (["--set", "precisions=[int3]"], "precisions=['int3']: valid: int8, int4, bf16"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(
