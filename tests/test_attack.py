@@ -3,6 +3,7 @@ the attacker's reads, a model that only suppressed its memory against Clean, res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -327,4 +328,12 @@ def test_a_model_of_another_dataset_or_a_mismatched_clean_attack_is_refused(
     with pytest.raises(ConfigError, match="an attack folder of attack 'low_precision', not"):
         attack(micro_dataset, micro_models["compromised"], tmp_path / "y",
                name="retain_only", clean=tmp_path / "lp", **c)  # fmt: skip
+    # a setting low_precision never reads keeps the reference; one it reads refuses it
+    unread = {**c, "cfg": dataclasses.replace(c["cfg"], lrs=(5e-5,), split_fraction=0.25)}
+    attack(micro_dataset, micro_models["compromised"], tmp_path / "z", name="low_precision",
+           clean=tmp_path / "lp", **unread)  # fmt: skip
+    read = {**c, "cfg": dataclasses.replace(c["cfg"], precisions=("int4",))}
+    with pytest.raises(ConfigError, match=r"other attack settings: precisions .*int4.*\(now "):
+        attack(micro_dataset, micro_models["compromised"], tmp_path / "y", name="low_precision",
+               clean=tmp_path / "lp", **read)  # fmt: skip
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
