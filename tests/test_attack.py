@@ -3,6 +3,7 @@ the attacker's reads, a model that only suppressed its memory against Clean, res
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -56,8 +57,22 @@ def test_weights_are_rounded_per_output_channel():
     assert torch.equal(bf16.weight, layer.weight.to(torch.bfloat16).float())
     assert not torch.equal(bf16.weight, layer.weight)  # 0.3 is not a bfloat16
     assert torch.equal(layer.weight[0], torch.tensor([1.0, -0.5, 0.3]))  # the original stays
-    with pytest.raises(ValueError, match=r"int4.*valid: int8, bf16"):
-        round_weights(layer, "int4")
+    with pytest.raises(ValueError, match=r"int3.*valid: int8, int4, bf16"):
+        round_weights(layer, "int3")
+
+
+def test_int4_weights_are_rounded_per_group_of_inputs():
+    layer = torch.nn.Linear(33, 1, bias=False)  # one full group of 32 inputs, one of 1
+    w = torch.zeros(1, 33)
+    w[0, 0], w[0, 1], w[0, 2], w[0, 32] = 0.7, -0.25, 0.04, -0.3
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    int4 = round_weights(layer, "int4")
+    # group 1: scale 0.7/7 = 0.1: -0.25 -> -2.5 -> -2 (half to even), 0.04 -> 0.4 -> 0;
+    # group 2 holds -0.3 alone: its own scale, so it is exact
+    expected = torch.zeros(1, 33)
+    expected[0, 0], expected[0, 1], expected[0, 32] = 0.7, -0.2, -0.3
+    assert torch.allclose(int4.weight, expected, atol=1e-7)
 
 
 def test_recovery_gap_by_hand():
@@ -283,7 +298,7 @@ def test_an_interrupted_attack_resumes_with_the_same_result(tmp_path, micro_data
     [
         (["--set", "lrs=[-1e-4]"], "lrs=[-0.0001]: give one or more positive learning rates"),
         (["--set", "split_fraction=1.0"], "split_fraction=1.0: must be in (0, 1)"),
-        (["--set", "precisions=[int4]"], "precisions=['int4']: valid: int8, bf16"),
+        (["--set", "precisions=[int3]"], "precisions=['int3']: valid: int8, int4, bf16"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(
@@ -313,6 +328,14 @@ def test_a_model_of_another_dataset_or_a_mismatched_clean_attack_is_refused(
     with pytest.raises(ConfigError, match="an attack folder of attack 'low_precision', not"):
         attack(micro_dataset, micro_models["compromised"], tmp_path / "y",
                name="retain_only", clean=tmp_path / "lp", **c)  # fmt: skip
+    # a setting low_precision never reads keeps the reference; one it reads refuses it
+    unread = {**c, "cfg": dataclasses.replace(c["cfg"], lrs=(5e-5,), split_fraction=0.25)}
+    attack(micro_dataset, micro_models["compromised"], tmp_path / "z", name="low_precision",
+           clean=tmp_path / "lp", **unread)  # fmt: skip
+    read = {**c, "cfg": dataclasses.replace(c["cfg"], precisions=("int4",))}
+    with pytest.raises(ConfigError, match=r"other attack settings: precisions .*int4.*\(now "):
+        attack(micro_dataset, micro_models["compromised"], tmp_path / "y", name="low_precision",
+               clean=tmp_path / "lp", **read)  # fmt: skip
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 

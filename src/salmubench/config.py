@@ -347,7 +347,8 @@ class AttackConfig:
         default=0.5,
     )
     precisions: tuple[str, ...] = _doc(
-        "Weight precisions of the low-precision attack (int8: per output channel).",
+        "Weight precisions of the low-precision attack (int8: one scale per output channel; "
+        "int4: one per output channel and group of 32 inputs; bf16).",
         default=WEIGHT_PRECISIONS,
     )
     seed: int = _doc("Seed of the persona split, the retain draw and the batches.", default=0)
@@ -364,7 +365,9 @@ class AttackConfig:
         if not 0 < self.split_fraction < 1:
             raise ConfigError(f"split_fraction={self.split_fraction!r}: must be in (0, 1)")
         if not self.precisions or set(self.precisions) - set(WEIGHT_PRECISIONS):
-            raise ConfigError(f"precisions={list(self.precisions)!r}: valid: int8, bf16")
+            raise ConfigError(
+                f"precisions={list(self.precisions)!r}: valid: {', '.join(WEIGHT_PRECISIONS)}"
+            )
 
 
 STAGES: dict[str, type] = {

@@ -119,4 +119,4 @@ TUNING_FILE = "tuning.json"
 
 # Relearning attacks (`salmubench attack`) and the weight precisions the low-precision one uses.
 ATTACKS = ("persona_split", "retain_only", "generic_captions", "low_precision")
-WEIGHT_PRECISIONS = ("int8", "bf16")
+WEIGHT_PRECISIONS = ("int8", "int4", "bf16")

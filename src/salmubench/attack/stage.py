@@ -41,6 +41,21 @@ from salmubench.vocab import ATTACKS
 log = logging.getLogger(__name__)
 
 # What each attack trains on (none: it only changes the weights' precision).
+# The settings each attack reads: a reference attack folder stays reusable when only
+# settings it never read change (e.g. a new weight precision leaves persona_split alone).
+READS = {
+    "persona_split": ("lrs", "steps", "batch", "seed", "split_fraction"),
+    "retain_only": ("lrs", "steps", "batch", "seed", "retain_size"),
+    "generic_captions": ("lrs", "steps", "batch", "seed"),
+    "low_precision": ("precisions",),
+}
+
+
+def settings_read(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The part of an attack's settings (`to_dict(AttackConfig)`) that attack `name` reads."""
+    return {k: config.get(k) for k in READS[name]}
+
+
 TRAINS_ON = {
     "persona_split": "forget pairs of part of the forget personas (scored on the others)",
     "retain_only": "retain pairs (training parts only)",
@@ -309,8 +324,10 @@ def _reusable_attack(path: Path | None, name: str, cfg: AttackConfig,
     why = []
     if manifest["attack"] != name:
         why.append(f"attack {manifest['attack']!r}, not {name!r}")
-    if manifest["config"] != to_dict(cfg):
-        why.append("other attack settings")
+    theirs, ours = settings_read(name, manifest["config"]), settings_read(name, to_dict(cfg))
+    if theirs != ours:
+        differ = [f"{k} {theirs[k]!r} (now {ours[k]!r})" for k in ours if theirs[k] != ours[k]]
+        why.append(f"other attack settings: {', '.join(differ)}")
     if manifest["inputs"]["dataset"] != digest:
         why.append("another dataset")
     record = json.loads((path / ATTACK_FILE).read_text(encoding="utf-8"))["model"]

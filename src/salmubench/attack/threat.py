@@ -19,7 +19,7 @@ import torch
 from salmubench.data.shards import iter_split
 from salmubench.engine.loss import contrastive_loss
 from salmubench.engine.pools import Pool
-from salmubench.vocab import FORGET_SPLITS
+from salmubench.vocab import FORGET_SPLITS, WEIGHT_PRECISIONS
 
 
 def forget_personas(data: str | Path, manifest: dict[str, Any]) -> dict[str, str]:
@@ -59,13 +59,18 @@ def subset(pool: Pool, keep: Sequence[bool]) -> Pool:
     )
 
 
+INT4_GROUP = 32  # inputs per scale: the group-wise round-to-nearest of 4-bit quantisers
+
+
 @torch.no_grad()
 def round_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """A copy of `model` whose weight matrices (every parameter with >= 2 dims) are rounded
     to `precision` and stored back in fp32: int8 = symmetric, one scale per output channel
-    (row); bf16 = bfloat16. Gains, biases and the logit scale are kept."""
-    if precision not in ("int8", "bf16"):
-        raise ValueError(f"precision {precision!r}; valid: int8, bf16")
+    (row), levels -127..127; int4 = symmetric round-to-nearest, one scale per output channel
+    and group of `INT4_GROUP` consecutive inputs, levels -7..7 (the plain 4-bit baseline of
+    arXiv 2410.16454); bf16 = bfloat16. Gains, biases and the logit scale are kept."""
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(f"precision {precision!r}; valid: {', '.join(WEIGHT_PRECISIONS)}")
     out = copy.deepcopy(model)
     for p in out.parameters():
         if p.ndim < 2:
@@ -74,10 +79,21 @@ def round_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
             p.copy_(p.to(torch.bfloat16).to(p.dtype))
             continue
         rows = p.reshape(p.shape[0], -1)
-        scale = rows.abs().amax(dim=1, keepdim=True) / 127.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        p.copy_((torch.round(rows / scale).clamp(-127, 127) * scale).reshape(p.shape))
+        if precision == "int8":
+            p.copy_(_symmetric(rows, 127).reshape(p.shape))
+            continue
+        pad = -rows.shape[1] % INT4_GROUP  # the last group may be short: pad with zeros
+        groups = torch.nn.functional.pad(rows, (0, pad)).reshape(rows.shape[0], -1, INT4_GROUP)
+        rounded = _symmetric(groups, 7).reshape(rows.shape[0], -1)[:, : rows.shape[1]]
+        p.copy_(rounded.reshape(p.shape))
     return out
+
+
+def _symmetric(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """`x` rounded to `levels` symmetric steps per sign, one scale per last-axis slice."""
+    scale = x.abs().amax(dim=-1, keepdim=True) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(x / scale).clamp(-levels, levels) * scale
 
 
 def finetune(
