@@ -41,16 +41,21 @@ def parse_attacks(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _reusable_attack(folder: Path, clean: str, **expected: Any) -> dict[str, Any] | None:
-    """The manifest of a finished attack folder with the `expected` fields whose recovery
-    gap was taken against Clean model `clean`, else None."""
-    from salmubench.attack.recovery import ATTACK_FILE
+def _reusable_attack(folder: Path, name: str, config: dict[str, Any], clean: str | None,
+                     **expected: Any) -> dict[str, Any] | None:  # fmt: skip
+    """The manifest of a finished attack folder of attack `name` with the `expected` fields,
+    the settings that attack reads as in `config` (the others may differ) and, when `clean`
+    is given, its recovery gap taken against that Clean model; else None."""
+    from salmubench.attack.recovery import ATTACK_FILE, settings_read
 
-    manifest = _reusable(folder, "attack", **expected)
+    manifest = _reusable(folder, "attack", attack=name, **expected)
     if manifest is None:
         return None
+    if settings_read(name, manifest["config"]) != settings_read(name, config):
+        log.info("%s: attack settings changed; rebuilding", folder)
+        return None
     record = json.loads((folder / ATTACK_FILE).read_text(encoding="utf-8"))
-    if (record.get("clean") or {}).get("digest") != clean:
+    if clean is not None and (record.get("clean") or {}).get("digest") != clean:
         log.info("%s: attacked against another Clean model; rebuilding", folder)
         return None
     return manifest
@@ -69,7 +74,7 @@ def attack_world(
     acfg, ecfg, retain = cfg["attack"], cfg["eval"], cfg["unlearn"].retain
     clean, compromised = world.model("clean"), world.model("compromised")
     digests = {"clean": model_digest(clean), "compromised": model_digest(compromised)}
-    same = {"config": to_dict(acfg), "eval_config": to_dict(ecfg)}
+    same = {"eval_config": to_dict(ecfg)}
     tag = f"world {world.seed}: " if stages.tag_worlds else ""
     folders = []
     for name in attacks:
@@ -78,8 +83,8 @@ def attack_world(
             f"{tag}attack clean {name}",
             lambda _, n=name, r=reference: attack(world.data, clean, r, name=n, cfg=acfg,
                                                   eval_cfg=ecfg, retain=retain, force=True),
-            _reusable(reference, "attack", attack=name, **same,
-                      inputs={"dataset": world.digest, "model": digests["clean"]}),
+            _reusable_attack(reference, name, to_dict(acfg), None, **same,
+                             inputs={"dataset": world.digest, "model": digests["clean"]}),
         )  # fmt: skip
         for model in models:
             target = world.attack(model.name, name)
@@ -88,7 +93,7 @@ def attack_world(
                 lambda _, n=name, m=model, t=target, r=reference: attack(
                     world.data, m, t, name=n, cfg=acfg, eval_cfg=ecfg, retain=retain, clean=r,
                     compromised=compromised, force=True),
-                _reusable_attack(target, digests["clean"], attack=name, **same,
+                _reusable_attack(target, name, to_dict(acfg), digests["clean"], **same,
                                  inputs={"dataset": world.digest, "model": model_digest(model),
                                          "compromised": digests["compromised"]}),
             )  # fmt: skip

@@ -310,11 +310,7 @@ class ReportConfig:
         "is stated only when its interval clears the threshold, else it is borderline.",
         default=0.95,
     )
-    max_recovery: float = _doc(
-        "Not robust when the worst relearning attack restores more than this share of the "
-        "memorised RetFail gap beyond Clean (docs/ATTACKS.md); mirrors forgetting < 0.5.",
-        default=0.5,
-    )
+    max_recovery: float = _doc("Not robust above this recovery gap (docs/ATTACKS.md).", default=0.5)
 
     def validate(self) -> None:
         for name in ("min_forgetting", "min_holdout_kept", "max_genknow_drop", "confidence"):

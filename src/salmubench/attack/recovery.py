@@ -18,6 +18,20 @@ from typing import Any
 SCORES = ("retfail", "assoc_str")
 # The record an attack folder holds (read by the report, which imports no torch).
 ATTACK_FILE = "attack.json"
+# The settings each attack reads: a reference attack folder stays reusable when only
+# settings it never read change (e.g. a new weight precision leaves persona_split alone),
+# and the report compares an attack's records on these alone.
+READS = {
+    "persona_split": ("lrs", "steps", "batch", "seed", "split_fraction"),
+    "retain_only": ("lrs", "steps", "batch", "seed", "retain_size"),
+    "generic_captions": ("lrs", "steps", "batch", "seed"),
+    "low_precision": ("precisions",),
+}
+
+
+def settings_read(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The part of an attack's settings (`to_dict(AttackConfig)`) that attack `name` reads."""
+    return {k: config.get(k) for k in READS[name]}
 
 
 def gaps(model: dict[str, Any], clean: dict[str, Any], compromised: dict[str, float]) -> dict:

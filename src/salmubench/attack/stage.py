@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from salmubench.attack.recovery import ATTACK_FILE, SCORES, gaps
+from salmubench.attack.recovery import ATTACK_FILE, SCORES, gaps, settings_read
 from salmubench.attack.threat import (
     finetune,
     forget_personas,
@@ -41,21 +41,6 @@ from salmubench.vocab import ATTACKS
 log = logging.getLogger(__name__)
 
 # What each attack trains on (none: it only changes the weights' precision).
-# The settings each attack reads: a reference attack folder stays reusable when only
-# settings it never read change (e.g. a new weight precision leaves persona_split alone).
-READS = {
-    "persona_split": ("lrs", "steps", "batch", "seed", "split_fraction"),
-    "retain_only": ("lrs", "steps", "batch", "seed", "retain_size"),
-    "generic_captions": ("lrs", "steps", "batch", "seed"),
-    "low_precision": ("precisions",),
-}
-
-
-def settings_read(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The part of an attack's settings (`to_dict(AttackConfig)`) that attack `name` reads."""
-    return {k: config.get(k) for k in READS[name]}
-
-
 TRAINS_ON = {
     "persona_split": "forget pairs of part of the forget personas (scored on the others)",
     "retain_only": "retain pairs (training parts only)",

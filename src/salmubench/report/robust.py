@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salmubench.attack.recovery import READS, settings_read
 from salmubench.attack.recovery import SCORES as GAPS
 from salmubench.config import ReportConfig
 from salmubench.manifest import ManifestError
@@ -99,11 +100,12 @@ def _order(names: Sequence[str]) -> list[str]:
 
 
 def _check_settings(records: Sequence[AttackRecord]) -> dict[str, dict[str, Any]]:
-    """{attack: its settings}; every record of one attack must share them (else the column
-    would compare different attacks)."""
+    """{attack: the settings it reads}; every record of one attack must share them (else the
+    column would compare different attacks)."""
     settings: dict[str, dict[str, list[str]]] = {}
     for r in records:
-        key = json.dumps({"config": r.config, "eval": r.eval_config}, sort_keys=True)
+        read = settings_read(r.attack, r.config) if r.attack in READS else r.config
+        key = json.dumps({"config": read, "eval": r.eval_config}, sort_keys=True)
         settings.setdefault(r.attack, {}).setdefault(key, []).append(str(r.path))
     for attack, variants in settings.items():
         if len(variants) > 1:
