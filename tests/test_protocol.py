@@ -350,6 +350,11 @@ def test_judge_robust_by_hand():
     # the worst attack is the one with the highest mean, not the widest interval
     r = judge_robust({"persona_split": a(0.7, [0.6, 0.8]), "retain_only": a(0.4, [-0.5, 1.3])}, 0.5)
     assert (r["verdict"], r["worst"]) == ("not robust", "persona_split")
+    # one attack wholly above the threshold decides, even when another attack has the
+    # higher mean but an interval that straddles it
+    r = judge_robust({"persona_split": a(0.8, [0.2, 1.4]), "retain_only": a(0.6, [0.55, 0.65])},
+                     0.5)  # fmt: skip
+    assert (r["verdict"], r["worst"]) == ("not robust", "retain_only")
     # the threshold itself passes, as for the other rules
     assert judge_robust({"x": a(0.3, [0.1, 0.5])}, 0.5)["verdict"] == "robust"
     # one run: its point value, marked as having no interval
