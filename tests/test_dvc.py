@@ -4,7 +4,7 @@ One micro project for the module: a git repository with a bare `origin`, its DVC
 `minio` pointed (by `salmubench remote`) at moto's S3 server on 127.0.0.1, and the whole
 dataset pinned by data.dvc (tools/pin_data.py), and the whole pipeline reproduced with
 `dvc repro` (both trainings, their evals, one unlearning method and its eval, the report,
-two relearning attacks on Clean and on the method's model).
+a relearning attack on Clean and on the method's model).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import dvc_deps  # noqa: E402
 # `-X importtime` lines (PYTHONPROFILEIMPORTTIME): "import time: self | cumulative | name"
 IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(salmubench(?:\.\w+)*)\s*$", re.MULTILINE)
 METHOD = "delete"  # one method keeps the module fast; dvc.yaml runs every method in params
-# One fine-tuning attack and the one without training, for the same reason (dvc.yaml: all)
-ATTACKS = ("persona_split", "low_precision")
+# One attack, for the same reason (dvc.yaml runs all four): a fine-tuning one, whose command
+# imports the most (the import trace below)
+ATTACKS = ("persona_split",)
 TRACKED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
 # Published name -> the dvc.yaml output it came from.
 ARTIFACTS = {"data": "data", "models/clean": "models/clean", "report": "report",
@@ -144,7 +145,7 @@ def test_dvc_repro_runs_the_whole_benchmark(project, env):
         assert ran["attack"] == attack and ran["method"] == METHOD
         record = json.loads((project / "attacks" / METHOD / attack / ATTACK_FILE).read_text())
         assert record["clean"]["digest"] == clean["inputs"]["model"]  # Clean's, reused
-        assert ran["recovery"]["retfail"] is not None  # the gap's worst case
+        assert set(record["recovery"]["scale"]) == {"retfail", "assoc_str"}  # the gap
         stage = lock["stages"][f"attack@{METHOD}-{attack}"]
         assert "profiles.micro.attack" in stage["params"]["params.yaml"]
         assert f"attacks/clean/{attack}" in [d["path"] for d in stage["deps"]]

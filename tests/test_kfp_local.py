@@ -5,8 +5,8 @@ subprocess of this environment (training through `torchrun --standalone`), for t
 (dataset/model seeds 0 and 1, each its own chain in a ParallelFor), and must end with one
 report over both worlds, the Metrics artifacts of every evaluation, telemetry pushed by
 every stage to a Pushgateway-compatible endpoint, and every world's artifacts published.
-With two relearning attacks: each once on Clean and then on the unlearned model, per
-world (the nested ParallelFor over attacks and models), each with its recovery gap.
+With a relearning attack: once on Clean and then on the unlearned model, per world (the
+nested ParallelFor over attacks and models), against that reference.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 METHODS = ("finetune",)
 WORLDS = (0, 1)
-ATTACKS = ("low_precision", "persona_split")  # no training, and the cheapest training one
+# The attack without training: each attack task costs ~20 s here (a fine-tuning one ~40 s);
+# the loops' wiring for several attacks is tests/test_kfp_compile.py's.
+ATTACKS = ("low_precision",)
 
 
 @pytest.mark.slow
@@ -131,17 +133,22 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     ]
     assert len(logged) == len(WORLDS) * (2 + len(METHODS))
     assert all(set(m) == set(METRICS) for m in logged)
-    # Each attack's Metrics artifact: scores before it, and on an unlearned model the worst
-    # case of its recovery gap (the Clean reference has none: it is the reference).
-    recovery = [json.loads(o.read_text()).get("artifacts", {}).get("recovery", {})
-                .get("artifacts", [{}])[0].get("metadata") for o in outputs]  # fmt: skip
-    recovery = [r for r in recovery if r is not None]
+    # Each attack's Metrics artifact: the scores before it, and on an unlearned model the
+    # worst case of its recovery gap where that is defined (micro's Compromised model may
+    # not beat Clean on the scored items: then the gap has no scale); the Clean reference
+    # has none.
+    recovery = {
+        o.parent.relative_to(out).as_posix(): a["metadata"]
+        for o in outputs
+        for a in json.loads(o.read_text()).get("artifacts", {}).get("recovery", {})
+        .get("artifacts", [])
+    }  # fmt: skip
+    assert len(recovery) == len(WORLDS) * len(ATTACKS) * (1 + len(METHODS)), recovery
     before = {"retfail_before", "assoc_str_before"}
     gap = {"recovery_retfail", "recovery_assoc_str"}
-    assert sorted(map(sorted, recovery)) == sorted(
-        [sorted(before)] * len(WORLDS) * len(ATTACKS)
-        + [sorted(before | gap)] * len(WORLDS) * len(ATTACKS) * len(METHODS)
-    ), recovery
+    for task, logged in recovery.items():
+        assert before <= set(logged) <= before | gap, (task, logged)
+        assert set(logged) == before or not task.endswith("/attack"), (task, logged)
 
     # Every stage pushed; evaluations labelled by variant and method.
     stages = [p[1]["stage"] for p in gateway.pushes]
@@ -180,7 +187,8 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
                                      / ATTACK_FILE).read_text())  # fmt: skip
                 assert record["attack"] == a and record["model"]["method"] == m
                 assert record["clean"]["variant"] == "clean"
-                assert record["recovery"]["worst"]["retfail"] is not None
+                assert record["compromised"]["variant"] == "compromised"
+                assert set(record["recovery"]["scale"]) == {"retfail", "assoc_str"}
     for name, info in run["artifacts"].items():
         assert read_manifest(clone / "artifacts" / name, verify=True)["digest"] == info["digest"]
     assert (clone / "artifacts" / "report" / "leaderboard.md").read_text() == leaderboard
