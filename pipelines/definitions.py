@@ -345,9 +345,8 @@ def _attacks(stages, opts: Options, common: dict, data, models: dict, runs, unle
       (`dsl.Collected`), and the compiler fails on a `dsl.Collected` consumed inside another
       ParallelFor or inside a `dsl.If` (kubeflow/pipelines#9808): so the world's unlearned
       models reach the attack loop as one bundle (`world_models`, made before the `dsl.If`;
-      empty when the stage is off),
-      and each attack's Clean reference is a task of the same iteration as the attacks that
-      read it (the unlearned models' loop is nested in the attacks' loop).
+      empty when the stage is off), and each attack's Clean reference is a task of the same
+      iteration as the attacks that read it (the models' loop nested in the attacks' loop).
     - `attacks` = [] switches the stage off: a `dsl.If` on the validated number of attacks
       (`plan_attacks`); a condition must compare a primitive, and the local runner resolves
       only a task's single `Output`, hence the count as the task's one output.
@@ -373,8 +372,7 @@ def _attacks(stages, opts: Options, common: dict, data, models: dict, runs, unle
             **common,
         )
         _k8s(ref.set_display_name("attack clean"), opts, train=True)
-        with dsl.ParallelFor(runs.output, name="per-model",
-                                 parallelism=opts.parallelism) as run:  # fmt: skip
+        with dsl.ParallelFor(runs.output, name="per-model", parallelism=opts.parallelism) as run:
             at = stages.attack(
                 data=data.outputs["dataset"],
                 model=bundle.outputs["folder"],
