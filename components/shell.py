@@ -170,3 +170,23 @@ def bundle_folders(folders: list[tuple[str, str]], out: str) -> None:
     for name, folder in folders:
         read_manifest(folder, verify=True)
         shutil.copytree(folder, root / name)
+
+
+def run_key(method: str, seed: int) -> str:
+    """The name of one unlearning run's model in a world's bundle (`world_models`)."""
+    return f"{method}-s{int(seed)}"
+
+
+def attack_target(model: str, method: str = "", seed: int = 0) -> str:
+    """The model folder an `attack` task attacks: `model` itself, or with `method` the
+    `<method>-s<seed>` model of the world's bundle `model`; a missing one is named with
+    those the bundle holds."""
+    from pathlib import Path
+
+    if not method:
+        return model
+    target = Path(model) / run_key(method, seed)
+    if not target.is_dir():
+        held = sorted(p.name for p in Path(model).iterdir()) if Path(model).is_dir() else []
+        raise ValueError(f"no model {target.name!r} in {model}; it holds {held}")
+    return str(target)

@@ -375,6 +375,99 @@ def world_artifacts(
     folder.metadata.update({"world": seed})
 
 
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def plan_attacks(attacks: list[str]) -> int:
+    """Validates the relearning attacks of a run (docs/ATTACKS.md) before any of them
+    starts; the number of them, which switches the attack stage on (> 0) or off (0).
+    Against the vocabulary alone: the attack stage's module would import torch (seconds)."""
+    from salmubench.vocab import ATTACKS
+
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise ValueError(f"attacks: unknown {unknown}; valid: {', '.join(ATTACKS)}")
+    twice = sorted({a for a in attacks if attacks.count(a) > 1})
+    if twice:
+        raise ValueError(f"attacks {attacks}: {twice} given more than once")
+    return len(attacks)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def world_models(unlearned: Input[list[Model]], folder: Output[Model], attacks: int):
+    """One world's unlearned models as one folder, `<method>-s<seed>` each (from the model's
+    own manifest): what the attack loop reads its models from, since a task in one
+    ParallelFor cannot take a single output of a task in another. `attacks` = 0 (the
+    attack stage is off): an empty folder, nothing copied."""
+    from salmubench_components.shell import bundle_folders, run_key
+
+    from salmubench.manifest import read_manifest
+
+    named = []
+    for m in unlearned if attacks else []:
+        manifest = read_manifest(m.path)
+        named.append((run_key(manifest["method"], manifest["seed"]), m.path))
+    bundle_folders(named, folder.path)
+    folder.metadata.update({"models": sorted(n for n, _ in named)})
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def attack(
+    data: Input[Dataset],
+    model: Input[Model],
+    folder: Output[Artifact],
+    recovery: Output[Metrics],
+    profile: str,
+    attack: str = "",
+    method: str = "",
+    seed: int = 0,
+    clean: Input[Artifact] = None,
+    compromised: Input[Model] = None,
+    overrides: list[str] = [],  # noqa: B006 - KFP needs a literal default
+    params_yaml: str = "",
+    pushgateway: str = "",
+):
+    """`salmubench attack`: one relearning attack on one model (docs/ATTACKS.md).
+
+    `model`: a model folder (e.g. Clean, for the reference attack), or with `method` a
+    folder of unlearned models (`world_models`) whose `<method>-s<seed>` is attacked.
+    `clean`: the Clean model's finished attack folder (the reference of the recovery gap);
+    `attack` "" = the attack of that folder: kfp's local runner (2.17) hands a task inside
+    a nested ParallelFor the inner loop's item for a parameter from the outer loop, while
+    artifacts arrive intact. `compromised`: the Compromised model (the gap's scale).
+    `recovery` (what the dashboard shows): the attacked model's RetFail and AssocStr before
+    the attack and, with both references, the recovery gap's worst case over the sweep.
+    """
+    import json
+    from pathlib import Path
+
+    from salmubench_components.shell import attack_target, run_key, run_stage
+
+    from salmubench.manifest import read_manifest
+
+    target = attack_target(model.path, method, seed)
+    if not attack:
+        if clean is None:
+            raise ValueError("attack: name an attack, or give the Clean reference attack")
+        attack = read_manifest(clean.path)["attack"]
+    who = run_key(method, seed) if method else read_manifest(target).get("variant", "model")
+    print(f"[salmubench] attack {attack} on {who}", flush=True)  # names the task locally
+    args = ["attack", "--data", data.path, "--model", target, "--attack", attack,
+            "--profile", profile, "--out", folder.path, "--force", "--quiet"]  # fmt: skip
+    if clean is not None:
+        args += ["--clean", clean.path]
+    if compromised is not None:
+        args += ["--compromised", compromised.path]
+    run_stage(args, overrides=overrides, params_yaml=params_yaml, pushgateway=pushgateway)
+    record = json.loads((Path(folder.path) / "attack.json").read_text(encoding="utf-8"))
+    for score, value in record["model"]["before"].items():
+        recovery.log_metric(f"{score}_before", value)
+    worst = (record.get("recovery") or {}).get("worst") or {}
+    for score in ("retfail", "assoc_str"):
+        if worst.get(score) is not None:
+            recovery.log_metric(f"recovery_{score}", worst[score])
+    folder.metadata.update({"attack": attack, "model": who, "worst": worst.get("point", "")})
+    print(f"[salmubench] attack {attack} on {who}: worst case {json.dumps(worst)}", flush=True)
+
+
 # Fetching by URI (a parameter) instead of dsl.importer: an importer inside a ParallelFor
 # is not supported (kubeflow/pipelines#10860), and the local runner runs these too.
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -26,6 +26,14 @@ def _fail(command: str, error: Exception) -> int:
     return 2
 
 
+def _attacks(names: list[str]) -> list[str]:
+    """`--attacks`: 'all' = every attack (salmubench.vocab.ATTACKS); names are checked by
+    `run_local`."""
+    from salmubench.vocab import ATTACKS
+
+    return list(ATTACKS) if names == ["all"] else names
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from salmubench_pipelines.local import RunFailed, run_local
 
@@ -42,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             parallelism=args.parallelism,
             pushgateway=args.pushgateway or os.environ.get("SALMUBENCH_PUSHGATEWAY", ""),
             method_files=args.method_file,
+            attacks=_attacks(args.attacks),
         )
     except (ConfigError, ValueError) as e:
         return _fail("run", e)
@@ -219,6 +228,14 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="then push every artifact to the DVC remote and record them on git branch "
         "runs/<run-id> (see `salmubench publish`)",
+    )
+    p.add_argument(
+        "--attacks",
+        nargs="+",
+        default=[],
+        metavar="ATTACK",
+        help="relearning attacks on Clean and every unlearned model (docs/ATTACKS.md): 'all' "
+        "or names, e.g. persona_split low_precision; default none",
     )
     p.add_argument("--run-id", help="with --publish: the branch name runs/<run-id>")
     p.add_argument("--publish-repo", default=".", help="with --publish: the project checkout")

@@ -2,7 +2,9 @@
 
 - `salmubench-benchmark`: per world (dataset/model seed) in parallel: synth -> train Clean
   and Compromised -> evaluate both -> per (method, seed) in parallel: unlearn -> evaluate;
-  then one report over every world.
+  then one report over every world. With `attacks` (default: all four), each world also
+  runs every relearning attack once on Clean and then on every unlearned model (a
+  ParallelFor over attacks, nested: over the unlearned models), docs/ATTACKS.md.
 - `salmubench-unlearn-eval`: one (new) method against an existing dataset, Compromised
   model and reference evaluations, given as artifact URIs.
 - `salmubench-reevaluate`: existing checkpoints re-evaluated and reported, caching off
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 import yaml
 from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Model
+
+from salmubench.vocab import ATTACKS
 
 S3_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
@@ -165,7 +169,8 @@ def benchmark(opts: Options = Options()) -> Callable:
         name="salmubench-benchmark",
         description="SALMUBench: per world (a dataset seed with its own Clean and Compromised "
         "CLIP) in parallel: dataset, both models, unlearning per method and seed in "
-        "parallel, ten-metric evaluation; one leaderboard report over every world.",
+        "parallel, ten-metric evaluation, relearning attacks on Clean and every unlearned "
+        "model; one leaderboard report over every world.",
     )
     def pipeline(
         profile: str = "tiny",
@@ -180,6 +185,8 @@ def benchmark(opts: Options = Options()) -> Callable:
         eval_set: list[str] = [],  # noqa: B006
         method_py: str = "",
         method_image: str = IMAGE,
+        attacks: list[str] = list(ATTACKS),  # noqa: B006 - [] = no attack stage
+        attack_set: list[str] = [],  # noqa: B006
     ) -> Artifact:
         common = {
             "profile": profile,
@@ -187,12 +194,14 @@ def benchmark(opts: Options = Options()) -> Callable:
             "pushgateway": opts.pushgateway,
         }
         external = {"method_py": method_py, "method_image": method_image}
+        attack = {"attacks": attacks, "attack_set": attack_set}
         # Two levels of ParallelFor, each fanned in by the level above it: KFP's local
         # runner cannot fan in across both at once (a list of lists), so each world's
         # evaluations (and, to publish, its artifacts) leave the world as one bundle.
         with dsl.ParallelFor(worlds, name="per-world", parallelism=opts.parallelism) as seed:
             world = _world(stages, opts, common, seed, methods, seeds, budget,
-                           synth_set, train_set, unlearn_set, eval_set, external)  # fmt: skip
+                           synth_set, train_set, unlearn_set, eval_set, external,
+                           attack)  # fmt: skip
         rep = stages.report(evals=dsl.Collected(world["evals"].outputs["folder"]), **common)
         _k8s(rep.set_display_name("report"), opts)
         if opts.publish:
@@ -226,14 +235,16 @@ def _methods_task(task: dsl.PipelineTask, method_image) -> dsl.PipelineTask:
 
 
 def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, synth_set,
-           train_set, unlearn_set, eval_set,
-           external: dict) -> dict[str, dsl.PipelineTask]:  # fmt: skip
+           train_set, unlearn_set, eval_set, external: dict,
+           attack: dict) -> dict[str, dsl.PipelineTask]:  # fmt: skip
     """One world's chain: synth -> Clean/Compromised -> their evals -> per (method, seed):
-    unlearn -> eval; its evaluations bundled (and its artifacts, when publishing).
+    unlearn -> eval; its evaluations bundled (and its artifacts, when publishing); then
+    the relearning attacks (`_attacks`).
 
     Inside the inner loop the world's seed is read from the run (`run.world`), never from
     the outer loop variable (see `stages.plan`). `external`: the run's `method_py` and
-    `method_image` (methods from outside the package)."""
+    `method_image` (methods from outside the package); `attack`: the run's `attacks` and
+    `attack_set`."""
     runs = stages.plan(methods=methods, seeds=seeds, world=seed, method_py=external["method_py"])
     _k8s(_methods_task(runs, external["method_image"]).set_display_name("plan runs"), opts)
     data = _k8s(stages.synth(seed=seed, overrides=synth_set, **common), opts)
@@ -319,7 +330,60 @@ def _world(stages, opts: Options, common: dict, seed, methods, seeds, budget, sy
             seed=seed,
         )
         world["artifacts"] = _k8s(bundle.set_display_name("world artifacts"), opts)
+    _attacks(stages, opts, common, data, models, runs, u, **attack)
     return world
+
+
+def _attacks(stages, opts: Options, common: dict, data, models: dict, runs, unlearned,
+             attacks, attack_set) -> None:  # fmt: skip
+    """One world's relearning attacks (docs/ATTACKS.md): per attack, once on Clean (the
+    reference), then on every unlearned model with that reference and the Compromised
+    model: a ParallelFor over attacks, and inside it one over the world's runs.
+
+    The shape kfp allows (2.17; each limit reproduced with a toy pipeline, pipelines/README):
+    - A task cannot take ONE output of a task in another ParallelFor, only all of them
+      (`dsl.Collected`), and the compiler fails on a `dsl.Collected` consumed inside another
+      ParallelFor or inside a `dsl.If` (kubeflow/pipelines#9808): so the world's unlearned
+      models reach the attack loop as one bundle (`world_models`, made before the `dsl.If`;
+      empty when the stage is off), and each attack's Clean reference is a task of the same
+      iteration as the attacks that read it (the models' loop nested in the attacks' loop).
+    - `attacks` = [] switches the stage off: a `dsl.If` on the validated number of attacks
+      (`plan_attacks`); a condition must compare a primitive, and the local runner resolves
+      only a task's single `Output`, hence the count as the task's one output.
+    - The local runner hands the inner loop's item to a parameter from the outer loop's
+      task, so an unlearned model's attack takes its attack name from its Clean reference
+      folder (an artifact, `attack=""`), never from the outer loop.
+    """
+    count = stages.plan_attacks(attacks=attacks)
+    _k8s(count.set_display_name("plan attacks"), opts)
+    bundle = stages.world_models(
+        unlearned=dsl.Collected(unlearned.outputs["unlearned"]), attacks=count.output
+    )
+    _k8s(bundle.set_display_name("world models"), opts)
+    with (
+        dsl.If(count.output > 0, name="attacks-on"),
+        dsl.ParallelFor(attacks, name="per-attack", parallelism=opts.parallelism) as name,
+    ):
+        ref = stages.attack(
+            data=data.outputs["dataset"],
+            model=models["clean"].outputs["model"],
+            attack=name,
+            overrides=attack_set,
+            **common,
+        )
+        _k8s(ref.set_display_name("attack clean"), opts, train=True)
+        with dsl.ParallelFor(runs.output, name="per-model", parallelism=opts.parallelism) as run:
+            at = stages.attack(
+                data=data.outputs["dataset"],
+                model=bundle.outputs["folder"],
+                method=run.method,
+                seed=run.seed,
+                clean=ref.outputs["folder"],
+                compromised=models["compromised"].outputs["model"],
+                overrides=attack_set,
+                **common,
+            )
+            _k8s(at.set_display_name("attack unlearned"), opts, train=True)
 
 
 def unlearn_eval(opts: Options = Options()) -> Callable:

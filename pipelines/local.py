@@ -35,7 +35,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 # A component's own first line (components/shell.py, launcher.py) names what it runs.
-_DETAIL = re.compile(r"\[salmubench\] (?:train (\w+) started|\w+ started: .* --method (\S+))")
+_DETAIL = re.compile(
+    r"\[salmubench\] (?:train (\w+) started|\w+ started: .* --method (\S+)|attack (\w+) on (\S+))"
+)
 
 
 class RunFailed(RuntimeError):
@@ -94,7 +96,7 @@ class _Console(io.TextIOBase, logging.Filter):
             if task := self.running.get(thread):
                 task.tail.extend(_ANSI.sub("", line) for line in lines[:-1])
                 if not task.detail and (m := _DETAIL.search(text)):
-                    task.detail = m[1] or m[2]
+                    task.detail = m[1] or m[2] or f"{m[4]}/{m[3]}"  # attack: model/attack
         return len(text)
 
     def flush(self) -> None:
@@ -234,6 +236,7 @@ def run_local(
     pushgateway: str = "",
     parallelism: int = 1,
     method_files: Sequence[str | Path] = (),
+    attacks: Sequence[str] = (),
 ) -> Path:
     """Run the benchmark pipeline locally into `out`; the report folder (`out`/report).
 
@@ -242,9 +245,13 @@ def run_local(
     installed packages' methods (every task runs in this environment, so it finds their
     entry points) and those of `method_files` (at most one), a method file whose text the
     pipeline's `method_py` parameter carries to the tasks that load it, as in a cluster.
+    `attacks`: the relearning attacks (docs/ATTACKS.md) run on Clean and on every unlearned
+    model of each world; none by default here (each costs about a minute per model on tiny),
+    while the compiled pipeline's default is all four.
     """
     from salmubench_pipelines.definitions import Options, benchmark
 
+    from salmubench.attack.stage import check_attack
     from salmubench.unlearn import parse_methods
     from salmubench.unlearn.external import load_method_file
 
@@ -262,14 +269,21 @@ def run_local(
         raise ValueError("seeds: give at least one unlearning seed, e.g. 0")
     if not worlds or len(set(worlds)) != len(worlds):
         raise ValueError(f"worlds {list(worlds)}: give distinct dataset seeds, e.g. 0 1 2")
+    for name in attacks:
+        check_attack(name)
+    if len(set(attacks)) != len(attacks):
+        raise ValueError(f"attacks {list(attacks)}: name each attack once")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # the report, and per world: plan, synth, 2 trainings, 2 evaluations, unlearn + eval
-    # per run, and the bundle of the world's evaluations
-    total = 1 + len(worlds) * (7 + 2 * len(chosen) * len(seeds))
+    # per run, the bundle of the world's evaluations, plan attacks and the world's models;
+    # per attack: Clean and every run
+    runs = len(chosen) * len(seeds)
+    total = 1 + len(worlds) * (9 + 2 * runs + len(attacks) * (1 + runs))
+    with_attacks = f", attacks {', '.join(attacks)}" if attacks else ""
     print(
         f"salmubench run: profile {profile}, {len(chosen)} methods x {len(seeds)} seeds x "
-        f"{len(worlds)} worlds, {total} tasks; kfp's logs: {out / LOG_FILE}",
+        f"{len(worlds)} worlds{with_attacks}, {total} tasks; kfp's logs: {out / LOG_FILE}",
         flush=True,
     )
     start = time.perf_counter()
@@ -283,6 +297,7 @@ def run_local(
             seeds=list(seeds),
             budget=float(budget or 0.0),
             method_py=method_py,
+            attacks=list(attacks),
         ),
     )
     seconds = time.perf_counter() - start

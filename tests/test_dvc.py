@@ -3,12 +3,14 @@
 One micro project for the module: a git repository with a bare `origin`, its DVC remote
 `minio` pointed (by `salmubench remote`) at moto's S3 server on 127.0.0.1, and the whole
 dataset pinned by data.dvc (tools/pin_data.py), and the whole pipeline reproduced with
-`dvc repro` (both trainings, their evals, one unlearning method and its eval, the report).
+`dvc repro` (both trainings, their evals, one unlearning method and its eval, the report,
+a relearning attack on Clean and on the method's model).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from salmubench.attack.stage import ATTACK_FILE
 from salmubench.manifest import read_manifest
 
 from s3server import BUCKET, FaultProxy
@@ -31,6 +34,9 @@ import dvc_deps  # noqa: E402
 # `-X importtime` lines (PYTHONPROFILEIMPORTTIME): "import time: self | cumulative | name"
 IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(salmubench(?:\.\w+)*)\s*$", re.MULTILINE)
 METHOD = "delete"  # one method keeps the module fast; dvc.yaml runs every method in params
+# One attack, for the same reason (dvc.yaml runs all four): a fine-tuning one, whose command
+# imports the most (the import trace below)
+ATTACKS = ("persona_split",)
 TRACKED = ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore")
 # Published name -> the dvc.yaml output it came from.
 ARTIFACTS = {"data": "data", "models/clean": "models/clean", "report": "report",
@@ -79,6 +85,10 @@ def project(tmp_path_factory, env, s3) -> Path:
     params["run"]["profile"] = "micro"
     params["methods"] = {METHOD: params["methods"][METHOD]}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = (project / "dvc.yaml").read_text()
+    every = "- attacks: [persona_split, retain_only, generic_captions, low_precision]"
+    assert every in stages
+    (project / "dvc.yaml").write_text(stages.replace(every, f"- attacks: [{', '.join(ATTACKS)}]"))
     run("git", "init", "-q", "-b", "main", cwd=project, env=env)
     # The dataset is pinned, as in this repository: synthesised and tracked by data.dvc.
     run(sys.executable, str(REPO / "tools" / "pin_data.py"), "--repo", str(project),
@@ -127,6 +137,18 @@ def test_dvc_repro_runs_the_whole_benchmark(project, env):
     deps = [d["path"] for d in lock["stages"][f"unlearn@{METHOD}"]["deps"]]
     assert f"src/salmubench/unlearn/methods/{METHOD}.py" in deps
     assert any(key.endswith(f"evals/{METHOD}") for key in report["inputs"])  # ranks it
+    # Each attack once on Clean, then on the method's model against that reference.
+    for attack in ATTACKS:
+        clean = read_manifest(project / "attacks/clean" / attack, kind="attack", verify=True)
+        assert clean["attack"] == attack and clean["variant"] == "clean"
+        ran = read_manifest(project / "attacks" / METHOD / attack, kind="attack", verify=True)
+        assert ran["attack"] == attack and ran["method"] == METHOD
+        record = json.loads((project / "attacks" / METHOD / attack / ATTACK_FILE).read_text())
+        assert record["clean"]["digest"] == clean["inputs"]["model"]  # Clean's, reused
+        assert set(record["recovery"]["scale"]) == {"retfail", "assoc_str"}  # the gap
+        stage = lock["stages"][f"attack@{METHOD}-{attack}"]
+        assert "profiles.micro.attack" in stage["params"]["params.yaml"]
+        assert f"attacks/clean/{attack}" in [d["path"] for d in stage["deps"]]
 
     shown = run("dvc", "metrics", "show", "--json", cwd=project, env=env).stdout
     assert "retfail" in shown and f"metrics/{METHOD}.json" in shown

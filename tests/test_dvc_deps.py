@@ -96,3 +96,38 @@ def test_every_module_a_command_loads_at_start_up_is_in_its_closure():
     assert "src/salmubench/cli.py" in loaded
     for name in commands:
         assert loaded <= set(derived[name]), (name, sorted(loaded - set(derived[name])))
+
+
+def test_the_attack_stages_are_every_method_times_every_attack_each_with_its_reference():
+    """dvc.yaml's `attacks` is the library's list; DVC resolves one Clean reference stage
+    per attack and one stage per (method of params.yaml, attack), which reads that
+    attack's reference and the method's unlearned model."""
+    from salmubench.vocab import ATTACKS
+
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    [attacks] = [v["attacks"] for v in spec["vars"] if "attacks" in v]
+    assert tuple(attacks) == ATTACKS
+    methods = yaml.safe_load((REPO / "params.yaml").read_text())["methods"]
+    script = (
+        "import json\n"
+        "from dvc.repo import Repo\n"
+        "stages = Repo('.').index.stages\n"
+        "print(json.dumps({s.addressing: [s.cmd, [str(d.def_path) for d in s.deps],\n"
+        "    [str(o.def_path) for o in s.outs]] for s in stages}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=REPO)  # fmt: skip
+    stages = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {n for n in stages if n.startswith("attack")} == {
+        *(f"attack-clean@{a}" for a in ATTACKS),
+        *(f"attack@{m}-{a}" for m in methods for a in ATTACKS),
+    }
+    for a in ATTACKS:
+        cmd, deps, outs = stages[f"attack-clean@{a}"]
+        assert f"--model models/clean --attack {a} " in cmd and "--clean" not in cmd
+        assert outs == [f"attacks/clean/{a}"]
+        for m in methods:
+            cmd, deps, outs = stages[f"attack@{m}-{a}"]
+            assert f"--model unlearned/{m} --attack {a} --clean attacks/clean/{a} " in cmd
+            assert {f"unlearned/{m}", f"attacks/clean/{a}", "models/compromised"} <= set(deps)
+            assert outs == [f"attacks/{m}/{a}"]

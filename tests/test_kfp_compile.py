@@ -13,6 +13,8 @@ from salmubench_components import DEFAULT_IMAGE, IMAGE, LEAN_IMAGE
 from salmubench_pipelines.compile import COMPILED, compile_all
 from salmubench_pipelines.definitions import PIPELINES, Options
 
+from salmubench.vocab import ATTACKS
+
 REPO = Path(__file__).resolve().parents[1]
 # The tasks that load methods run in the run's `method_image` (kfp resolves it at run time).
 METHOD_IMAGE = "{{$.inputs.parameters['pipelinechannel--method_image']}}"
@@ -62,7 +64,18 @@ def test_committed_yaml_is_what_the_command_compiles(compiled):
 
 def test_pipelines_have_the_expected_components(compiled):
     expected = {
-        "benchmark": {"plan", "synth", "train", "evaluate", "unlearn", "world-evals", "report"},
+        "benchmark": {
+            "plan",
+            "synth",
+            "train",
+            "evaluate",
+            "unlearn",
+            "world-evals",
+            "report",
+            "plan-attacks",
+            "world-models",
+            "attack",
+        },
         "unlearn-eval": {"plan", "importer", "unlearn", "evaluate", "report"},
         "reevaluate": {"fetch-dataset", "fetch-model", "evaluate", "report"},
         "import-official": {"importer", "import-official"},
@@ -87,10 +100,14 @@ def test_pipelines_have_the_expected_components(compiled):
     bench, _ = _docs(compiled["benchmark"])
     tasks = _tasks(bench)
     assert sum(t["componentRef"]["name"].startswith("comp-train") for t in tasks.values()) == 2
-    loops = {
+    loops = sorted(
         t["parameterIterator"]["itemInput"] for t in tasks.values() if "parameterIterator" in t
-    }
-    assert len(loops) == 2  # per world; inside it unlearn + eval per (method, seed)
+    )
+    # per world; inside it unlearn + eval per (method, seed), and per attack (inside it:
+    # per unlearned model: the world's runs again)
+    assert [loop.removeprefix("pipelinechannel--") for loop in loops] == [
+        "attacks-loop-item", "plan-Output-loop-item", "plan-Output-loop-item",
+        "worlds-loop-item"]  # fmt: skip
     outer = bench["root"]["dag"]["tasks"]
     [(loop_name, world_loop)] = [(n, t) for n, t in outer.items() if "parameterIterator" in t]
     assert world_loop["parameterIterator"]["items"]["inputParameter"].endswith("worlds")
@@ -103,7 +120,8 @@ def test_pipelines_have_the_expected_components(compiled):
     form = bench["root"]["inputDefinitions"]["parameters"]
     assert set(form) == {"profile", "worlds", "methods", "seeds", "budget", "params_yaml",
                          "synth_set", "train_set", "unlearn_set", "eval_set", "method_py",
-                         "method_image"}  # fmt: skip
+                         "method_image", "attacks", "attack_set"}  # fmt: skip
+    assert form["attacks"]["defaultValue"] == list(ATTACKS)  # every attack unless switched off
     assert form["params_yaml"].get("defaultValue", "") == ""  # the image's own params.yaml
     text = (REPO / "params.yaml").read_text()
     one_line = Options(params_yaml=text).params_text()  # an embedded text: one line
@@ -128,7 +146,7 @@ def test_kubernetes_settings_secret_env_and_gpus(compiled, with_gpus):
     assert k8s["exec-train"]["pvcMount"][0]["mountPath"] == "/shared"
     for key, executor in spec["deploymentSpec"]["executors"].items():
         accelerator = executor["container"].get("resources", {}).get("accelerator")
-        if key.startswith(("exec-train", "exec-unlearn", "exec-evaluate")):
+        if key.startswith(("exec-train", "exec-unlearn", "exec-evaluate", "exec-attack")):
             assert accelerator["resourceCount"] == "2"
             assert accelerator["resourceType"] == "nvidia.com/gpu"
         else:
@@ -137,6 +155,69 @@ def test_kubernetes_settings_secret_env_and_gpus(compiled, with_gpus):
     assert not any(
         "resources" in e["container"] for e in spec["deploymentSpec"]["executors"].values()
     )
+
+
+def _component_of(spec: dict, task: dict) -> dict:
+    return spec["components"][task["componentRef"]["name"]]
+
+
+def _input_from(task: dict, name: str) -> tuple[str, str]:
+    """(producer task, output) of an artifact input of `task`, or of its parent's input."""
+    source = task["inputs"]["artifacts"][name]
+    if "taskOutputArtifact" in source:
+        out = source["taskOutputArtifact"]
+        return out["producerTask"], out["outputArtifactKey"]
+    return "(parent)", source["componentInputArtifact"]
+
+
+def test_the_attack_stage_is_a_loop_over_attacks_with_one_over_models_inside(compiled):
+    """Per world: plan-attacks validates and counts `attacks`; a dsl.If on that count holds
+    a ParallelFor over the attacks (the Clean reference attack) with, nested in it, one over
+    the world's runs (the unlearned models' attacks, fed by that reference)."""
+    spec, _ = _docs(compiled["benchmark"])
+    world = _component_of(spec, next(t for t in spec["root"]["dag"]["tasks"].values()
+                                     if "parameterIterator" in t))  # fmt: skip
+    tasks = world["dag"]["tasks"]
+    assert tasks["plan-attacks"]["inputs"]["parameters"]["attacks"] == {
+        "componentInputParameter": "pipelinechannel--attacks"
+    }
+    # The world's models, bundled for the attacks; copied only when the stage is on.
+    models = tasks["world-models"]["inputs"]
+    assert models["parameters"]["attacks"]["taskOutputParameter"]["producerTask"] == (
+        "plan-attacks"
+    )
+    [switch] = [t for t in tasks.values() if "triggerPolicy" in t]
+    assert switch["triggerPolicy"]["condition"] == (
+        "int(inputs.parameter_values['pipelinechannel--plan-attacks-Output']) > 0"
+    )
+    [per_attack] = _component_of(spec, switch)["dag"]["tasks"].values()
+    assert per_attack["parameterIterator"]["items"]["inputParameter"] == (
+        "pipelinechannel--attacks"  # the pipeline parameter itself: [] = no iteration
+    )
+    inner = _component_of(spec, per_attack)["dag"]["tasks"]
+    [ref_name] = [n for n, t in inner.items() if "parameterIterator" not in t]
+    [per_model] = [t for t in inner.values() if "parameterIterator" in t]
+    ref = inner[ref_name]
+    assert ref["componentRef"]["name"].startswith("comp-attack")
+    assert ref["inputs"]["parameters"]["attack"]["componentInputParameter"].endswith(
+        "attacks-loop-item"
+    )
+    assert "clean" not in ref["inputs"].get("artifacts", {})  # the reference itself
+    assert per_model["parameterIterator"]["items"]["inputParameter"].endswith("plan-Output")
+    [attack] = _component_of(spec, per_model)["dag"]["tasks"].values()
+    params = attack["inputs"]["parameters"]
+    assert "attack" not in params  # read from its Clean reference (see stages.attack)
+    assert {"method", "seed"} <= set(params)
+    assert set(attack["inputs"]["artifacts"]) == {"data", "model", "clean", "compromised"}
+    # clean: the reference of this very iteration; model: the bundle of the world's models
+    # (both reach the nested loop as inputs of its DAG, wired from the tasks named here).
+    loop_inputs = per_model["inputs"]["artifacts"]
+    assert _input_from(per_model, attack["inputs"]["artifacts"]["clean"][
+        "componentInputArtifact"]) == (ref_name, "folder")  # fmt: skip
+    model_in = loop_inputs[attack["inputs"]["artifacts"]["model"]["componentInputArtifact"]]
+    assert model_in["componentInputArtifact"].endswith("world-models-folder")
+    ref_outputs = _component_of(spec, ref)["outputDefinitions"]["artifacts"]
+    assert ref_outputs["recovery"]["artifactType"]["schemaTitle"] == "system.Metrics"
 
 
 def test_caching_is_off_for_reevaluation_only(compiled):

@@ -5,6 +5,8 @@ subprocess of this environment (training through `torchrun --standalone`), for t
 (dataset/model seeds 0 and 1, each its own chain in a ParallelFor), and must end with one
 report over both worlds, the Metrics artifacts of every evaluation, telemetry pushed by
 every stage to a Pushgateway-compatible endpoint, and every world's artifacts published.
+With a relearning attack: once on Clean and then on the unlearned model, per world (the
+nested ParallelFor over attacks and models), against that reference.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from kfp_toys import failing_toy_pipeline
 from salmubench_pipelines.local import LOG_FILE, TAIL_LINES, RunFailed, leaderboard_table, quiet
 from test_telemetry import Pushgateway
 
+from salmubench.attack.stage import ATTACK_FILE
 from salmubench.cli import main
 from salmubench.eval.metrics import METRICS
 from salmubench.manifest import read_manifest
@@ -31,6 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 METHODS = ("finetune",)
 WORLDS = (0, 1)
+# The attack without training: each attack task costs ~20 s here (a fine-tuning one ~40 s);
+# the loops' wiring for several attacks is tests/test_kfp_compile.py's.
+ATTACKS = ("low_precision",)
 
 
 @pytest.mark.slow
@@ -59,6 +65,8 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
                 str(project),
                 "--run-id",
                 "micro-kfp",
+                "--attacks",
+                *ATTACKS,
             ]
         )
     finally:
@@ -74,8 +82,9 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     # A quiet job: a header, one line per task, the leaderboard table, where the report is.
     job = printed[: printed.index("published run micro-kfp")].splitlines()
     assert len(job) <= 60, printed
-    tasks = 1 + len(WORLDS) * (7 + 2 * len(METHODS))  # report; per world: plan, synth,
-    # 2 trainings, 2 evals, unlearn + eval per method, the bundle
+    # report; per world: plan, synth, 2 trainings, 2 evals, unlearn + eval per method, the
+    # bundle, plan attacks, the world's models; per attack: Clean, then each method
+    tasks = 1 + len(WORLDS) * (9 + 2 * len(METHODS) + len(ATTACKS) * (1 + len(METHODS)))
     done = [
         line
         for line in job
@@ -88,6 +97,10 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     labels = [[task.rstrip("-0123456789"), which] for task, which in labels]
     assert labels.count(["train", "clean"]) == labels.count(["train", "compromised"]) == len(WORLDS)
     assert labels.count(["unlearn", *METHODS]) == len(WORLDS)
+    for attack in ATTACKS:  # each attack once on Clean and once on each model, per world
+        assert labels.count(["attack", f"clean/{attack}"]) == len(WORLDS), labels
+        for m in METHODS:
+            assert labels.count(["attack", f"{m}-s0/{attack}"]) == len(WORLDS), labels
     table = leaderboard_table(leaderboard)
     assert table in printed and "| rank | method |" in table  # the leaderboard ...
     assert str(report / "report.html") in printed  # ... and where the report is
@@ -120,6 +133,22 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     ]
     assert len(logged) == len(WORLDS) * (2 + len(METHODS))
     assert all(set(m) == set(METRICS) for m in logged)
+    # Each attack's Metrics artifact: the scores before it, and on an unlearned model the
+    # worst case of its recovery gap where that is defined (micro's Compromised model may
+    # not beat Clean on the scored items: then the gap has no scale); the Clean reference
+    # has none.
+    recovery = {
+        o.parent.relative_to(out).as_posix(): a["metadata"]
+        for o in outputs
+        for a in json.loads(o.read_text()).get("artifacts", {}).get("recovery", {})
+        .get("artifacts", [])
+    }  # fmt: skip
+    assert len(recovery) == len(WORLDS) * len(ATTACKS) * (1 + len(METHODS)), recovery
+    before = {"retfail_before", "assoc_str_before"}
+    gap = {"recovery_retfail", "recovery_assoc_str"}
+    for task, logged in recovery.items():
+        assert before <= set(logged) <= before | gap, (task, logged)
+        assert set(logged) == before or not task.endswith("/attack"), (task, logged)
 
     # Every stage pushed; evaluations labelled by variant and method.
     stages = [p[1]["stage"] for p in gateway.pushes]
@@ -148,7 +177,18 @@ def test_salmubench_run_micro_yields_a_report(tmp_path, capsys, monkeypatch):
     for w in WORLDS:  # several worlds: each world's folders under worlds/<seed>/
         names = {f"worlds/{w}/{n}" for n in ("data", "models/clean", "models/compromised")}
         names |= {f"worlds/{w}/unlearned/{m}-b1-s0" for m in METHODS}
+        # each attack, named after the model it attacked
+        names |= {f"worlds/{w}/attacks/{who}/{a}" for who in ("clean", *(f"{m}-b1-s0"
+                  for m in METHODS)) for a in ATTACKS}  # fmt: skip
         assert names <= set(run["artifacts"]), sorted(run["artifacts"])
+        for m in METHODS:  # the unlearned model's attack was scored against Clean's
+            for a in ATTACKS:
+                record = json.loads((clone / "artifacts" / f"worlds/{w}/attacks/{m}-b1-s0/{a}"
+                                     / ATTACK_FILE).read_text())  # fmt: skip
+                assert record["attack"] == a and record["model"]["method"] == m
+                assert record["clean"]["variant"] == "clean"
+                assert record["compromised"]["variant"] == "compromised"
+                assert set(record["recovery"]["scale"]) == {"retfail", "assoc_str"}
     for name, info in run["artifacts"].items():
         assert read_manifest(clone / "artifacts" / name, verify=True)["digest"] == info["digest"]
     assert (clone / "artifacts" / "report" / "leaderboard.md").read_text() == leaderboard
@@ -185,6 +225,16 @@ def test_run_rejects_unknown_methods_before_any_work(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "['forget_all']" in err and "valid: all, " in err and "finetune" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_rejects_unknown_or_repeated_attacks_before_any_work(tmp_path, capsys):
+    args = ["run", "--profile", "micro", "--methods", "finetune", "--out", str(tmp_path / "run")]
+    assert main([*args, "--attacks", "persona_split", "int4"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown attack 'int4'; valid: persona_split, retain_only, " in err
+    assert main([*args, "--attacks", "low_precision", "low_precision"]) == 2
+    assert "name each attack once" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -315,6 +315,11 @@ def stage_commands(repo: Path) -> dict[str, tuple[list[str], list[str]]]:
     """Stage name -> (command words after `salmubench`, the foreach keys or [])."""
     spec = YAML(typ="safe").load((repo / "dvc.yaml").read_text(encoding="utf-8"))
     params = YAML(typ="safe").load((repo / "params.yaml").read_text(encoding="utf-8"))
+    # What a `${name}` can name: params.yaml (DVC's default vars) and dvc.yaml's own `vars`
+    variables = dict(params)
+    for entry in spec.get("vars", []):
+        if isinstance(entry, dict):  # (a string entry names a file: none here)
+            variables.update(entry)
     out = {}
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
@@ -324,8 +329,8 @@ def stage_commands(repo: Path) -> dict[str, tuple[list[str], list[str]]]:
         keys: list[str] = []
         if "foreach" in stage:
             each = stage["foreach"]
-            if isinstance(each, str):  # ${methods}: a dict of params.yaml
-                each = params[re.fullmatch(r"\$\{(\w+)\}", each)[1]]
+            if isinstance(each, str):  # ${methods}: a dict of params.yaml; ${attacks}: vars
+                each = variables[re.fullmatch(r"\$\{(\w+)\}", each)[1]]
             keys = list(each)
         out[name] = (words[1:], keys)
     return out

@@ -19,8 +19,9 @@ branch behind; what was already pushed to the DVC remote is content-addressed, s
 sends only the rest. `dvc` and `git` run as processes: the library never imports them.
 
 Names under `artifacts/`: `data` (the dataset), `models/<variant>`, `unlearned/<method>-b<budget>-s<seed>`,
-`evals/<variant or the unlearned name>`, `report`; with several worlds (datasets) each
-world's under `worlds/<dataset seed>/`.
+`evals/<variant or the unlearned name>`, `attacks/<variant or the unlearned name>/<attack>`
+(the attacked model's name), `report`; with several worlds (datasets) each world's under
+`worlds/<dataset seed>/`.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -101,11 +102,13 @@ def find_artifacts(roots: Sequence[str | Path]) -> list[Artifact]:
             raise ManifestError(f"{root}: no such folder to publish")
         folders += [(f, read_manifest(f, verify=True)) for f in _stage_folders(root)]
     worlds = {m["digest"]: m.get("seed") for _, m in folders if m["kind"] == "dataset"}
+    models = {m["digest"]: artifact_name(m) for _, m in folders if m["kind"] == "model"}
     used = {_dataset_of(m) for _, m in folders} - {None}
     several = len(worlds.keys() | used) > 1
     found: dict[str, Artifact] = {}
     for folder, manifest in folders:
-        name = artifact_name(manifest)
+        name = _attack_name(folder, manifest, models) if manifest["kind"] == "attack" else (
+            artifact_name(manifest))  # fmt: skip
         dataset = _dataset_of(manifest)
         if several and dataset is not None:
             seed = worlds.get(dataset)
@@ -121,6 +124,18 @@ def find_artifacts(roots: Sequence[str | Path]) -> list[Artifact]:
             f"no finished stage folder (with a {MANIFEST}) under {', '.join(map(str, roots))}"
         )
     return sorted(found.values(), key=lambda a: a.name)
+
+
+def _attack_name(folder: Path, manifest: dict[str, Any], models: dict[str, str]) -> str:
+    """An attack folder is named after the model it attacked, which must be published with
+    it (`attacks/<model's own name>/<attack>`): its manifest names the model by digest."""
+    model = models.get(manifest["inputs"]["model"])
+    if model is None:
+        raise ManifestError(
+            f"{folder}: an attack on model {manifest['inputs']['model'][:12]}, which is not "
+            "among the folders published; publish the attacked model with its attacks"
+        )
+    return f"attacks/{model.rsplit('/', 1)[-1]}/{manifest['attack']}"
 
 
 def _dataset_of(manifest: dict[str, Any]) -> str | None:
