@@ -206,7 +206,19 @@ def test_a_drilled_model_fires_the_resurfacing_alert(
     code = main(["drill", "--data", str(micro_dataset), "--model", str(unlearned),
                  "--out", str(drilled), "--steps", "10", "--quiet"])  # fmt: skip
     assert code == 0
-    assert json.loads((drilled / "manifest.json").read_text())["drill"]["steps"] == 10
+    full = json.loads((drilled / "manifest.json").read_text())["drill"]
+    assert full["steps"] == 10 and full["attack"] == "full"
+    # The drill can replay a relearning attack instead (the attack stage's own pool code):
+    # persona_split re-teaches only some forget personas; a wrong name is refused first.
+    split = tmp_path / "drilled-split"
+    code = main(["drill", "--data", str(micro_dataset), "--model", str(unlearned), "--out",
+                 str(split), "--steps", "2", "--attack", "persona_split", "--quiet"])  # fmt: skip
+    d = json.loads((split / "manifest.json").read_text())["drill"]
+    assert code == 0 and d["pool"] == "forget" and d["personas_trained_on"]
+    assert 0 < d["forget_samples"] < full["forget_samples"]
+    bad = ["drill", "--data", str(micro_dataset), "--model", str(unlearned),
+           "--out", str(tmp_path / "bad"), "--attack", "quantise", "--quiet"]  # fmt: skip
+    assert main(bad) == 2 and not (tmp_path / "bad").exists()
     reevaluate(micro_dataset, drilled, tmp_path / "eval-night-2")
     firing = servers.wait(
         "the resurfacing alert",

@@ -67,13 +67,14 @@ def add_commands(sub, common) -> None:
 def _cmd_drill(args) -> int:
     from salmubench.monitor.relearn import drill
 
-    cfg = DrillConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    cfg = DrillConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                      attack=args.attack)  # fmt: skip
     manifest = drill(args.data, args.model, args.out, cfg, force=args.force)
     if not args.quiet:
         d = manifest["drill"]
         print(f"drilled {telemetry.identity(manifest)}: {d['steps']} steps on "
-              f"{d['forget_samples']} forget samples, loss {d['first_loss']} -> "
-              f"{d['final_loss']} -> {args.out}")  # fmt: skip
+              f"{d['forget_samples']} {d['pool']} samples ({d['attack']}), loss "
+              f"{d['first_loss']} -> {d['final_loss']} -> {args.out}")  # fmt: skip
     return 0
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from salmubench import __version__
-from salmubench.config import ConfigError
+from salmubench.config import AttackConfig, ConfigError
 from salmubench.monitor.settings import DrillConfig
+from salmubench.vocab import RETAIN_SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,10 @@ def drill(
     cfg = cfg or DrillConfig()
     import torch
 
+    from salmubench.attack.threat import finetune
     from salmubench.manifest import staged_output, write_manifest
-    from salmubench.models import image_normalisation, image_size, load_model, save_model
-    from salmubench.models import tokenizer as get_tokenizer
-    from salmubench.unlearn.base import clip_loss
-    from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning
+    from salmubench.models import image_normalisation, load_model, save_model
+    from salmubench.unlearn.data import open_for_unlearning
 
     cfg.validate()
     loaded = load_model(model)
@@ -50,48 +50,21 @@ def drill(
             "one (the output keeps its identity, so the monitoring compares it with its "
             "baseline)"
         )
-    dataset = open_for_unlearning(data, ())
+    retain = RETAIN_SPLITS if cfg.attack == "retain_only" else ()
+    dataset = open_for_unlearning(data, retain)
     if source["inputs"].get("dataset") != dataset["digest"]:
         raise ConfigError(
             f"{model} was unlearned on dataset {source['inputs'].get('dataset')}, not on "
             f"{data} ({dataset['digest']}): the drill must re-teach its own forget set"
         )
-    net = loaded.model
-    torch.manual_seed(cfg.seed)
-    pools = load_unlearn_pools(
-        data,
-        dataset,
-        (),
-        get_tokenizer(loaded.arch),
-        image_size(net),
-        retain_size=0,
-        seed=cfg.seed,
-        with_retain=False,
-    )
-    forget = pools["forget"]
-    mean, std = image_normalisation(net)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batch = min(cfg.batch, len(forget))
-    net.train()
-    losses = []
-    for _ in range(cfg.steps):
-        idx = torch.randperm(len(forget), generator=generator)[:batch]
-        x = (forget.images[idx].float() / 255.0 - mean) / std
-        output = net(x, forget.tokens[idx])
-        loss = clip_loss(
-            output["image_features"].float(),
-            output["text_features"].float(),
-            output["logit_scale"].float(),
-            forget.caption_ids[idx],
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    net.eval()
-    log.info("drill: %d steps on %d forget samples, loss %.4f -> %.4f",
-             cfg.steps, len(forget), losses[0], losses[-1])  # fmt: skip
+    pool, generic, trained_on = _drill_pool(data, dataset, cfg, loaded)
+    got: dict[int, torch.nn.Module] = {}
+    losses = finetune(loaded.model, pool, generic=generic, lr=cfg.lr, steps=[cfg.steps],
+                      batch=cfg.batch, seed=cfg.seed, normalisation=image_normalisation(
+                          loaded.model), at=lambda step, m: got.setdefault(step, m))  # fmt: skip
+    net = got[cfg.steps].eval()
+    log.info("drill (%s): %d steps on %d samples, loss %.4f -> %.4f",
+             cfg.attack, cfg.steps, len(pool), losses[0], losses[-1])  # fmt: skip
     with staged_output(out, force) as tmp:
         tmp = Path(tmp)
         save_model(tmp, net, loaded.arch, {"variant": "unlearned", "drill": asdict(cfg),
@@ -109,9 +82,32 @@ def drill(
             source={"path": str(model), "digest": source["digest"], "variant": "unlearned"},
             drill={
                 **asdict(cfg),
-                "forget_samples": len(forget),
+                "forget_samples": len(pool),
+                "pool": pool.name,
+                "personas_trained_on": None if trained_on is None else sorted(trained_on),
                 "first_loss": round(losses[0], 5),
                 "final_loss": round(losses[-1], 5),
             },
         )
     return manifest
+
+
+def _drill_pool(data: Any, dataset: dict[str, Any], cfg: DrillConfig,
+                loaded: Any) -> tuple[Any, bool, frozenset[str] | None]:  # fmt: skip
+    """(pool, generic captions?, personas trained on) the drill re-teaches: every forget
+    pair, or what the named attack of `salmubench attack` trains on (its own pool code)."""
+    from salmubench.attack.stage import attacker_pool
+    from salmubench.models import image_size
+    from salmubench.models import tokenizer as get_tokenizer
+    from salmubench.unlearn.data import load_unlearn_pools
+
+    tokenize, size = get_tokenizer(loaded.arch), image_size(loaded.model)
+    if cfg.attack == "full":
+        pools = load_unlearn_pools(data, dataset, (), tokenize, size, retain_size=0,
+                                   seed=cfg.seed, with_retain=False)  # fmt: skip
+        return pools["forget"], False, None
+    attack_cfg = AttackConfig(seed=cfg.seed)
+    retain = RETAIN_SPLITS
+    pool, trained_on, _ = attacker_pool(data, dataset, cfg.attack, attack_cfg, retain, tokenize,
+                                        size)  # fmt: skip
+    return pool, cfg.attack == "generic_captions", trained_on

@@ -20,12 +20,14 @@ def baselines() -> str | None:
 
 @dataclass(frozen=True)
 class DrillConfig:
-    """How hard the drill re-teaches the forget set."""
+    """How hard the drill re-teaches the forget set, and with which relearning attack."""
 
     steps: int = 30  # optimiser steps on forget batches
     batch: int = 32  # forget samples per step
     lr: float = 1.0e-3  # AdamW learning rate (constant: a drill, not a schedule)
-    seed: int = 0  # which forget samples each step draws
+    seed: int = 0  # which forget samples each step draws (and the persona split)
+    # full: every forget pair; or a fine-tuning attack of `salmubench attack` (docs/ATTACKS.md)
+    attack: str = "full"
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch < 2:
@@ -35,3 +37,9 @@ class DrillConfig:
             )
         if not self.lr > 0:
             raise ConfigError(f"drill lr={self.lr}: expected a positive learning rate")
+        if self.attack not in DRILL_ATTACKS:
+            raise ConfigError(f"drill attack={self.attack!r}; valid: {', '.join(DRILL_ATTACKS)}")
+
+
+# The drill's attacks: the whole forget set, or the fine-tuning attacks (vocab.ATTACKS)
+DRILL_ATTACKS = ("full", "persona_split", "generic_captions", "retain_only")
