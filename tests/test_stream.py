@@ -4,6 +4,7 @@ a foreign layout; bad shards named before training."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -83,16 +84,12 @@ def kill_torchrun_after_checkpoint(proc, state: Path, timeout: float = 120) -> N
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.02)
     pids = [proc.pid, *_descendants(proc.pid)]
-    for pid in pids:
-        try:
+    for pid in pids:  # each session's group (a worker's loader processes), then each pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass  # not a group leader, or gone: killed with its group below
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
 
 
@@ -213,3 +210,17 @@ def test_loader_settings_are_checked(tmp_path, capsys, micro_dataset):
     assert "needs loader 'stream' or 'auto'" in capsys.readouterr().err
     assert main(stream_args(micro_dataset, out, "--set", f"general_world_uri={tmp_path}")) == 2
     assert "holds no .tar shards" in capsys.readouterr().err
+
+
+def test_profiles_say_what_training_reads_and_whether_it_streams(capsys, micro_dataset):
+    assert main(["profiles"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["micro"].endswith("in memory") and lines["tiny"].endswith("in memory")
+    assert lines["small"].endswith("streams") and lines["paper"].endswith("streams")
+    # micro's counts are those of the dataset synth wrote
+    dataset = read_manifest(micro_dataset)
+    splits = [s for p in VARIANTS["compromised"] for s in POOLS[p]]
+    images = sum(dataset["counts"][s] for s in splits)
+    shards = sum(len(shard_paths(micro_dataset, s, dataset)) for s in splits)
+    assert f"reads {images} images" in lines["micro"]
+    assert f"<= {shards} shards" in lines["micro"]
