@@ -382,21 +382,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from salmubench.data.synth import total_images
-    from salmubench.train.data import MEMORY_LIMIT_BYTES
-    from salmubench.train.stream import needs
+    from salmubench.train.profiles import describe
 
-    params = load_params(args.params)
-    for name in params["profiles"]:
-        cfg = stage_config("synth", name, (), args.params)
-        train = needs(cfg, stage_config("train", name, (), args.params), MEMORY_LIMIT_BYTES)
-        print(
-            f"{name:<6} {cfg.personas:>4} personas x {len(cfg.attributes)} attributes x "
-            f"{cfg.images_per_association} images, {cfg.image_size} px, "
-            f"{total_images(cfg)} images in all; training reads {train['images']} images, "
-            f"{train['decoded_bytes'] / 2**30:.2f} GiB decoded, <= {train['shards']} shards: "
-            f"{'streams' if train['loader'] == 'stream' else 'in memory'}"
-        )
+    for name in load_params(args.params)["profiles"]:
+        print(describe(name, args.params))
     return 0
 
 

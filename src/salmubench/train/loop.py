@@ -61,8 +61,10 @@ def check_variant(variant: str) -> None:
 def _identity(
     cfg: TrainConfig, variant: str, seed: int, dataset: str, world: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """What a resumed run must share with the run that wrote the checkpoint."""
-    out = {"config": to_dict(cfg), "variant": variant, "seed": seed, "dataset": dataset}
+    """What a resumed run must share with the run that wrote the checkpoint. Not the
+    loader: both give the same batches, so a run may resume with the other one."""
+    config = {k: v for k, v in to_dict(cfg).items() if k not in ("loader", "loader_workers")}
+    out = {"config": config, "variant": variant, "seed": seed, "dataset": dataset}
     if world is not None:  # an external general world: its shard list too
         out["general_world"] = world["digest"]
     return out

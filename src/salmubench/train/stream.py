@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from salmubench.config import ConfigError, SynthConfig, TrainConfig
+from salmubench.config import ConfigError, TrainConfig
 from salmubench.data.shards import decode, shard_paths
-from salmubench.data.synth import group_sizes
 from salmubench.data.tarindex import Index, ShardError, index_shard, list_shards, read_spans
 
-__all__ = ["LOADERS", "StepBatches", "batches", "choose_loader", "index_pools", "list_shards",
-           "needs"]  # fmt: skip
+__all__ = ["LOADERS", "StepBatches", "batches", "choose_loader", "index_pools", "list_shards"]
 from salmubench.engine.pools import BatchPlan
 from salmubench.vocab import POOLS
 
@@ -141,32 +140,15 @@ def _worker_init(_: int) -> None:
 
 def batches(dataset: StepBatches, workers: int) -> Iterator[tuple]:
     """The dataset's items in step order, decoded `workers` processes ahead."""
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        prefetch_factor=2 if workers else None,
-        worker_init_fn=_worker_init if workers else None,
-    )
-    return iter(loader)
-
-
-def needs(synth: SynthConfig, train: TrainConfig, limit: int) -> dict[str, Any]:
-    """What training a profile's Compromised model reads, from its settings alone (no
-    synth run): images, their decoded size, shards, and the loader `auto` picks. The
-    shard count is exact but for forget/holdout_association, whose split of each persona's
-    attributes is drawn at synth time: it counts one shard more than the two need at
-    most, so it is an upper bound by at most one."""
-    fi, fa, hi = group_sizes(synth.personas, synth.group_ratio)
-    per_persona = len(synth.attributes) * synth.images_per_association
-    counts = [fi * per_persona, hi * per_persona,
-              (fi + fa) * synth.retain_joint_per_persona, synth.retain_disjoint,
-              synth.general_world]  # fmt: skip
-    association = fa * per_persona
-    shards = sum(max(1, -(-n // synth.shard_size)) for n in counts)
-    shards += -(-association // synth.shard_size) + 1
-    images = sum(counts) + association
-    decoded = images * 3 * synth.image_size**2
-    return {"images": images, "decoded_bytes": decoded, "shards": shards,
-            "loader": choose_loader(train, decoded, limit)}  # fmt: skip
+    with warnings.catch_warnings():
+        # torch's advice to use fewer workers than this process's CPUs: the setting decides.
+        warnings.filterwarnings("ignore", "This DataLoader will create", UserWarning)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            prefetch_factor=2 if workers else None,
+            worker_init_fn=_worker_init if workers else None,
+        )
+        return iter(loader)
