@@ -224,3 +224,37 @@ def test_profiles_say_what_training_reads_and_whether_it_streams(capsys, micro_d
     shards = sum(len(shard_paths(micro_dataset, s, dataset)) for s in splits)
     assert f"reads {images} images" in lines["micro"]
     assert f"<= {shards} shards" in lines["micro"]
+
+
+def test_an_external_world_on_s3_trains_like_the_same_local_folder(s3_env, tmp_path, micro_dataset):
+    from salmubench.s3 import Store
+
+    world = foreign_world(tmp_path / "world")
+    url = f"s3://{BUCKET}/worlds/foreign"
+    for shard in sorted(world.glob("*.tar")):
+        Store().put_file(shard, f"{url}/{shard.name}")
+    short = ("--set", "steps=3", "--set", "checkpoint_every=3", "--set", "loader_workers=1")
+    runs = {}
+    for name, uri in (("local", world), ("s3", url)):
+        runs[name] = tmp_path / name
+        extra = ("--set", f"general_world_uri={uri}", *short)
+        assert main(stream_args(micro_dataset, runs[name], *extra, variant="clean")) == 0
+    local, remote = (read_manifest(runs[n])["general_world"] for n in ("local", "s3"))
+    assert remote["uri"] == url and remote["digest"] == local["digest"]  # names and sizes
+    assert_same_weights(runs["s3"], runs["local"])
+
+
+def test_an_image_corrupt_past_its_header_is_named_when_decoded(tmp_path):
+    """It passes indexing (it starts like a JPEG) and fails in the loader, named."""
+    from salmubench.data.tarindex import ShardError, index_shard
+    from salmubench.engine.pools import BatchPlan
+    from salmubench.models import tokenizer
+    from salmubench.train.stream import StepBatches
+
+    world = foreign_world(tmp_path / "world", shards=1, per_shard=4,
+                          **{"sample_00002.jpg": b"\xff\xd8\xff\xe0" + b"\x00" * 64})  # fmt: skip
+    index = index_shard(world / "part-00000.tar")
+    plan = BatchPlan({"general": 4}, {"general": 4}, seed=0)
+    steps = StepBatches({"general": index}, plan, 0, 1, 0, 4, tokenizer("salmu-micro"), 32)
+    with pytest.raises(ShardError, match=r"part-00000\.tar: sample 'sample_00002': undecodable"):
+        steps[0]
