@@ -385,16 +385,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from salmubench.data.synth import total_images
+    from salmubench.train.profiles import describe
 
-    params = load_params(args.params)
-    for name in params["profiles"]:
-        cfg = stage_config("synth", name, (), args.params)
-        print(
-            f"{name:<6} {cfg.personas:>4} personas x {len(cfg.attributes)} attributes x "
-            f"{cfg.images_per_association} images, {cfg.image_size} px, "
-            f"{total_images(cfg)} images in all"
-        )
+    for name in load_params(args.params)["profiles"]:
+        print(describe(name, args.params))
     return 0
 
 

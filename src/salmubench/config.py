@@ -151,8 +151,14 @@ class TrainConfig:
     log_every: int = _doc("Steps between log lines (train_log.jsonl).", default=10)
     precision: str = _doc("fp32, bf16 (autocast) or fp16 (CUDA autocast + scaler).", default="fp32")
     threads: int = _doc("Torch threads per process; 0 = CPUs / local processes.", default=0)
+    loader: str = _doc("memory, stream or auto (docs/STREAMING.md).", default="auto")
+    loader_workers: int = _doc("Streaming: decoding processes per trainer.", default=2)
+    general_world_uri: str | None = _doc("(image, txt) shards replacing retain_real.", default=None)
 
     def validate(self) -> None:
+        if self.loader not in ("auto", "memory", "stream"):
+            raise ConfigError(f"loader={self.loader!r}; valid: auto, memory, stream")
+        check_non_negative("loader_workers", self.loader_workers)
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             check_positive(name, getattr(self, name))
         check_non_negative("warmup_steps", self.warmup_steps)

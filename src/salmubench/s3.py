@@ -325,6 +325,21 @@ class Store:
                 raise StorageError(f"{url}: no such object ({e.code})") from None
             raise
 
+    def get_range(self, url: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset + length) of an object: one ranged GET, retried, unverified
+        (the streaming loader checked the object's sha256 once, when it indexed it)."""
+        bucket, key = split_url(url)
+
+        def fetch() -> bytes:
+            response = self.client.get_object(bucket, key, offset=offset, length=length)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(f"read {url} bytes {offset}+{length}", fetch)
+
     def open(self, url: str, sha256: str | None = None) -> VerifiedStream:
         """A streaming reader of one object whose sha256 is checked when it is drained."""
         bucket, key = split_url(url)

@@ -37,7 +37,8 @@ def load_pools(
     if need > MEMORY_LIMIT_BYTES:
         raise ValueError(
             f"the training splits need ~{need / 2**30:.1f} GiB decoded; the in-memory loader "
-            f"is for small-image profiles (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB)"
+            f"is for small-image profiles (limit {MEMORY_LIMIT_BYTES / 2**30:.0f} GiB): use "
+            "--set loader=stream (or auto), which reads each step's samples from the shards"
         )
     captions: dict[str, int] = {}
     return {
