@@ -25,6 +25,7 @@ from salmubench.typed import (  # noqa: F401
     check_positive,
     set_dotted,
     to_dict,
+    with_batch_size,
 )
 from salmubench.vocab import ACCESSORIES, ATTRIBUTE_TYPES, RETAIN_SPLITS, SPLITS, WEIGHT_PRECISIONS
 
@@ -438,18 +439,3 @@ def stage_config(
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
         set_dotted(values, key.strip(), yaml.safe_load(raw))
     return build(STAGES[stage], values)
-
-
-# --- issue #19: --batch-size on the command line ------------------------------------------
-
-
-def with_batch_size(cfg: Any, batch_size: int | None, *fields: str) -> Any:
-    """`cfg` with `batch_size` in each of `fields` (None: unchanged). A retain_batch of 0
-    stays 0: that run uses no retain data."""
-    import dataclasses
-
-    if batch_size is None:
-        return cfg
-    keep_zero = {"retain_batch"}
-    values = {f: batch_size for f in fields if not (f in keep_zero and getattr(cfg, f) == 0)}
-    return dataclasses.replace(cfg, **values)

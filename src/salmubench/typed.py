@@ -104,3 +104,14 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {
         k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
     }
+
+
+def with_batch_size(cfg: Any, batch_size: int | None, *fields: str) -> Any:
+    """`cfg` with `batch_size` in each of `fields` (None: unchanged). A retain_batch of 0
+    stays 0: that run uses no retain data."""
+
+    if batch_size is None:
+        return cfg
+    keep_zero = {"retain_batch"}
+    values = {f: batch_size for f in fields if not (f in keep_zero and getattr(cfg, f) == 0)}
+    return dataclasses.replace(cfg, **values)
