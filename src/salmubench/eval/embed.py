@@ -117,7 +117,7 @@ class DatasetEmbeddings:
         genknow_imagenet: str | Path | None = None,
         genknow_templates: str = "openai",
         decode_workers: int | None = None,
-        cache: DecodedCache | None | str = "env",
+        cache: DecodedCache | str | None = "env",
     ) -> None:
         self.data, self.manifest, self.settings = location(data), manifest, settings
         self.device = device or torch.device("cpu")
