@@ -170,3 +170,15 @@ def test_eval_stage_through_the_cache_and_refusals(
     code = main(["eval", "--data", str(micro_dataset), "--model", str(micro_models["compromised"]),
                  "--profile", "micro", "--out", str(tmp_path / "refused"), "-q"])  # fmt: skip
     assert code != 0 and not (tmp_path / "refused").exists()
+
+
+def test_an_unwritable_default_folder_only_turns_the_cache_off(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert cache_root() is None and "decoding without a cache" in caplog.text
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "salmubench"
+    monkeypatch.setenv(CACHE_ENV, "off")
+    assert DecodedCache.from_env() is None

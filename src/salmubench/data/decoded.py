@@ -15,7 +15,9 @@ once both succeed, and the second one's copy is dropped. A miss decodes and fill
 
 Where: `$SALMUBENCH_CACHE` (a folder; `off` turns the cache off), default
 `$XDG_CACHE_HOME/salmubench` (`~/.cache/salmubench`), entries under `decoded/`. A folder that
-cannot be written is refused with the variable to set. Size: 3·S² bytes per image (tiny,
+was chosen ($SALMUBENCH_CACHE) and cannot be written is refused, with the variable to set;
+when the default one cannot be written (a read-only home in a container), the stage decodes
+as before, with a warning. Size: 3·S² bytes per image (tiny,
 32 px: 3 KiB; 224 px: 147 KiB), i.e. ~100 MB for a whole tiny dataset.
 """
 
@@ -72,6 +74,9 @@ def cache_root(folder: str | os.PathLike | None = None) -> Path | None:
         with tempfile.NamedTemporaryFile(dir=root / "decoded", prefix=".probe-"):
             pass
     except OSError as e:
+        if folder is None and not value.strip():  # nobody chose it: decode as before
+            log.warning("%s is not writable (%s): decoding without a cache", root, e)
+            return None
         raise CacheError(f"{where} is not a writable folder ({e.strerror or e}): {hint}") from None
     return root
 
