@@ -182,3 +182,30 @@ def test_an_unwritable_default_folder_only_turns_the_cache_off(tmp_path, monkeyp
     assert cache_root() == tmp_path / "xdg" / "salmubench"
     monkeypatch.setenv(CACHE_ENV, "off")
     assert DecodedCache.from_env() is None
+
+
+def test_the_evaltask_suite_measures_both_ways_and_renders(tmp_path, micro_dataset, micro_models):
+    """benchmarks/perf.py evaltask on micro, one round: every variant ran, ratios, doc."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(repo / "benchmarks" / "perf.py"), "evaltask", "--profile", "micro",
+           "--repeat", "1", "--data", str(micro_dataset), "--model",
+           str(micro_models["compromised"]), "--work", str(tmp_path / "work"), "--results",
+           str(results)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((results / "perf-evaltask-micro.json").read_text())
+    assert set(r["runs"]) == {
+        "after: process (cache warm)", "after: in-process (cache warm)",
+        "after: process (cache cold)", "after: imports only", "cache off: process",
+        "cache off: in-process",
+    }  # fmt: skip
+    warm = r["runs"]["after: process (cache warm)"][0]
+    assert warm["seconds"] > warm["seconds_load_model"] > 0 and warm["peak_rss_mib"] > 200
+    assert r["ratios"]["after: process / in-process"]["median"] > 0
+    assert entries(tmp_path / "work" / "decoded-cache")  # the warm variants' cache was filled
+    assert "| after: process (cache warm)" in proc.stdout
