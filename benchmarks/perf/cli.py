@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import perf
-from perf import e2e, evaluate, gpu, synth, train, unlearn, world
+from perf import e2e, evaltask, evaluate, gpu, synth, train, unlearn, world
 from perf.common import DOC, RESULTS, ROOT, Bench
 from perf.doc import render_doc
 
@@ -23,11 +23,12 @@ SUITES: dict[str, Callable[[Bench], None]] = {
     "train": train.suite,
     "e2e": e2e.suite,
     "eval": evaluate.suite,
+    "evaltask": evaltask.suite,
     "unlearn": unlearn.suite,
     "gpu": gpu.suite,
     "world": world.suite,
 }
-IN_ALL = ("synth", "train", "e2e", "eval", "unlearn", "world")
+IN_ALL = ("synth", "train", "e2e", "eval", "evaltask", "unlearn", "world")
 
 
 def _bare(argv: list[str]) -> int:
@@ -49,6 +50,11 @@ def _naive_eval(argv: list[str]) -> int:
         p.add_argument(name, required=True)
     a = p.parse_args(argv)
     print(json.dumps(evaluate.naive_eval(a.data, a.model, a.profile)))
+    return 0
+
+
+def _eval_inprocess(argv: list[str]) -> int:
+    print(json.dumps(evaltask.in_process(argv[1:])))
     return 0
 
 
@@ -82,6 +88,7 @@ def _unlearn_reads(argv: list[str]) -> int:
 WORKERS: dict[str, Callable[[list[str]], int]] = {
     "_bare": _bare,
     "_naive_eval": _naive_eval,
+    "_eval_inprocess": _eval_inprocess,
     "_breakdown": _breakdown,
     "_render_sample": _render_sample,
     "_methods": _methods,
@@ -119,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-cpu", action="store_true", help="gpu: run without a GPU")
     p.add_argument("--doc", default=str(DOC), help="where `doc` writes the markdown")
     p.add_argument("--world", help="world: a bench world folder whose eval manifests to read")
+    p.add_argument("--against", help="evaltask: the code before, a src folder (PYTHONPATH)")
+    p.add_argument("--clean-eval", help="evaltask: Clean's eval folder, the reference (as bench)")
     return p
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from perf.common import BENCHMARKS, load_result, max_load, table
 from perf.e2e import doc_e2e
+from perf.evaltask import doc_evaltask
 from perf.evaluate import doc_eval
 from perf.synth import doc_synth, doc_synth_against
 from perf.train import doc_train
@@ -105,6 +106,7 @@ def render_doc(results: Path, profile: str) -> str:
         "synth": doc_synth(load_result(results, "synth", profile)),
         "train": doc_train(load_result(results, "train", profile)),
         "eval": doc_eval(load_result(results, "eval", profile)),
+        "evaltask": doc_evaltask(load_result(results, "evaltask", profile)),
         "unlearn": doc_unlearn(load_result(results, "unlearn", profile)),
         "unlearn_cpu": doc_unlearn(load_result(results, "unlearn-cpu", profile)).replace(
             "perf.py unlearn`", "perf.py unlearn --cpu-clock`"

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from salmubench.data.decoded import DecodedCache, geometry_key
 from salmubench.data.shards import decode, image_bytes, iter_split
-from salmubench.vocab import POOLS
+from salmubench.vocab import POOLS, resolve
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +51,25 @@ def read_pool(
     captions: dict[str, int],
     generic: bool = False,
     select: np.ndarray | None = None,
+    cache: DecodedCache | str | None = "env",
 ) -> Pool:
     """Decode and tokenise the samples of `splits` into one pool. `captions` maps caption
     text to id across pools; `generic` also tokenises each sample's visual caption;
-    `select` keeps only those positions (in split order), without decoding the others."""
+    `select` keeps only those positions (in split order). Decoded images come from the
+    decoded-split cache (`cache`: "env" = $SALMUBENCH_CACHE, None = off), shared with the
+    other stages of the world; with it off, unselected samples are not decoded."""
     size = None if manifest["image"]["size"] == image_size else image_size
     keep = None if select is None else set(np.asarray(select).tolist())
+    if cache == "env":
+        cache = DecodedCache.from_env() if "digest" in manifest else None
     images, texts, keys, generics = [], [], [], []
     position = -1
     for split in splits:
-        for sample in iter_split(data, split, manifest):
+        for sample, image in _samples(data, manifest, split, size, image_size, cache):
             position += 1
             if keep is not None and position not in keep:
                 continue
-            images.append(decode(image_bytes(sample), size))
+            images.append(image(sample) if callable(image) else image)
             texts.append(sample["txt"])
             keys.append(sample["__key__"])
             if generic:
@@ -84,6 +90,28 @@ def read_pool(
         tokenize(generics).long() if generic else None,
         ids(generics) if generic else None,
     )
+
+
+def _samples(
+    data: str | Path,
+    manifest: dict[str, Any],
+    split: str,
+    size: int | None,
+    image_size: int,
+    cache: Any,
+) -> Any:
+    """(sample, its image or how to decode it) of `split` in order; sample without image
+    bytes when it comes from the cache."""
+    if cache is None:
+        for sample in iter_split(data, split, manifest):
+            yield sample, lambda s: decode(image_bytes(s), size)
+        return
+    geometry = geometry_key("squash", image_size)
+    for name in resolve(split):
+        decoded = cache.split(
+            data, manifest, name, geometry, lambda batch: [decode(b, size) for b, _ in batch]
+        )
+        yield from zip(decoded.rows, decoded.images, strict=True)
 
 
 class BatchPlan:

@@ -4,7 +4,10 @@
 in batches the first time a metric asks for it, then served from memory; prompt texts are
 embedded once each. Of retain_joint and retain_disjoint only the evaluation part is served
 (`salmubench.data.evaluated`): the other part is what unlearning may train on. Timings are
-kept so the evaluator can report how much the metrics add over embedding alone.
+kept so the evaluator can report how much the metrics add over embedding alone. Decoded
+images come from the on-disk cache of decoded splits (`salmubench.data.decoded`, keyed by
+the dataset digest, split and image geometry): a world decodes each split once, whatever
+the number of evaluations; the images, and so the embeddings, are the same bit for bit.
 
 Images go through the model's own preprocessing (`salmubench.models.preprocessing`: ours
 for our models, OpenCLIP's resize + centre crop for external checkpoints), on the device
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from salmubench.config import ConfigError
+from salmubench.data.decoded import DecodedCache, geometry_key
 from salmubench.data.evaluated import PARTITIONED, is_evaluated
 from salmubench.data.shards import decode, image_bytes, iter_split
 from salmubench.eval.metrics import EvalSettings, Split
@@ -113,6 +117,7 @@ class DatasetEmbeddings:
         genknow_imagenet: str | Path | None = None,
         genknow_templates: str = "openai",
         decode_workers: int | None = None,
+        cache: DecodedCache | str | None = "env",
     ) -> None:
         self.data, self.manifest, self.settings = location(data), manifest, settings
         self.device = device or torch.device("cpu")
@@ -154,6 +159,16 @@ class DatasetEmbeddings:
         # Decoding is the bottleneck of a GPU, never of a CPU that also runs the model.
         auto_workers = 1 if self.device.type == "cpu" else min(8, os.cpu_count() or 1)
         self.decode_workers = decode_workers or auto_workers
+        # Decoded splits from the on-disk cache ($SALMUBENCH_CACHE): "env" resolves it here.
+        self.cache = DecodedCache.from_env() if cache == "env" else cache
+        if self.cache is not None and not isinstance(self.cache, DecodedCache):
+            raise ValueError(f"cache={cache!r}: a DecodedCache, None (off) or 'env'")
+        p = self.preprocess
+        self._geometry_key = (
+            geometry_key("squash", self.size)
+            if p.kind == "squash"
+            else geometry_key(p.kind, self.size, p.resize_mode, p.interpolation)
+        )
 
     def _dataset_classes(self) -> dict[str, Any]:
         path = self.data / CLASSES_FILE  # a local path or an s3:// Url (no is_file)
@@ -185,6 +200,12 @@ class DatasetEmbeddings:
             "genknow": self.genknow_source,
         }
 
+    def cache_stats(self) -> dict[str, Any]:
+        """Primitive splits served from the decoded cache (hits) or decoded (misses)."""
+        if self.cache is None:
+            return {"decoded_cache": "off"}
+        return {"decoded_cache_hits": self.cache.hits, "decoded_cache_misses": self.cache.misses}
+
     def decode(self, data: bytes) -> np.ndarray:
         """Image bytes as the model's uint8 [3, S, S] input, by its preprocessing."""
         if self.preprocess.kind == "squash":
@@ -196,10 +217,12 @@ class DatasetEmbeddings:
         return np.asarray(image.convert("RGB")).transpose(2, 0, 1)
 
     @torch.inference_mode()
-    def _images(self, arrays: list[np.ndarray]) -> torch.Tensor:
+    def _images(self, arrays: list[np.ndarray] | np.ndarray) -> torch.Tensor:
         out = []
         for i in range(0, len(arrays), self.batch_size):
-            x = torch.from_numpy(np.stack(arrays[i : i + self.batch_size])).to(self.device)
+            chunk = arrays[i : i + self.batch_size]
+            chunk = np.array(chunk) if isinstance(chunk, np.ndarray) else np.stack(chunk)
+            x = torch.from_numpy(chunk).to(self.device)
             x = (x.float() / 255.0 - self.mean) / self.std
             with self._autocast():
                 emb = self.model.encode_image(x)
@@ -259,7 +282,8 @@ class DatasetEmbeddings:
         try:
             return self.decode(data)
         except (OSError, ValueError) as e:
-            where = self.genknow_imagenet / row["key"] if "/" in row["key"] else row["key"]
+            key = row["key"] if "key" in row else row["__key__"]
+            where = self.genknow_imagenet / key if "/" in key else key
             raise ValueError(
                 f"split {name!r}: image {where} cannot be decoded: {type(e).__name__}: {e}"
             ) from None
@@ -270,7 +294,9 @@ class DatasetEmbeddings:
         A composite (e.g. forget) is the concatenation of its primitive splits, so every
         primitive split is embedded exactly once however many metrics read it. A partitioned
         split (retain_joint, retain_disjoint) is its evaluation part only, in shard order.
-        Images are decoded and embedded one batch at a time (memory stays one batch deep).
+        Images are decoded and embedded one batch at a time (memory stays one batch deep);
+        with the decoded cache on (the default, `salmubench.data.decoded`), a split decoded
+        by an earlier stage or evaluation of the same dataset is read from its memory map.
         """
         parts = resolve(name)
         if len(parts) > 1:
@@ -280,6 +306,8 @@ class DatasetEmbeddings:
                 text=torch.cat([p.text for p in pieces]),
                 meta=[m for p in pieces for m in p.meta],
             )
+        if name not in self._splits and self.cache is not None and not self._imagenet(name):
+            self._splits[name] = self._cached_split(name)
         if name not in self._splits:
             meta: list[dict[str, Any]] = []
             images: list[torch.Tensor] = []
@@ -304,3 +332,44 @@ class DatasetEmbeddings:
     @property
     def embedding_seconds(self) -> float:
         return self.seconds["embed_images"] + self.seconds["embed_texts"]
+
+    def _imagenet(self, name: str) -> bool:
+        return name == "genknow" and self.genknow_imagenet is not None
+
+    def _cached_split(self, name: str) -> Split:
+        """`split` through the decoded cache: the same images in the same batches as decoding
+        them here (so the same embeddings, bit for bit), read from a memory map."""
+        start = time.perf_counter()
+        decoded = self.cache.split(  # type: ignore[union-attr]
+            self.data,
+            self.manifest,
+            name,
+            self._geometry_key,
+            lambda batch: self._decode_batch(name, batch),
+        )
+        chosen = range(len(decoded))
+        if name in PARTITIONED:
+            rows = decoded.rows
+            chosen = [i for i, r in enumerate(rows) if is_evaluated(name, r["__key__"], r["json"])]
+        meta = []
+        for i in chosen:
+            r = decoded.rows[i]
+            row = {**r["json"], "key": r["__key__"], "txt": r["txt"]}
+            if "cls" in r:
+                row["cls"] = r["cls"]
+            meta.append(row)
+        if not meta:
+            raise ValueError(f"split {name!r} of {self.data} is empty")
+        self.seconds["decode"] += time.perf_counter() - start
+        images = []
+        whole = isinstance(chosen, range)
+        for i in range(0, len(meta), self.batch_size):
+            start = time.perf_counter()
+            rows = slice(i, i + self.batch_size) if whole else chosen[i : i + self.batch_size]
+            batch = np.array(decoded.images[rows])  # one batch off the map, as decoded
+            self.seconds["decode"] += time.perf_counter() - start
+            start = time.perf_counter()
+            images.append(self._images(batch))
+            self.seconds["embed_images"] += time.perf_counter() - start
+        text = self.encode_text([m["txt"] for m in meta])
+        return Split(image=torch.cat(images), text=text, meta=meta)

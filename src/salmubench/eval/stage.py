@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import ConfigError, EvalConfig, to_dict
+from salmubench.data.decoded import DecodedCache
 from salmubench.data.shards import open_dataset
 from salmubench.eval.embed import DatasetEmbeddings
 from salmubench.eval.metrics import METRICS, EvalSettings, compute_all, describe_metrics
@@ -242,6 +243,7 @@ def evaluate(
     if role is not None and role not in ROLES:
         raise ConfigError(f"role {role!r}; valid: {', '.join(ROLES)}")
     check_output(out, force)  # before checksums and model loading, not after
+    cache = DecodedCache.from_env()  # an unusable $SALMUBENCH_CACHE fails here, not later
     torch_device = resolve_device(device)
     data = location(data)
     required = REQUIRED_SPLITS
@@ -256,8 +258,11 @@ def evaluate(
             "ImageNet-style folder (--genknow-imagenet DIR), or import with "
             "--genknow-per-class N for our synthetic task"
         )
+    start = time.perf_counter()
     dataset = open_dataset(data, required)
+    opened = time.perf_counter()
     loaded = load_model(model, arch)
+    loaded_at = time.perf_counter()
     if role is not None and loaded.manifest is not None:
         raise ConfigError(
             f"{model} is a model folder of ours (variant {loaded.manifest.get('variant')!r}): "
@@ -268,6 +273,7 @@ def evaluate(
         "device": torch_device,
         "genknow_imagenet": genknow_imagenet,
         "genknow_templates": genknow_templates,
+        "cache": cache,
     }
     if identity["dataset"] not in (None, dataset["digest"]):
         log.warning(
@@ -315,6 +321,8 @@ def evaluate(
         (tmp / "report.md").write_text(markdown(rows, f"Evaluation of {model}"), encoding="utf-8")
         embed_seconds = emb.embedding_seconds
         timing = {
+            "seconds_open_dataset": round(opened - start, 3),  # checksums of every shard
+            "seconds_load_model": round(loaded_at - opened, 3),
             "seconds_total": round(seconds, 3),
             "seconds_decode": round(emb.seconds["decode"], 3),
             "seconds_embedding": round(embed_seconds, 3),
@@ -327,6 +335,7 @@ def evaluate(
                 / max(emb.seconds["decode"] + emb.seconds["embed_images"], 1e-9),
                 1,
             ),
+            **emb.cache_stats(),
         }
         summary = {
             "model": identity,
