@@ -14,6 +14,23 @@ from salmubench.manifest import read_manifest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decoded_cache(tmp_path_factory):
+    """One decoded-split cache per test session (and its subprocesses), never the user's:
+    the suite's many stages decode each micro split once, and nothing leaks into ~/.cache.
+    A test that needs its own cache folder sets SALMUBENCH_CACHE itself."""
+    import os
+
+    folder = tmp_path_factory.mktemp("decoded-cache")
+    old = os.environ.get("SALMUBENCH_CACHE")
+    os.environ["SALMUBENCH_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("SALMUBENCH_CACHE", None)
+    else:
+        os.environ["SALMUBENCH_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def micro_cfg():
     return stage_config("synth", "micro", params_path=REPO / "params.yaml")
