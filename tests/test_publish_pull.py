@@ -102,20 +102,15 @@ def test_unreachable_storage_fails_fast_naming_the_endpoint(world, s3, micro_dat
             env=env)  # fmt: skip
     finally:
         proxy.close()
+    # Credentials only, and one attempt (what the DEPLOY steps give a puller who wants a fast
+    # answer): DVC names the recorded endpoint. With botocore's default 5 attempts and backoff,
+    # which no .dvc/config option caps, the same failure takes ~30 s per tracked output
+    # (measured here; not re-run by the suite, to keep it under its time budget).
     clone = clone_run(origin, "gone-1", tmp_path / "clone", env)
-    # Credentials only: DVC names the recorded endpoint. (Its S3 plugin retries each
-    # object-store call with botocore's default 5 attempts and backoff, which no .dvc/config
-    # option caps: ~30 s per tracked output when the server is down, measured here.)
-    pulled = run("dvc", "pull", cwd=clone, env=env, ok=False)
-    assert pulled.returncode != 0
-    assert f'Could not connect to the endpoint URL: "{proxy.endpoint}' in pulled.stderr
-    # One attempt (what the DEPLOY steps give a puller who wants a fast answer), in a fresh
-    # clone: DVC remembers a failed lookup in .dvc/tmp, which would make a rerun look fast.
-    clone = clone_run(origin, "gone-1", tmp_path / "clone2", env)
     start = time.perf_counter()
     pulled = run("dvc", "pull", cwd=clone, env={**env, "AWS_MAX_ATTEMPTS": "1"}, ok=False)
     seconds = time.perf_counter() - start
     print(f"dvc pull against the unreachable {proxy.endpoint} failed in {seconds:.1f} s")
     assert pulled.returncode != 0
-    assert proxy.endpoint in pulled.stdout + pulled.stderr
+    assert f'Could not connect to the endpoint URL: "{proxy.endpoint}' in pulled.stderr
     assert seconds < 30, f"dvc pull took {seconds:.1f} s to fail"
