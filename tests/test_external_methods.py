@@ -155,8 +155,12 @@ def test_bench_runs_an_installed_method_and_every_row_shows_origin_and_code_dige
     out = tmp_path / "bench"
     _world(out, micro_dataset, micro_models)
     lines: list[str] = []
-    bench("micro", out, methods=[NAME, "delete"], budget=0.1, say=lines.append)
+    # Side by side (--jobs 2): the worker processes find the package through its entry point.
+    bench("micro", out, methods=[NAME, "delete"], budget=0.1, say=lines.append, jobs=2)
     assert any("train compromised: up to date, reused" in x for x in lines)
+    starts = [i for i, x in enumerate(lines) if x.endswith(" ...") and "unlearn" in x]
+    first_done = next(i for i, x in enumerate(lines) if "unlearn" in x and x.endswith(" s"))
+    assert len(starts) == 2 and starts[1] < first_done, lines  # both started before one ended
     board = json.loads((out / "report" / "leaderboard.json").read_text())
     row = next(r for r in board["rows"] if r["method"] == NAME)
     assert row["scores"]["forgetting"] is not None
@@ -263,7 +267,8 @@ def test_a_method_file_runs_in_bench_and_an_edit_re_runs_it(micro_dataset, micro
     path.write_text(path.read_text() + "# edited\n")
     external.load_method_file(path)  # the same file again: its new version replaces the old
     lines.clear()
-    bench("micro", out, methods=["file_method"], budget=0.1, say=lines.append)
+    # In a worker process (--jobs 2), which loads the method files this process loaded.
+    bench("micro", out, methods=["file_method"], budget=0.1, say=lines.append, jobs=2)
     again = read_manifest(out / "unlearned" / "file_method-b0.1-s0", kind="model")
     assert again["method_code"]["code_digest"] == sha256_file(path) != first["method_code"][
         "code_digest"]  # fmt: skip

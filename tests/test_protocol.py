@@ -183,6 +183,9 @@ def test_leaderboards_refuse_a_validation_world(tmp_path):
         bench("micro", tmp_path / "b", methods=["finetune"], worlds=[0, VALIDATION_SEEDS])
     with pytest.raises(ConfigError, match="validation world"):
         bench("micro", tmp_path / "b", methods=["finetune"], data_seed=VALIDATION_SEEDS + 5)
+    with pytest.raises(ConfigError, match=r"jobs=999: stages side by side need a CPU each; "
+                       r"valid: 1\.\.\d+"):  # fmt: skip
+        bench("micro", tmp_path / "b", methods=["finetune"], jobs=999)
     assert not (tmp_path / "b").exists()
     check_leaderboard_world(VALIDATION_SEEDS - 1)
 

@@ -30,7 +30,7 @@ from salmubench.config import ConfigError, stage_config, to_dict
 from salmubench.manifest import dumps, read_manifest, write_atomic
 
 # _Stages and _reusable: imported from here by tune.py and benchmarks/ablate.py.
-from salmubench.stagerun import _reusable, _Stages, model_digest
+from salmubench.stagerun import Call, _reusable, _Stages, check_jobs, model_digest
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +149,25 @@ def build_world(world: World, profile: str, cfg: dict[str, Any], stages: _Stages
         return given_world(world, cfg, stages)
     stages.run(
         f"{tag}synth",
-        lambda _: synth(cfg["synth"], world.seed, world.data, profile=profile, force=True),
+        Call(synth, (cfg["synth"], world.seed, world.data), {"profile": profile, "force": True}),
         _reusable(world.data, "dataset", config=to_dict(cfg["synth"]), seed=world.seed),
     )
     world.digest = read_manifest(world.data, kind="dataset")["digest"]
-    for variant in ("clean", "compromised"):
+
+    def train_model(variant: str) -> None:  # Clean is evaluated while Compromised trains
         folder = world.model(variant)
         stages.run(
             f"{tag}train {variant}",
-            lambda bar, v=variant, f=folder: train(
-                world.data, v, cfg["train"], f, seed=world.seed, profile=profile, force=True,
-                progress=bar),
+            Call(train, (world.data, variant, cfg["train"], folder),
+                 {"seed": world.seed, "profile": profile, "force": True}, bar=True),
             _reusable(folder, "model", config=to_dict(cfg["train"]), variant=variant,
                       seed=world.seed, inputs={"dataset": world.digest}),
         )  # fmt: skip
-    evaluate_model(world, f"{tag}eval clean", world.model("clean"), world.eval("clean"), cfg,
-                   stages, reference=False)  # fmt: skip
+        if variant == "clean":
+            evaluate_model(world, f"{tag}eval clean", world.model("clean"), world.eval("clean"),
+                           cfg, stages, reference=False)  # fmt: skip
+
+    stages.map(train_model, ("clean", "compromised"))
     # The Compromised model is its own reference: recognised by digest, embedded once.
     evaluate_model(world, f"{tag}eval compromised", world.model("compromised"),
                    world.eval("compromised"), cfg, stages)  # fmt: skip
@@ -230,9 +233,9 @@ def evaluate_model(
                  and model == world.model(v)), None)  # fmt: skip
     stages.run(
         name,
-        lambda _: evaluate(world.data, model, target, cfg=ecfg, seed=world.seed,
-                           force=True, arch=arch, role=role, **world.external.eval_options(),
-                           **refs),
+        Call(evaluate, (world.data, model, target),
+             {"cfg": ecfg, "seed": world.seed, "force": True, "arch": arch, "role": role,
+              **world.external.eval_options(), **refs}),
         _reusable(target, "eval", config=to_dict(ecfg), seed=world.seed,
                   inputs={"dataset": world.digest, "model": model_digest(model)}),
     )  # fmt: skip
@@ -268,9 +271,9 @@ def unlearn_and_evaluate(
     label = f"{tag}{target.name}"
     stages.run(
         f"unlearn {label}",
-        lambda bar: unlearn(world.data, compromised, method, ucfg, target, arch=arch,
-                            seed=seed, profile=profile, force=True, progress=bar,
-                            device=world.external.device),
+        Call(unlearn, (world.data, compromised, method, ucfg, target),
+             {"arch": arch, "seed": seed, "profile": profile, "force": True,
+              "device": world.external.device}, bar=True),
         _reusable(target, "model", config=to_dict(run_config(ucfg, method)), method=method,
                   method_params=params, seed=seed, **same_code,
                   inputs={"dataset": world.digest, "model": source}),
@@ -296,6 +299,7 @@ def bench(
     show: bool = True,
     say: Callable[[str], None] = print,
     step_bar: Callable[[str], tuple[Callable, Callable]] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run (or complete) the comparison of `methods` under `profile` in run folder `out`.
 
@@ -310,7 +314,9 @@ def bench(
     a synthesised world (one world), and the evaluation options. `attacks`: relearning
     attacks run on every unlearned model once a world's models exist (Clean once per
     attack as the reference), in `<world>/attacks/`; the report then has a "robust"
-    column. Returns the report's manifest.
+    column. `jobs` > 1: independent stages (Clean beside Compromised, the runs of
+    methods, the worlds) side by side in `jobs` worker processes of `CPUs // jobs` threads
+    each (`stagerun`). Returns the report's manifest.
     """
     from salmubench.report import build_report
     from salmubench.tuning import check_leaderboard_world, load_tuning
@@ -351,29 +357,34 @@ def bench(
     out = Path(out)
     per_world = (5 if external.data is None else 2) + 2 * len(methods) * len(seeds)
     per_world += len(attacks) * (1 + len(methods) * len(seeds))
-    stages = _Stages(len(world_seeds) * per_world + 1, show, say, step_bar, force)
+    stages = _Stages(len(world_seeds) * per_world + 1, show, say, step_bar, force,
+                     jobs=check_jobs(jobs))  # fmt: skip
     stages.tag_worlds = multi
     start = time.perf_counter()
-    evals: list[Path] = []
-    attacked: list[Path] = []
-    for seed in world_seeds:
+    runs = [(method, s, f"{method}-b{ucfg.budget:g}-s{s}") for method in methods for s in seeds]
+
+    def run_world(seed: int) -> tuple[list[Path], list[Path]]:
+        """One world's stages; returns its eval folders and attack folders."""
         world = build_world(
             World(seed, world_folder(out, seed) if multi else out, external=external),
             profile,
             cfg,
             stages,
         )
-        evals += [world.eval("clean"), world.eval("compromised")]
-        unlearned = []
-        for method in methods:
-            for s in seeds:
-                name = f"{method}-b{ucfg.budget:g}-s{s}"
-                evals.append(world.folder / "evals" / name)
-                unlearned.append(world.folder / "unlearned" / name)
-                unlearn_and_evaluate(world, method, s, ucfg, unlearned[-1], evals[-1], cfg,
-                                     stages, profile)  # fmt: skip
-        if attacks:
-            attacked += attack_world(world, unlearned, attacks, cfg, stages)
+        unlearned = [world.folder / "unlearned" / name for _, _, name in runs]
+        evals = [world.folder / "evals" / name for _, _, name in runs]
+        stages.map(lambda k: unlearn_and_evaluate(world, runs[k][0], runs[k][1], ucfg,
+                                                  unlearned[k], evals[k], cfg, stages, profile),
+                   range(len(runs)))  # fmt: skip
+        attacked = attack_world(world, unlearned, attacks, cfg, stages) if attacks else []
+        return [world.eval("clean"), world.eval("compromised"), *evals], attacked
+
+    try:
+        done = stages.map(run_world, world_seeds)
+    finally:
+        stages.close()
+    evals = [e for world_evals, _ in done for e in world_evals]
+    attacked = [a for _, world_attacks in done for a in world_attacks]
     where = f"worlds {', '.join(map(str, world_seeds))}" if multi else f"world {data_seed}"
     title = (f"SALMUBench {profile}: {len(methods)} methods, budget {ucfg.budget:g}x, "
              f"{where}, seeds {', '.join(map(str, seeds))}")  # fmt: skip
@@ -390,6 +401,7 @@ def bench(
         "seeds": list(seeds),
         "worlds": world_seeds,
         "seconds_total": seconds,
+        "jobs": jobs,
         "stages": stages.timings,
     }
     if attacks:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from salmubench.config import ConfigError, to_dict
-from salmubench.stagerun import _reusable, _Stages, model_digest
+from salmubench.stagerun import Call, _reusable, _Stages, model_digest
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +76,30 @@ def attack_world(
     digests = {"clean": model_digest(clean), "compromised": model_digest(compromised)}
     same = {"eval_config": to_dict(ecfg)}
     tag = f"world {world.seed}: " if stages.tag_worlds else ""
-    folders = []
-    for name in attacks:
+
+    def attack_all(name: str) -> list[Path]:  # the Clean reference, then every model
         reference = world.attack("clean", name)
         stages.run(
             f"{tag}attack clean {name}",
-            lambda _, n=name, r=reference: attack(world.data, clean, r, name=n, cfg=acfg,
-                                                  eval_cfg=ecfg, retain=retain, force=True),
+            Call(attack, (world.data, clean, reference),
+                 {"name": name, "cfg": acfg, "eval_cfg": ecfg, "retain": retain, "force": True}),
             _reusable_attack(reference, name, to_dict(acfg), None, **same,
                              inputs={"dataset": world.digest, "model": digests["clean"]}),
         )  # fmt: skip
-        for model in models:
+
+        def attack_model(model: Path) -> Path:
             target = world.attack(model.name, name)
             stages.run(
                 f"{tag}attack {model.name} {name}",
-                lambda _, n=name, m=model, t=target, r=reference: attack(
-                    world.data, m, t, name=n, cfg=acfg, eval_cfg=ecfg, retain=retain, clean=r,
-                    compromised=compromised, force=True),
+                Call(attack, (world.data, model, target),
+                     {"name": name, "cfg": acfg, "eval_cfg": ecfg, "retain": retain,
+                      "clean": reference, "compromised": compromised, "force": True}),
                 _reusable_attack(target, name, to_dict(acfg), digests["clean"], **same,
                                  inputs={"dataset": world.digest, "model": model_digest(model),
                                          "compromised": digests["compromised"]}),
             )  # fmt: skip
-            folders.append(target)
-    return folders
+            return target
+
+        return stages.map(attack_model, models)
+
+    return [t for targets in stages.map(attack_all, attacks) for t in targets]

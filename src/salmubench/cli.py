@@ -107,12 +107,8 @@ def _add_genknow_options(p: argparse.ArgumentParser) -> None:
         help="GenKnow = ImageNet-1k zero-shot on this ImageNet-style folder (class "
         "subfolders), with OpenCLIP's class names and templates",
     )
-    p.add_argument(
-        "--genknow-templates",
-        choices=("openai", "simple"),
-        default="openai",
-        help="OpenCLIP's ImageNet templates: openai (80, default) or simple (7)",
-    )
+    p.add_argument("--genknow-templates", choices=("openai", "simple"), default="openai",
+                   help="OpenCLIP's templates: openai (80, default) or simple (7)")  # fmt: skip
 
 
 def _add_import_command(sub, common: argparse.ArgumentParser) -> None:
@@ -280,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
     p.add_argument("--attacks", default="none", help="relearning attacks on every unlearned "
                    "model (the 'robust' column): none (default), all, or a list")  # fmt: skip
+    p.add_argument("--jobs", type=_positive_int, default=1, help="stages side by side, each "
+                   "with CPUs/JOBS threads (default 1; docs/BENCHMARKS.md)")  # fmt: skip
     _add_runs_of_methods(p)
     p.add_argument(
         "--data",

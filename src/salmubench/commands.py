@@ -297,6 +297,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         worlds=worlds,
         tuning=args.tuning,
         attacks=attacks,
+        jobs=args.jobs,
         external=_bench_external(args),
         **_comparison_options(args),
     )
