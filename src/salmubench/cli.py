@@ -83,6 +83,8 @@ def _add_runs_of_methods(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="all", help="'all' or a comma-separated list")
     _add_method_file(p)
     p.add_argument("--force", action="store_true", help="redo every stage")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="stages side by side, each "
+                   "with CPUs/JOBS threads (default 1; docs/BENCHMARKS.md)")  # fmt: skip
     _add_overrides(p, "unlearn setting, e.g. --set methods.delete.retention=kl")
 
 
@@ -276,8 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning", help="the validation world's tuning.json (from `salmubench tune`)")
     p.add_argument("--attacks", default="none", help="relearning attacks on every unlearned "
                    "model (the 'robust' column): none (default), all, or a list")  # fmt: skip
-    p.add_argument("--jobs", type=_positive_int, default=1, help="stages side by side, each "
-                   "with CPUs/JOBS threads (default 1; docs/BENCHMARKS.md)")  # fmt: skip
     _add_runs_of_methods(p)
     p.add_argument(
         "--data",

@@ -297,7 +297,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         worlds=worlds,
         tuning=args.tuning,
         attacks=attacks,
-        jobs=args.jobs,
         external=_bench_external(args),
         **_comparison_options(args),
     )
@@ -357,7 +356,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def _comparison_options(args: argparse.Namespace) -> dict:
     """The options `bench` and `tune` (runs of many stages) take from their command line."""
     return {"unlearn_overrides": args.set, "params_path": args.params, "force": args.force,
-            "show": not args.quiet, "step_bar": _bar_callbacks}  # fmt: skip
+            "show": not args.quiet, "step_bar": _bar_callbacks, "jobs": args.jobs}  # fmt: skip
 
 
 def _bar_callbacks(label: str):

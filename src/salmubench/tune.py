@@ -61,22 +61,19 @@ def tune(
     show: bool = True,
     say: Callable[[str], None] = print,
     step_bar: Callable[[str], tuple[Callable, Callable]] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Sweep each method's learning rate on validation world `world` (built in `out` if
     needed) and choose by the rule; writes and returns `out/tuning.json`.
 
     The grid (default: each method's `search_space`, else DEFAULT_GRID) runs from the smallest
     rate up; unless `full`, a method stops one rate past the chosen one (larger rates cannot
-    change the choice). Finished runs are reused.
+    change the choice). Finished runs are reused. `jobs` > 1: methods swept side by side
+    (`bench`'s `jobs`).
     """
-    from salmubench.bench import (
-        World,
-        _Stages,
-        build_world,
-        stage_configs,
-        unlearn_and_evaluate,
-    )
+    from salmubench.bench import World, _Stages, build_world, stage_configs, unlearn_and_evaluate
     from salmubench.report.leaderboard import score
+    from salmubench.stagerun import check_jobs
     from salmubench.unlearn import build_method
 
     check_validation_world(world)
@@ -90,16 +87,10 @@ def tune(
     for m in methods:
         build_method(m, cfg["unlearn"].methods.get(m))
     out = Path(out)
-    stages = _Stages(5 + 2 * sum(map(len, grids.values())), show, say, step_bar, force)
-    w = build_world(World(world, out), profile, cfg, stages)
-    refs = {
-        v: json.loads((w.eval(v) / "metrics.json").read_text()) for v in ("clean", "compromised")
-    }
-    results: dict[str, list[dict[str, Any]]] = {}
-    chosen: dict[str, float] = {}
-    start = time.perf_counter()
-    for method in methods:
-        results[method] = []
+    stages = _Stages(5 + 2 * sum(map(len, grids.values())), show, say, step_bar, force,
+                     jobs=check_jobs(jobs))  # fmt: skip
+
+    def sweep(method: str, runs: list[dict[str, Any]]) -> None:  # rates from the smallest up
         for lr in grids[method]:
             overrides = [*unlearn_overrides, f"methods.{method}.lr={lr}"]
             ucfg = stage_config("unlearn", profile, overrides, params_path)
@@ -109,13 +100,23 @@ def tune(
                                  stages, profile)  # fmt: skip
             metrics = json.loads((target_eval / "metrics.json").read_text())
             scores, _ = score(metrics, refs["clean"], refs["compromised"])
-            results[method].append({"lr": lr, "scores": scores, "metrics": metrics})
+            runs.append({"lr": lr, "scores": scores, "metrics": metrics})
             if not full and any(
-                r["lr"] < lr and (r["scores"]["forgetting"] or -1.0) >= target
-                for r in results[method]
+                r["lr"] < lr and (r["scores"]["forgetting"] or -1.0) >= target for r in runs
             ):
                 break  # one rate past the chosen one: the rest cannot change the choice
-        chosen[method] = choose(results[method], target)
+
+    try:
+        w = build_world(World(world, out), profile, cfg, stages)
+        refs = {v: json.loads((w.eval(v) / "metrics.json").read_text())
+                for v in ("clean", "compromised")}  # fmt: skip
+        results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+        start = time.perf_counter()
+        stages.map(lambda m: sweep(m, results[m]), methods)
+    finally:
+        stages.close()
+    chosen = {m: choose(results[m], target) for m in methods}
+
     record = {
         "profile": profile,
         "world": {"name": f"world {world}", "seed": world, "dataset": w.digest},
