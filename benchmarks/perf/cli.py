@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import perf
-from perf import e2e, evaltask, evaluate, gpu, synth, train, unlearn, world
+from perf import e2e, evaltask, evaluate, gpu, jobs, synth, train, unlearn, world
 from perf.common import DOC, RESULTS, ROOT, Bench
 from perf.doc import render_doc
 
 # name -> the suite; in the order `all` runs them: e2e before eval and unlearn, which then
 # use its fully trained Compromised model, and before world, which reads its stage times.
-# `gpu` is never part of `all`.
+# `gpu` and `jobs` (two fresh benches per round) are never part of `all`.
 SUITES: dict[str, Callable[[Bench], None]] = {
     "synth": synth.suite,
     "train": train.suite,
@@ -27,6 +27,7 @@ SUITES: dict[str, Callable[[Bench], None]] = {
     "unlearn": unlearn.suite,
     "gpu": gpu.suite,
     "world": world.suite,
+    "jobs": jobs.suite,
 }
 IN_ALL = ("synth", "train", "e2e", "eval", "evaltask", "unlearn", "world")
 
@@ -127,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--doc", default=str(DOC), help="where `doc` writes the markdown")
     p.add_argument("--world", help="world: a bench world folder whose eval manifests to read")
     p.add_argument("--against", help="evaltask: the code before, a src folder (PYTHONPATH)")
+    p.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="jobs: values compared")
+    p.add_argument("--worlds", type=int, default=0, help="jobs: bench --worlds N (0: one world)")
     p.add_argument("--clean-eval", help="evaltask: Clean's eval folder, the reference (as bench)")
     return p
 

@@ -10,6 +10,7 @@ from perf.common import BENCHMARKS, load_result, max_load, table
 from perf.e2e import doc_e2e
 from perf.evaltask import doc_evaltask
 from perf.evaluate import doc_eval
+from perf.jobs import doc_jobs
 from perf.synth import doc_synth, doc_synth_against
 from perf.train import doc_train
 from perf.unlearn import doc_unlearn
@@ -114,6 +115,7 @@ def render_doc(results: Path, profile: str) -> str:
         "e2e": doc_e2e(load_result(results, "e2e", profile)),
         "world": doc_world(load_result(results, "world", profile)),
         "synth_against": doc_synth_against(results, profile),
+        "jobs": doc_jobs(load_result(results, "jobs", profile)),
     }
     for name, text in parts.items():
         template = template.replace("{{" + name + "}}", text)
