@@ -35,33 +35,34 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements/lean.txt /opt/salmubench/requirements.txt
-COPY params.yaml /opt/salmubench/params.yaml
-COPY --from=wheel /dist/ /opt/salmubench/dist/
 # --no-compile: bytecode is written below for the modules the stages import, not for all.
-# No `pip check` after the wheel: its metadata requires torch, left out on purpose.
 RUN python3 -m venv --without-pip "${VIRTUAL_ENV}" \
     && python3 -m pip --python "${VIRTUAL_ENV}/bin/python" install --no-compile --no-deps \
         -r /opt/salmubench/requirements.txt \
-    && python3 -m pip --python "${VIRTUAL_ENV}/bin/python" check \
-    && python3 -m pip --python "${VIRTUAL_ENV}/bin/python" install --no-compile --no-deps \
-        /opt/salmubench/dist/*.whl \
-    && rm -rf /opt/salmubench/dist
-ENV PATH=/opt/venv/bin:${PATH} \
-    PYTHONUNBUFFERED=1 \
+    && python3 -m pip --python "${VIRTUAL_ENV}/bin/python" check
+COPY params.yaml /opt/salmubench/params.yaml
+COPY --from=wheel /dist/ /opt/salmubench/dist/
+ENV PYTHONUNBUFFERED=1 \
     SALMUBENCH_PARAMS=/opt/salmubench/params.yaml \
     XDG_CACHE_HOME=/tmp/cache
+# The wheel (no `pip check` after it: its metadata requires torch, left out on purpose).
 # What no stage reads at run time:
 # - Debian's docs, man pages, message translations; the base's pip, setuptools and wheels
 #   (the venv has no pip; nothing is installed at run time); caches and logs;
 # - the test suites inside packages; C headers, type stubs, numpy's f2py;
 # - matplotlib's sample data and images, its fonts but DejaVu Sans (the plots' default
-#   family; LastResort, its fallback) and the web backend's files (the report draws with Agg into PNG);
+#   family) and LastResort (its fallback), the web backend's files (the report draws with
+#   Agg into PNG);
 # - fontTools' optional compiled speed-ups (each has a pure-Python twin; matplotlib reads
 #   one glyph-name table from it).
 # Then bytecode for exactly what the stages and the KFP executor import (a pod's root
 # filesystem is read-only: nothing would be cached at run time), and the checks: the
 # stages' code loads, a plot draws, and torch is absent.
-RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+RUN python3 -m pip --python "${VIRTUAL_ENV}/bin/python" install --no-compile --no-deps \
+        /opt/salmubench/dist/*.whl \
+    && rm -rf /opt/salmubench/dist \
+    && python="${VIRTUAL_ENV}/bin/python" \
+    && site="$("${python}" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* \
         /usr/share/python-wheels /var/cache/* /var/log/* \
         /usr/lib/python3/dist-packages/pip /usr/lib/python3/dist-packages/pip-* \
@@ -80,16 +81,16 @@ RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])
     && find "${site}/matplotlib/mpl-data/fonts/ttf" -type f -not -name 'DejaVuSans*' \
         -not -name 'LastResort*' -delete \
     && find "${site}/fontTools" -type f -name '*.so' -delete \
-    && python -c "import salmubench.cli, salmubench.data.synth, salmubench.report.stage, \
+    && "${python}" -c "import salmubench.cli, salmubench.data.synth, salmubench.report.stage, \
 salmubench.report.plots, salmubench.unlearn, salmubench_components.stages, \
 kfp.dsl.executor_main, minio, prometheus_client, faker" \
-    && HOME=/tmp python -c "import matplotlib; matplotlib.use('Agg'); \
+    && HOME=/tmp "${python}" -c "import matplotlib; matplotlib.use('Agg'); \
 import matplotlib.pyplot as plt; fig, ax = plt.subplots(); ax.plot([0, 1]); ax.set_title('x'); \
 fig.savefig('/tmp/check.png')" \
     && rm -rf /tmp/check.png /tmp/cache /tmp/matplotlib* \
-    && salmubench synth --help >/dev/null \
-    && ! python -c "import torch" 2>/dev/null \
-    && ! python -c "import scipy" 2>/dev/null
+    && "${VIRTUAL_ENV}/bin/salmubench" synth --help >/dev/null \
+    && ! "${python}" -c "import torch" 2>/dev/null \
+    && ! "${python}" -c "import scipy" 2>/dev/null
 
 # --- the image: the slimmed root filesystem as one layer, and today's settings -----------
 FROM scratch AS lean
