@@ -95,7 +95,7 @@ if [[ $image == *-lean ]]; then
     # plan: the component's command as a KFP task runs it (the executor, with an executor
     # input naming its parameters and output file).
     mkdir "$data/plan" && chown "$uid:$uid" "$data/plan"
-    mapfile -d '' command < <("${PYTHON:-.venv/bin/python}" - "$method" <<'PY'
+    mapfile -d '' command < <("${PYTHON:-.venv/bin/python}" - <<'PY'
 import json, sys
 import yaml
 with open("pipelines/compiled/benchmark.yaml", encoding="utf-8") as f:
@@ -110,6 +110,8 @@ command = container["container"]["command"] + [
 sys.stdout.write("\0".join(command))
 PY
     )
+    ((${#command[@]} > 3)) ||
+        { echo "docker/smoke.sh: no plan command from pipelines/compiled/benchmark.yaml" >&2; exit 1; }
     entry=${command[0]}
     stage plan "${command[@]:1}"
     entry=salmubench
