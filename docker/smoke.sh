@@ -111,7 +111,7 @@ sys.stdout.write("\0".join(command))
 PY
     )
     ((${#command[@]} > 3)) ||
-        { echo "docker/smoke.sh: no plan command from pipelines/compiled/benchmark.yaml" >&2; exit 1; }
+        { echo "docker/smoke.sh: no plan command in pipelines/compiled/" >&2; exit 1; }
     entry=${command[0]}
     stage plan "${command[@]:1}"
     entry=salmubench
