@@ -13,9 +13,10 @@ training launcher and `docker/build.sh`:
   when this package is imported, i.e. at compile time: set the variable (or pass
   `salmubench pipeline compile --image`) before compiling. `:latest` or no tag is refused:
   a mutable tag makes a compiled pipeline's meaning depend on the day it runs.
-- `LEAN_IMAGE`, what the torch-free `synth` component runs (docker/Dockerfile.lean, issue
-  #18): `$SALMUBENCH_LEAN_IMAGE`, else `IMAGE`'s tag + `-lean`, the tag `docker/build.sh
-  lean` gives the lean build of the same commit (`<version>-g<rev>[-dirty]-lean`).
+- `LEAN_IMAGE`, what the torch-free `synth` and `report` components run
+  (docker/Dockerfile.lean, issue #18): `$SALMUBENCH_LEAN_IMAGE`, else `IMAGE`'s tag +
+  `-lean`, the tag `docker/build.sh lean` gives the lean build of the same commit
+  (`<version>-g<rev>[-dirty]-lean`).
 """
 
 from __future__ import annotations

@@ -273,7 +273,8 @@ def evaluate(
     print("[salmubench] " + ", ".join(f"{n} {values[n]:.4f}" for n in METRICS), flush=True)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
+# report needs no torch (nor scipy): it runs in the lean image too.
+@dsl.component(base_image=LEAN_IMAGE, install_kfp_package=False)
 def report(
     evals: Input[list[Artifact]],
     folder: Output[Artifact],

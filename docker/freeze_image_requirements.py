@@ -30,15 +30,15 @@ HEADER = """\
 LEAN_OUT = OUT.with_name("lean.txt")
 LEAN_HEADER = """\
 # The lean image's Python packages (docker/Dockerfile.lean), pinned exactly as in image.txt:
-# the closure of what the torch-free stages import (synth; plan and report once they import
-# no torch) plus kfp, whose executor runs a component. No torch, open_clip, webdataset,
-# scikit-learn, matplotlib.
+# the closure of what the torch-free stages (synth, plan, report) import plus kfp, whose
+# executor runs a component. No torch, open_clip, webdataset, scikit-learn, scipy.
 # Regenerate: .venv/bin/python docker/freeze_image_requirements.py --lean
 """
-# What the torch-free stages import, and kfp (a KFP task runs `python -m
-# kfp.dsl.executor_main`). report would add matplotlib and scipy (about +220 MB) once it
-# imports no torch.
-LEAN_ROOTS = ("numpy", "pillow", "faker", "pyyaml", "tqdm", "prometheus-client", "minio", "kfp")
+# What the torch-free stages import (report: matplotlib for its plots; its t-interval is
+# our own, report/tdist.py, not scipy's), and kfp (a KFP task runs `python -m
+# kfp.dsl.executor_main`).
+LEAN_ROOTS = ("numpy", "pillow", "faker", "pyyaml", "tqdm", "prometheus-client", "minio",
+              "matplotlib", "kfp")  # fmt: skip
 
 
 def canonical(name: str) -> str:

@@ -48,7 +48,7 @@ def test_lean_image_requirements_hold_its_closure_without_torch():
     assert {name: full.get(name) for name in lean} == lean
     heavy = {"torch", "torchvision", "open-clip-torch", "webdataset", "scikit-learn", "scipy"}
     assert not heavy & set(lean)
-    assert {"numpy", "pillow", "faker", "kfp"} <= set(lean)
+    assert {"numpy", "pillow", "faker", "kfp", "matplotlib"} <= set(lean)
 
 
 def test_build_context_admits_exactly_what_the_dockerfile_copies():

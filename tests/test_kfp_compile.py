@@ -20,6 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 METHOD_IMAGE = "{{$.inputs.parameters['pipelinechannel--method_image']}}"
 METHOD_EXECUTORS = {"benchmark": {"exec-plan", "exec-unlearn"},  # (-2: a second copy)
                     "unlearn-eval": {"exec-plan", "exec-unlearn"}}  # fmt: skip
+# The torch-free stages' components run in the lean image (docker/Dockerfile.lean, issue
+# #18); plan too where no pipeline overrides it (the pipelines run it in `method_image`,
+# which has the run's methods: METHOD_EXECUTORS).
+LEAN_EXECUTORS = {"exec-synth", "exec-report"}
 
 
 def _docs(path: Path) -> tuple[dict, dict]:
@@ -91,10 +95,11 @@ def test_pipelines_have_the_expected_components(compiled):
         for key, executor in spec["deploymentSpec"]["executors"].items():
             if "container" in executor:  # importers have no image
                 container = executor["container"]
-                # plan and unlearn: the run's method_image, whose default is IMAGE; synth:
-                # the lean image (no torch, docker/Dockerfile.lean)
-                image = METHOD_IMAGE if key.rstrip("-0123456789") in METHOD_EXECUTORS.get(
-                    name, ()) else LEAN_IMAGE if key == "exec-synth" else IMAGE  # fmt: skip
+                # plan and unlearn: the run's method_image, whose default is IMAGE; synth
+                # and report: the lean image (no torch, docker/Dockerfile.lean)
+                base = key.rstrip("-0123456789")
+                image = METHOD_IMAGE if base in METHOD_EXECUTORS.get(name, ()) else (
+                    LEAN_IMAGE if base in LEAN_EXECUTORS else IMAGE)  # fmt: skip
                 assert container["image"] == image and not IMAGE.endswith(":latest"), key
                 assert "pip install" not in " ".join(container["command"])
     bench, _ = _docs(compiled["benchmark"])
@@ -322,9 +327,10 @@ def test_methods_from_outside_the_image_reach_plan_and_unlearn_per_run(compiled,
     assert form["method_image"]["defaultValue"] == "registry.example/salmubench:1.2.3"
 
 
-def test_lean_image_is_synths_alone_and_tagged_like_the_full_one(compiled, tmp_path):
-    """synth runs in the lean image (docker/Dockerfile.lean, issue #18); its tag is the full
-    image's + `-lean`, what `docker/build.sh lean` tags the same commit with (`<cpu tag>-lean`)."""
+def test_lean_image_runs_synth_and_report_and_is_tagged_like_the_full_one(compiled, tmp_path):
+    """synth and report run in the lean image (docker/Dockerfile.lean, issue #18); its tag is
+    the full image's + `-lean`, what `docker/build.sh lean` tags the same commit with
+    (`<cpu tag>-lean`)."""
     from salmubench_components import REPOSITORY, git_revision, image_tag, lean_image
 
     from salmubench import __version__
@@ -347,7 +353,10 @@ def test_lean_image_is_synths_alone_and_tagged_like_the_full_one(compiled, tmp_p
         spec, _ = _docs(path)
         leans = {k for k, e in spec["deploymentSpec"]["executors"].items()
                  if e.get("container", {}).get("image") == LEAN_IMAGE}  # fmt: skip
-        assert leans == ({"exec-synth"} if name == "benchmark" else set()), name
+        reports = {"benchmark": {"exec-report"}, "reevaluate": {"exec-report"},
+                   "unlearn-eval": {"exec-report", "exec-report-2"}}  # fmt: skip
+        synths = {"exec-synth"} if name == "benchmark" else set()
+        assert leans == synths | reports.get(name, set()), name
     # An image given at compile time names its lean sibling; $SALMUBENCH_LEAN_IMAGE wins.
     for env, lean in (({}, "registry.example/salmubench:1.2.3-lean"),
                       ({"SALMUBENCH_LEAN_IMAGE": "registry.example/lean:9"},
@@ -361,4 +370,5 @@ def test_lean_image_is_synths_alone_and_tagged_like_the_full_one(compiled, tmp_p
         spec, _ = _docs(tmp_path / "benchmark.yaml")
         executors = spec["deploymentSpec"]["executors"]
         assert executors["exec-synth"]["container"]["image"] == lean
-        assert executors["exec-report"]["container"]["image"] == "registry.example/salmubench:1.2.3"
+        assert executors["exec-report"]["container"]["image"] == lean
+        assert executors["exec-train"]["container"]["image"] == "registry.example/salmubench:1.2.3"

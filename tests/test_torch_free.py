@@ -20,7 +20,8 @@ from salmubench.unlearn import method_names
 
 LIBRARY = Path(__file__).resolve().parents[1] / "src" / "salmubench"
 
-HEAVY = ("torch", "torchvision", "open_clip", "webdataset")
+# scipy too: report's t-interval is our own (report/tdist.py); the lean image has no scipy.
+HEAVY = ("torch", "torchvision", "open_clip", "webdataset", "scipy")
 
 
 def run_fresh(code: str, site: Path | None = None) -> dict:

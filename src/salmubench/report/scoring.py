@@ -34,6 +34,7 @@ from salmubench.report.paper import (
     PAPER_COMPROMISED,
     PAPER_LABELS,
 )
+from salmubench.report.tdist import t_ppf
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +188,11 @@ def primary(verdicts: Sequence[str]) -> str | None:
 
 def t_interval(values: Sequence[float | None], confidence: float) -> list[float] | None:
     """Student-t confidence interval of the mean of `values`; None below two values."""
-    from scipy.stats import t
-
     defined = [float(v) for v in values if v is not None]
     if len(defined) < 2:
         return None
     mean, sd = statistics.fmean(defined), statistics.stdev(defined)
-    half = float(t.ppf((1 + confidence) / 2, len(defined) - 1)) * sd / math.sqrt(len(defined))
+    half = t_ppf((1 + confidence) / 2, len(defined) - 1) * sd / math.sqrt(len(defined))
     return [round(mean - half, DIGITS), round(mean + half, DIGITS)]
 
 
