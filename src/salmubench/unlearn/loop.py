@@ -74,16 +74,14 @@ def forget_samples(dataset: dict[str, Any]) -> int:
     return sum(dataset["counts"][s] for s in FORGET_SPLITS)
 
 
-LOADER_FIELDS = ("loader", "loader_workers")
-
-
 def run_config(cfg: UnlearnConfig, method: str, budget: float | None = None) -> UnlearnConfig:
     """The config one run records: its own method's settings only (changing another
     method's hyper-parameters must not invalidate this run) and the budget it ran with.
     The loader settings are reset to their defaults: both loaders give the same batches,
     so a run may resume (or be reused) with the other one; `data_loader` in the manifest
     says which one ran."""
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.name in LOADER_FIELDS}
+    loader = ("loader", "loader_workers")
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.name in loader}
     cfg = dataclasses.replace(
         cfg, methods={method: dict(cfg.methods.get(method) or {})}, **defaults
     )
@@ -317,9 +315,13 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     rows, plan, sizes = _source(run, image_size(model), start)
     seconds_load = time.perf_counter() - t_load + run.seconds_index
     batcher = _Batcher(run, model)
+    waited = [0.0]
 
     def batch_loss(net: torch.nn.Module, step: int) -> tuple[torch.Tensor, dict]:
-        x, texts, layout = batcher.inputs(rows(step))
+        t0 = time.perf_counter()
+        step_rows = rows(step)
+        waited[0] += time.perf_counter() - t0
+        x, texts, layout = batcher.inputs(step_rows)
         output = net(x, texts)
         feats = batcher.features(output, layout)
         orig: dict[str, Features] = {}
@@ -351,6 +353,7 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     where = LoopRun(run.env, device, run.partial, run.identity)
     result = run_steps(model, batch_loss, settings, where, state, progress)
     result.stats["seconds_loading_data"] = round(seconds_load, 2)
+    result.stats["seconds_waiting_for_data"] = round(waited[0], 2)
     result.stats["samples"] = sizes
     manifest = _publish(run, result, plan) if run.env.is_main else {}
     run.env.barrier()
