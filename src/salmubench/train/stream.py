@@ -16,6 +16,10 @@ nor "exact after SIGKILL" would hold; reading by offset keeps both by constructi
 Caption ids (equal id = equal caption, for the duplicate-aware loss) are a 64-bit hash of
 the caption here and a counter in memory: within a batch, both are equal exactly when the
 captions are, which is all the loss reads.
+
+The unlearn stage streams with the same index and reads (`PoolBatches`: each process's
+share of each group, with the forget samples' generic captions from their json); which
+splits it may index is `unlearn/data.py`'s decision (`index_unlearn_pools`).
 """
 
 from __future__ import annotations
