@@ -355,3 +355,22 @@ def test_unlearn_loader_settings_are_checked_before_any_work(tmp_path, capsys, m
                                  "--set", setting)) == 2  # fmt: skip
         assert message in capsys.readouterr().err
         assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_auto_streams_unlearning_by_what_the_in_memory_path_would_decode(micro_dataset):
+    """The forget splits plus the seeded retain subset (not the whole retain splits)."""
+    from salmubench.config import stage_config
+    from salmubench.train.stream import choose_loader
+    from salmubench.unlearn.data import decoded_bytes, open_for_unlearning
+    from salmubench.vocab import FORGET_SPLITS, RETAIN_SPLITS
+
+    dataset = open_for_unlearning(micro_dataset, RETAIN_SPLITS)
+    pixels = 3 * dataset["image"]["size"] ** 2
+    forget = sum(dataset["counts"][s] for s in FORGET_SPLITS)
+    size = decoded_bytes(dataset, RETAIN_SPLITS, 60, seed=0)
+    assert size == (forget + 60) * pixels
+    assert decoded_bytes(dataset, (), 60, seed=0) == forget * pixels
+    cfg = stage_config("unlearn", "micro", params_path=Path(__file__).parents[1] / "params.yaml")
+    assert cfg.loader == "auto"
+    assert choose_loader(cfg, size, limit=size) == "memory"
+    assert choose_loader(cfg, size, limit=size - 1) == "stream"
