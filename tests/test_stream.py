@@ -1,12 +1,14 @@
 """The streaming loader (issue #21): the in-memory loader's batches read from shards step by
 step; SIGKILL + --resume with 1 and 2 processes; s3:// shards; an external general world in
-a foreign layout; bad shards named before training."""
+a foreign layout; bad shards named before training; the unlearn stage streamed (the same
+weights, exact resume, never a holdout shard)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
+import shutil
 import signal
 import tarfile
 import time
@@ -258,3 +260,117 @@ def test_an_image_corrupt_past_its_header_is_named_when_decoded(tmp_path):
     steps = StepBatches({"general": index}, plan, 0, 1, 0, 4, tokenizer("salmu-micro"), 32)
     with pytest.raises(ShardError, match=r"part-00000\.tar: sample 'sample_00002': undecodable"):
         steps[0]
+
+
+# ------------------------------------------------------------------ the unlearn stage
+
+
+def unlearn_args(data, model: Path, out: Path, method: str, *extra: str) -> list[str]:
+    return ["unlearn", "--data", str(data), "--model", str(model), "--method", method,
+            "--profile", "micro", "--out", str(out), "-q", "--budget", "0.4",
+            "--set", "retain_size=60", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory, micro_dataset) -> Path:
+    """The micro dataset without its holdout and evaluation shards: a streaming unlearn run
+    that so much as indexed one would fail (the files are gone)."""
+    from salmubench.vocab import FORBIDDEN
+
+    out = tmp_path_factory.mktemp("guarded") / "micro"
+    shutil.copytree(micro_dataset, out)
+    manifest = read_manifest(out, kind="dataset")
+    removed = [name for split in FORBIDDEN for name in manifest["shards"][split]]
+    for name in removed:
+        (out / name).unlink()
+    assert removed
+    return out
+
+
+@pytest.fixture(scope="module")
+def unlearned_in_memory(tmp_path_factory, micro_dataset, micro_models) -> dict[str, Path]:
+    """PRECISE (forget + generic captions + retain + the frozen original) and grad_diff
+    (forget + retain), unlearned with the in-memory loader."""
+    root = tmp_path_factory.mktemp("unlearned")
+    runs = {}
+    for method in ("precise", "grad_diff"):
+        runs[method] = root / method
+        args = unlearn_args(micro_dataset, micro_models["compromised"], runs[method], method,
+                            "--set", "loader=memory")  # fmt: skip
+        assert main(args) == 0
+    return runs
+
+
+@pytest.mark.parametrize("method", ["precise", "grad_diff"])
+def test_streaming_unlearning_equals_in_memory_and_reads_no_holdout(
+    tmp_path, guarded, micro_models, unlearned_in_memory, method
+):
+    """Streamed from a dataset whose holdout shards are deleted: the weights of the
+    in-memory run, bit for bit; the loader is recorded but is not part of the config."""
+    out = tmp_path / method
+    args = unlearn_args(guarded, micro_models["compromised"], out, method, "--set",
+                        "loader=stream", "--set", "loader_workers=1")  # fmt: skip
+    assert main(args) == 0
+    manifest = read_manifest(out, kind="model", verify=True)
+    memory = read_manifest(unlearned_in_memory[method])
+    dataset = read_manifest(guarded)
+    shards = sum(len(dataset["shards"][s]) for s in manifest["reads"])
+    assert manifest["data_loader"] == {"loader": "stream", "shards": shards, "workers": 1}
+    assert memory["data_loader"] == {"loader": "memory", "shards": shards, "workers": 0}
+    assert manifest["config"] == memory["config"]  # reusable and resumable across loaders
+    assert manifest["unlearning"]["samples"] == memory["unlearning"]["samples"]
+    assert manifest["unlearning"]["samples"]["retain"] == 60
+    assert manifest["steps"] == memory["steps"] >= 3
+    assert_same_weights(out, unlearned_in_memory[method])
+
+
+def test_streaming_unlearning_sigkill_then_resume_is_exact(
+    tmp_path, micro_dataset, micro_models, unlearned_in_memory
+):
+    """Killed after its first checkpoint, resumed (the loader starts at the resumed step):
+    the uninterrupted run's weights."""
+    out = tmp_path / "killed"
+    args = unlearn_args(micro_dataset, micro_models["compromised"], out, "precise", "--set",
+                        "loader=stream", "--set", "checkpoint_every=1")  # fmt: skip
+    proc = spawn(args)
+    state = partial_dir(out) / "state.pt"
+    kill_after_checkpoint(proc, state)
+    killed_at = torch.load(state, weights_only=True)["step"]
+    manifest = read_manifest(unlearned_in_memory["precise"])
+    assert 0 < killed_at < manifest["steps"]
+    assert main([*args, "--resume"]) == 0
+    resumed = read_manifest(out, kind="model", verify=True)
+    assert resumed["unlearning"]["steps_this_run"] == manifest["steps"] - killed_at
+    assert_same_weights(out, unlearned_in_memory["precise"])
+
+
+def test_unlearn_loader_settings_are_checked_before_any_work(tmp_path, capsys, micro_models):
+    out = tmp_path / "u"
+    for setting, message in (
+        ("loader=disk", "loader='disk'; valid: auto, memory, stream"),
+        ("loader_workers=-1", "loader_workers=-1"),
+    ):
+        missing = tmp_path / "no-dataset"  # never opened: the setting fails first
+        assert main(unlearn_args(missing, micro_models["compromised"], out, "precise",
+                                 "--set", setting)) == 2  # fmt: skip
+        assert message in capsys.readouterr().err
+        assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_auto_streams_unlearning_by_what_the_in_memory_path_would_decode(micro_dataset):
+    """The forget splits plus the seeded retain subset (not the whole retain splits)."""
+    from salmubench.config import stage_config
+    from salmubench.train.stream import choose_loader
+    from salmubench.unlearn.data import decoded_bytes, open_for_unlearning
+    from salmubench.vocab import FORGET_SPLITS, RETAIN_SPLITS
+
+    dataset = open_for_unlearning(micro_dataset, RETAIN_SPLITS)
+    pixels = 3 * dataset["image"]["size"] ** 2
+    forget = sum(dataset["counts"][s] for s in FORGET_SPLITS)
+    size = decoded_bytes(dataset, RETAIN_SPLITS, 60, seed=0)
+    assert size == (forget + 60) * pixels
+    assert decoded_bytes(dataset, (), 60, seed=0) == forget * pixels
+    cfg = stage_config("unlearn", "micro", params_path=Path(__file__).parents[1] / "params.yaml")
+    assert cfg.loader == "auto"
+    assert choose_loader(cfg, size, limit=size) == "memory"
+    assert choose_loader(cfg, size, limit=size - 1) == "stream"

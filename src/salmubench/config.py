@@ -21,6 +21,7 @@ from salmubench.typed import (  # noqa: F401
     ConfigError,
     _doc,
     build,
+    check_loader,
     check_non_negative,
     check_positive,
     set_dotted,
@@ -157,9 +158,7 @@ class TrainConfig:
     general_world_uri: str | None = _doc("(image, txt) shards replacing retain_real.", default=None)
 
     def validate(self) -> None:
-        if self.loader not in ("auto", "memory", "stream"):
-            raise ConfigError(f"loader={self.loader!r}; valid: auto, memory, stream")
-        check_non_negative("loader_workers", self.loader_workers)
+        check_loader(self.loader, self.loader_workers)
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             check_positive(name, getattr(self, name))
         check_non_negative("warmup_steps", self.warmup_steps)
@@ -256,6 +255,8 @@ class UnlearnConfig:
     threads: int = _doc("Torch threads per process; 0 = CPUs / local processes.", default=0)
     checkpoint_every: int = _doc("Steps between resumable checkpoints.", default=100)
     log_every: int = _doc("Steps between log lines (unlearn_log.jsonl).", default=5)
+    loader: str = _doc("memory, stream or auto (docs/STREAMING.md).", default="auto")
+    loader_workers: int = _doc("Streaming: decoding processes per unlearner.", default=2)
     methods: dict = field(
         default_factory=dict,
         metadata={
@@ -271,6 +272,7 @@ class UnlearnConfig:
             check_positive(name, getattr(self, name))
         for name in ("retain_batch", "retain_size", "warmup_steps", "threads"):
             check_non_negative(name, getattr(self, name))
+        check_loader(self.loader, self.loader_workers)
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"lr={self.lr!r}: must be a positive number")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):

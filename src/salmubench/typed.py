@@ -29,6 +29,16 @@ def check_non_negative(name: str, value: int) -> None:
         raise ConfigError(f"{name}={value!r}: must be a non-negative integer")
 
 
+LOADERS = ("auto", "memory", "stream")  # how a stage reads its pools (docs/STREAMING.md)
+
+
+def check_loader(loader: str, workers: int) -> None:
+    """The loader settings training and unlearning share."""
+    if loader not in LOADERS:
+        raise ConfigError(f"loader={loader!r}; valid: {', '.join(LOADERS)}")
+    check_non_negative("loader_workers", workers)
+
+
 def set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     """`a.b.c=v` sets values["a"]["b"]["c"] (for nested settings such as methods.<name>)."""
     *parents, last = key.split(".")

@@ -32,6 +32,7 @@ from salmubench.s3 import Store, Url, location
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 CAPTION_EXT = "txt"
+JSON_EXT = "json"  # optional: a sample's metadata (ours: its generic caption, for unlearning)
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", 0), (b"\xff\xd8\xff", 0), (b"RIFF", 0), (b"WEBP", 8))
 _HEAD = 16  # bytes of an image read at indexing time to check that it is one
 _NAME = re.compile(r"^((?:.*/|)[^./]+)[.]([^/]*)$")  # WebDataset's key / extension split
@@ -44,13 +45,15 @@ class ShardError(ManifestError):
 
 @dataclass
 class Index:
-    """Samples in shard order: shard number, image and caption (offset, size) in it."""
+    """Samples in shard order: shard number, image, caption and json (offset, size) in it
+    (json (-1, 0): the sample has none)."""
 
     shards: list[str]
     shard: np.ndarray  # int32 [N]
     image: np.ndarray  # int64 [N, 2]
     caption: np.ndarray  # int64 [N, 2]
     keys: list[str] = field(default_factory=list)
+    json: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.shard)
@@ -68,7 +71,18 @@ class Index:
             np.concatenate([p.image for p in parts]).reshape(-1, 2),
             np.concatenate([p.caption for p in parts]).reshape(-1, 2),
             [k for p in parts for k in p.keys],
+            np.concatenate([p.json for p in parts]).reshape(-1, 2),
         )
+
+    def take(self, positions: np.ndarray) -> Index:
+        """The samples at `positions`, in that order (the shard list is kept whole)."""
+        rows = np.asarray(positions, dtype=np.int64)
+        return Index(self.shards, self.shard[rows], self.image[rows], self.caption[rows],
+                     [self.keys[i] for i in rows.tolist()], self.json[rows])  # fmt: skip
+
+    def without_json(self) -> list[str]:
+        """Keys of the samples that have no json member."""
+        return [self.keys[i] for i in np.flatnonzero(self.json[:, 0] < 0).tolist()]
 
 
 def index_shard(path: str | Path, sha256: str | None = None) -> Index:
@@ -106,6 +120,7 @@ def index_shard(path: str | Path, sha256: str | None = None) -> Index:
         np.array([(r[1], r[2]) for r in rows], dtype=np.int64).reshape(-1, 2),
         np.array([(r[3], r[4]) for r in rows], dtype=np.int64).reshape(-1, 2),
         [r[0] for r in rows],
+        np.array([(r[5], r[6]) for r in rows], dtype=np.int64).reshape(-1, 2),
     )
 
 
@@ -119,7 +134,7 @@ def _sample(path: str | Path, key: str, members: dict[str, tuple[int, int]]) -> 
             f"shard {path}: sample {key!r} has no image ({key}.{'|'.join(IMAGE_EXTS)}); "
             f"it has {have}"
         )
-    return (key, *image, *members[CAPTION_EXT])
+    return (key, *image, *members[CAPTION_EXT], *members.get(JSON_EXT, (-1, 0)))
 
 
 def _looks_like_image(head: bytes) -> bool:

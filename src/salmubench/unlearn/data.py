@@ -25,12 +25,20 @@ import torch
 from salmubench.config import ConfigError
 from salmubench.data.evaluated import PARTITIONED, is_evaluated
 from salmubench.data.shards import iter_split
-from salmubench.engine.pools import Pool, read_pool
+from salmubench.data.tarindex import Index, ShardError
+from salmubench.engine.dist import DistEnv, gather
+from salmubench.engine.pools import BatchPlan, Pool, read_pool
 from salmubench.manifest import ManifestError, read_manifest, verify_files
 from salmubench.s3 import location
+from salmubench.train.data import estimated_bytes
+from salmubench.train.stream import PoolBatches, batches, index_pools
 from salmubench.vocab import FORBIDDEN, FORGET_SPLITS, READABLE
 
 log = logging.getLogger(__name__)
+
+# A step's rows of one group for this process: uint8 images, tokens (and generic_tokens)
+# of its share of the group's draws; ids (and generic_ids) of the whole global draw.
+Rows = dict[str, torch.Tensor]
 
 # The manifest entry `open_for_unlearning` adds: per partitioned retain split, the positions
 # (in shard order) of its training part.
@@ -110,6 +118,48 @@ def load_unlearn_pools(
     return pools
 
 
+def index_unlearn_pools(
+    data: str | Path,
+    manifest: dict[str, Any],
+    retain: Sequence[str],
+    uses: frozenset[str],
+    retain_size: int,
+    seed: int,
+) -> dict[str, Index]:
+    """The streaming loader's `load_unlearn_pools`: the pools a method `uses` (forget,
+    retain) in the same sample order (the forget splits; the seeded retain subset), as the
+    byte offsets of their samples. Only the forget and `retain` shards are opened, each
+    split through `readable`; for a method that uses generic captions every forget sample
+    must have its json member."""
+    pools, select = {}, {}
+    if "forget" in uses:
+        pools["forget"] = [readable(s) for s in FORGET_SPLITS]
+    if "retain" in uses:
+        pools["retain"] = [readable(s) for s in retain]
+        select["retain"] = retain_subset(manifest, pools["retain"], retain_size, seed)
+    indexes = index_pools(data, manifest, pools, select=select)
+    missing = indexes["forget"].without_json() if {"forget", "generic"} <= uses else []
+    if missing:
+        raise ShardError(
+            f"{data}: forget samples without a json member (their generic caption): "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    return indexes
+
+
+def decoded_bytes(
+    manifest: dict[str, Any], retain: Sequence[str], retain_size: int, seed: int
+) -> int:
+    """What `load_unlearn_pools` decodes: the forget splits and the retain subset."""
+    total = estimated_bytes(manifest, FORGET_SPLITS)
+    if retain:
+        select = retain_subset(manifest, retain, retain_size, seed)
+        everything = estimated_bytes(manifest, retain)
+        count = sum(manifest["counts"][s] for s in retain)
+        total += everything if select is None else everything // count * len(select)
+    return total
+
+
 def retain_subset(
     manifest: dict[str, Any], splits: Sequence[str], size: int, seed: int
 ) -> np.ndarray | None:
@@ -148,3 +198,46 @@ def retain_subset(
         return None if len(pool) == offset else pool
     rng = np.random.default_rng([seed, 0x7E7A1])
     return np.sort(pool[rng.choice(len(pool), size, replace=False)])
+
+
+def memory_rows(
+    pools: dict[str, Pool], plan: BatchPlan, env: DistEnv, generic: bool
+) -> Callable[[int], dict[str, Rows]]:
+    """`rows(step)`: this process's rows of each group of the step's draws, from decoded
+    pools (the forget group with its generic captions if `generic`)."""
+
+    def rows(step: int) -> dict[str, Rows]:
+        out = {}
+        for group, idx in plan.indices(step).items():
+            pool, index = pools[group], torch.from_numpy(idx)
+            n = len(idx) // env.world_size
+            mine = index[env.rank * n : (env.rank + 1) * n]  # this process's share only
+            out[group] = {"images": pool.images[mine], "tokens": pool.tokens[mine],
+                          "ids": pool.caption_ids[index]}  # fmt: skip
+            if group == "forget" and generic:
+                out[group] |= {"generic_tokens": pool.generic_tokens[mine],
+                               "generic_ids": pool.generic_ids[index]}  # fmt: skip
+        return out
+
+    return rows
+
+
+def streamed_rows(
+    steps: PoolBatches, workers: int, device: torch.device
+) -> Callable[[int], dict[str, Rows]]:
+    """`rows(step)` as `memory_rows`, read from the shards `workers` processes ahead (each
+    process reads its own rows; the caption ids of all of them are gathered). Steps must
+    be asked for in order, from `steps.start`."""
+    it = batches(steps, workers)
+
+    def rows(step: int) -> dict[str, Rows]:
+        at, out = next(it)
+        if at != step:  # the loop and the loader disagree: never train on another batch
+            raise RuntimeError(f"the streaming loader delivered step {at} for step {step}")
+        for r in out.values():
+            for key in ("ids", "generic_ids"):
+                if key in r:
+                    r[key] = gather(r[key].to(device)).cpu()
+        return out
+
+    return rows

@@ -28,7 +28,7 @@ from salmubench.config import ConfigError, UnlearnConfig, to_dict
 from salmubench.engine.dist import DistEnv, gather
 from salmubench.engine.loop import Progress, Result, Settings, run_steps
 from salmubench.engine.loop import Run as LoopRun
-from salmubench.engine.pools import BatchPlan, Pool
+from salmubench.engine.pools import BatchPlan
 from salmubench.engine.state import (
     partial_dir,
     prepare_output,
@@ -46,9 +46,20 @@ from salmubench.models import (
 )
 from salmubench.models import tokenizer as get_tokenizer
 from salmubench.s3 import Url, location
+from salmubench.train.data import MEMORY_LIMIT_BYTES
+from salmubench.train.stream import PoolBatches, choose_loader
 from salmubench.unlearn.base import Features, Method, Step, build_method, method_code
 from salmubench.unlearn.contract import check_loss
-from salmubench.unlearn.data import load_unlearn_pools, open_for_unlearning, retain_subset
+from salmubench.unlearn.data import (
+    Rows,
+    decoded_bytes,
+    index_unlearn_pools,
+    load_unlearn_pools,
+    memory_rows,
+    open_for_unlearning,
+    retain_subset,
+    streamed_rows,
+)
 from salmubench.vocab import FORGET_SPLITS, UNLEARN_LOG
 
 log = logging.getLogger(__name__)
@@ -65,8 +76,15 @@ def forget_samples(dataset: dict[str, Any]) -> int:
 
 def run_config(cfg: UnlearnConfig, method: str, budget: float | None = None) -> UnlearnConfig:
     """The config one run records: its own method's settings only (changing another
-    method's hyper-parameters must not invalidate this run) and the budget it ran with."""
-    cfg = dataclasses.replace(cfg, methods={method: dict(cfg.methods.get(method) or {})})
+    method's hyper-parameters must not invalidate this run) and the budget it ran with.
+    The loader settings are reset to their defaults: both loaders give the same batches,
+    so a run may resume (or be reused) with the other one; `data_loader` in the manifest
+    says which one ran."""
+    loader = ("loader", "loader_workers")
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.name in loader}
+    cfg = dataclasses.replace(
+        cfg, methods={method: dict(cfg.methods.get(method) or {})}, **defaults
+    )
     return cfg if budget is None else with_budget(cfg, budget)
 
 
@@ -135,6 +153,7 @@ def unlearn(
     Compromised model of `data` (refused otherwise). `device`: auto (this process's GPU
     when CUDA is visible, else CPU), cpu, or cuda (refused when none is visible)."""
     impl = build_method(method, cfg.methods.get(method))
+    loader_cfg = cfg
     cfg = run_config(cfg, method, budget)
     uses = impl.uses
     if "retain" in uses and cfg.retain_batch == 0:
@@ -154,9 +173,15 @@ def unlearn(
     retain = cfg.retain if "retain" in uses else ()
     dataset = open_for_unlearning(data, retain)
     retain_subset(dataset, retain, cfg.retain_size, seed)  # a bad size fails before loading
+    size = decoded_bytes(dataset, retain, cfg.retain_size, seed)
+    loader = choose_loader(loader_cfg, size, MEMORY_LIMIT_BYTES)
     loaded = load_model(model, arch)
     check_source(loaded, dataset, allow_foreign_model)
     steps = plan_steps(cfg.budget, forget_samples(dataset), cfg.forget_batch)
+    t_index = time.perf_counter()
+    indexes = {}
+    if loader == "stream":  # the readable shards' headers, before any process group
+        indexes = index_unlearn_pools(data, dataset, retain, uses, cfg.retain_size, seed)
     partial = partial_dir(out)
     source = loaded.manifest["digest"] if loaded.manifest else sha256_file(loaded.path)
     run = _Run(
@@ -174,6 +199,10 @@ def unlearn(
         profile=profile,
         steps=steps,
         retain=tuple(retain),
+        loader=loader,
+        loader_workers=loader_cfg.loader_workers,
+        indexes=indexes,
+        seconds_index=time.perf_counter() - t_index,
         identity={
             "config": to_dict(cfg),
             "method": method,
@@ -205,6 +234,10 @@ class _Run:
     profile: str
     steps: int
     retain: tuple[str, ...]
+    loader: str  # memory or stream
+    loader_workers: int
+    indexes: dict[str, Any]  # stream: each pool's sample index (`data.tarindex.Index`)
+    seconds_index: float  # spent indexing the shards (stream)
     identity: dict[str, Any]
 
     @property
@@ -213,28 +246,22 @@ class _Run:
 
 
 class _Batcher:
-    """Turns the plan's global indices into this process's slice of inputs and back into
+    """Turns this process's rows of each group into model inputs and the outputs back into
     gathered features: one forward pass per model and step over all groups."""
 
-    def __init__(self, pools: dict[str, Pool], uses: frozenset[str], run: _Run, model) -> None:
-        self.pools, self.uses, self.env = pools, uses, run.env
+    def __init__(self, run: _Run, model) -> None:
         self.mean, self.std = (t.to(run.device) for t in image_normalisation(model))
         self.device = run.device
 
-    def inputs(self, indices: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def inputs(self, rows: dict[str, Rows]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         images, texts, layout = [], [], {}
-        for group, idx in indices.items():
-            pool = self.pools[group]
-            index = torch.from_numpy(idx)
-            n = len(idx) // self.env.world_size
-            lo, hi = self.env.rank * n, (self.env.rank + 1) * n
-            mine = index[lo:hi]  # this process's share only: nothing indexed twice
-            images.append(pool.images[mine])
-            texts.append(pool.tokens[mine])
-            layout[group] = {"n": n, "ids": pool.caption_ids[index]}
-            if group == "forget" and "generic" in self.uses:
-                texts.append(pool.generic_tokens[mine])
-                layout[group]["generic_ids"] = pool.generic_ids[index]
+        for group, r in rows.items():
+            images.append(r["images"])
+            texts.append(r["tokens"])
+            layout[group] = {"n": len(r["images"]), "ids": r["ids"]}
+            if "generic_tokens" in r:
+                texts.append(r["generic_tokens"])
+                layout[group]["generic_ids"] = r["generic_ids"]
         x = (torch.cat(images).to(self.device).float() / 255.0 - self.mean) / self.std
         return x, torch.cat(texts).to(self.device), layout
 
@@ -284,27 +311,17 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     if state is not None:
         model.load_state_dict(state["model"])
     t_load = time.perf_counter()
-    pools = load_unlearn_pools(
-        run.data,
-        run.dataset,
-        run.retain,
-        get_tokenizer(run.loaded.arch),
-        image_size(model),
-        retain_size=cfg.retain_size,
-        seed=run.seed,
-        with_retain="retain" in uses,
-    )
-    if "forget" not in uses:
-        pools.pop("forget")
-    seconds_load = time.perf_counter() - t_load
-    per_step = {
-        g: n for g, n in (("forget", cfg.forget_batch), ("retain", cfg.retain_batch)) if g in pools
-    }
-    plan = BatchPlan({g: len(p) for g, p in pools.items()}, per_step, run.seed)
-    batcher = _Batcher(pools, uses, run, model)
+    start = int(state["step"]) if state is not None else 0
+    rows, plan, sizes = _source(run, image_size(model), start)
+    seconds_load = time.perf_counter() - t_load + run.seconds_index
+    batcher = _Batcher(run, model)
+    waited = [0.0]
 
     def batch_loss(net: torch.nn.Module, step: int) -> tuple[torch.Tensor, dict]:
-        x, texts, layout = batcher.inputs(plan.indices(step))
+        t0 = time.perf_counter()
+        step_rows = rows(step)
+        waited[0] += time.perf_counter() - t0
+        x, texts, layout = batcher.inputs(step_rows)
         output = net(x, texts)
         feats = batcher.features(output, layout)
         orig: dict[str, Features] = {}
@@ -336,10 +353,47 @@ def _loop(run: _Run, state: dict[str, Any] | None, progress: Progress | None) ->
     where = LoopRun(run.env, device, run.partial, run.identity)
     result = run_steps(model, batch_loss, settings, where, state, progress)
     result.stats["seconds_loading_data"] = round(seconds_load, 2)
-    result.stats["samples"] = {g: len(p) for g, p in pools.items()}
+    result.stats["seconds_waiting_for_data"] = round(waited[0], 2)
+    result.stats["samples"] = sizes
     manifest = _publish(run, result, plan) if run.env.is_main else {}
     run.env.barrier()
     return manifest
+
+
+def _source(run: _Run, size: int, start: int) -> tuple[Any, BatchPlan, dict[str, int]]:
+    """`rows(step)` -> {group: Rows} from either loader, the batch plan and the pools'
+    sizes. Both loaders give the same rows: the plan is the same function of (pool sizes,
+    seed, step); caption ids are a counter in memory and a hash streamed, equal exactly
+    when the captions are, whichever pools they come from."""
+    cfg, uses, env = run.cfg, run.method.uses, run.env
+    tokenize = get_tokenizer(run.loaded.arch)
+    generic = "generic" in uses
+    if run.loader == "memory":
+        pools = load_unlearn_pools(run.data, run.dataset, run.retain, tokenize, size,
+                                   retain_size=cfg.retain_size, seed=run.seed,
+                                   with_retain="retain" in uses)  # fmt: skip
+        if "forget" not in uses:
+            pools.pop("forget")
+        sizes = {g: len(p) for g, p in pools.items()}
+    else:
+        sizes = {g: len(index) for g, index in run.indexes.items()}
+    per_step = {g: n for g, n in (("forget", cfg.forget_batch), ("retain", cfg.retain_batch))
+                if g in sizes}  # fmt: skip
+    plan = BatchPlan(sizes, per_step, run.seed)
+    if run.loader == "memory":
+        return memory_rows(pools, plan, run.env, generic), plan, sizes
+    rows = streamed_rows(
+        PoolBatches(run.indexes, plan, start, run.steps, env.rank, env.world_size, tokenize,
+                    size, frozenset({"forget"} if generic else ())),
+        run.loader_workers, run.device,
+    )  # fmt: skip
+    return rows, plan, sizes
+
+
+def _shards(run: _Run) -> int:
+    """How many shards the batches come from (the forget splits, if read, and retain)."""
+    splits = [*(FORGET_SPLITS if "forget" in run.method.uses else ()), *run.retain]
+    return sum(len(run.dataset["shards"][s]) for s in splits)
 
 
 def _publish(run: _Run, result: Result, plan: BatchPlan) -> dict[str, Any]:
@@ -370,6 +424,11 @@ def _publish(run: _Run, result: Result, plan: BatchPlan) -> dict[str, Any]:
         lr=run.lr,
         budget=cfg.budget,
         steps=run.steps,
+        data_loader={
+            "loader": run.loader,
+            "shards": _shards(run),
+            "workers": run.loader_workers if run.loader == "stream" else 0,
+        },
         forget_batch=cfg.forget_batch,
         retain_batch=cfg.retain_batch if "retain" in method.uses else 0,
         reads=sorted({*(FORGET_SPLITS if "forget" in method.uses else ()), *run.retain}),
