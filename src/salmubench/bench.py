@@ -257,7 +257,7 @@ def unlearn_and_evaluate(
     it into `eval_target` (2 stages; reused when finished with the same settings)."""
     from salmubench.unlearn import build_method
     from salmubench.unlearn.base import method_code
-    from salmubench.unlearn.loop import run_config, unlearn
+    from salmubench.unlearn.loop import recorded_config, run_config, unlearn
 
     params = dataclasses.asdict(build_method(method, ucfg.methods.get(method)).params)
     # A method from outside the package is re-run when its code changes (built-ins follow
@@ -274,7 +274,7 @@ def unlearn_and_evaluate(
         Call(unlearn, (world.data, compromised, method, ucfg, target),
              {"arch": arch, "seed": seed, "profile": profile, "force": True,
               "device": world.external.device}, bar=True),
-        _reusable(target, "model", config=to_dict(run_config(ucfg, method)), method=method,
+        _reusable(target, "model", config=recorded_config(run_config(ucfg, method)), method=method,
                   method_params=params, seed=seed, **same_code,
                   inputs={"dataset": world.digest, "model": source}),
     )  # fmt: skip

@@ -90,6 +90,12 @@ def _worker_start(slot: Any, per: int, method_files: Sequence[str], level: int) 
         load_method_files(list(method_files))
 
 
+def _timed(fn: Callable[..., Any], progress: Callable | None = None) -> tuple[Any, float]:
+    """`fn(progress)` and its seconds (in a worker: the stage's own, not its wait)."""
+    start = time.perf_counter()
+    return fn(progress), time.perf_counter() - start
+
+
 @dataclass
 class _Stages:
     """Runs stages: numbered progress lines, timings, reuse of finished folders; with
@@ -122,19 +128,18 @@ class _Stages:
             return current
         if self.show:
             self._say(f"{prefix} ...")
-        start = time.perf_counter()
-        if self.jobs > 1 and isinstance(fn, Call):
-            result = self._worker_pool().submit(fn, None).result()
+        if self.jobs > 1 and isinstance(fn, Call):  # timed in the worker: not its wait
+            result, seconds = self._worker_pool().submit(_timed, fn).result()
         else:
             update, close = (None, lambda: None)
             if self.step_bar is not None and self.show and self.jobs == 1:
                 update, close = self.step_bar(name)
             try:
-                result = fn(update)
+                result, seconds = _timed(fn, update)
             finally:
                 close()
         with self._lock:
-            self.timings[name] = round(time.perf_counter() - start, 2)
+            self.timings[name] = round(seconds, 2)
         if self.show:
             self._say(f"{prefix}: {self.timings[name]:.1f} s")
         return result

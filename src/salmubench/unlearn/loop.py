@@ -75,17 +75,18 @@ def forget_samples(dataset: dict[str, Any]) -> int:
 
 
 def run_config(cfg: UnlearnConfig, method: str, budget: float | None = None) -> UnlearnConfig:
-    """The config one run records: its own method's settings only (changing another
-    method's hyper-parameters must not invalidate this run) and the budget it ran with.
-    The loader settings are reset to their defaults: both loaders give the same batches,
-    so a run may resume (or be reused) with the other one; `data_loader` in the manifest
-    says which one ran."""
-    loader = ("loader", "loader_workers")
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.name in loader}
-    cfg = dataclasses.replace(
-        cfg, methods={method: dict(cfg.methods.get(method) or {})}, **defaults
-    )
+    """The config one run uses: its own method's settings only (changing another method's
+    hyper-parameters must not invalidate this run) and the budget it ran with."""
+    cfg = dataclasses.replace(cfg, methods={method: dict(cfg.methods.get(method) or {})})
     return cfg if budget is None else with_budget(cfg, budget)
+
+
+def recorded_config(cfg: UnlearnConfig) -> dict:
+    """What a run records as its config (manifest, resume identity, `bench`'s reuse): the
+    loader settings left out, since both loaders give the same batches (a run may resume,
+    or be reused, with the other one; `data_loader` in the manifest says which one ran),
+    and runs made before they existed stay reusable."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in ("loader", "loader_workers")}
 
 
 def with_budget(cfg: UnlearnConfig, budget: float) -> UnlearnConfig:
@@ -204,7 +205,7 @@ def unlearn(
         indexes=indexes,
         seconds_index=time.perf_counter() - t_index,
         identity={
-            "config": to_dict(cfg),
+            "config": recorded_config(cfg),
             "method": method,
             "method_code": method_code(method),
             "params": dataclasses.asdict(impl.params),
@@ -414,7 +415,7 @@ def _publish(run: _Run, result: Result, plan: BatchPlan) -> dict[str, Any]:
     return_value = write_manifest(
         run.partial,
         "model",
-        config=to_dict(cfg),
+        config=recorded_config(cfg),
         inputs={"dataset": run.dataset["digest"], "model": run.source},
         architecture=arch,
         variant="unlearned",
