@@ -367,9 +367,13 @@ def test_auto_streams_unlearning_by_what_the_in_memory_path_would_decode(micro_d
     dataset = open_for_unlearning(micro_dataset, RETAIN_SPLITS)
     pixels = 3 * dataset["image"]["size"] ** 2
     forget = sum(dataset["counts"][s] for s in FORGET_SPLITS)
-    size = decoded_bytes(dataset, RETAIN_SPLITS, 60, seed=0)
+    side = dataset["image"]["size"]
+    size = decoded_bytes(dataset, RETAIN_SPLITS, 60, seed=0, image_size=side)
     assert size == (forget + 60) * pixels
-    assert decoded_bytes(dataset, (), 60, seed=0) == forget * pixels
+    assert decoded_bytes(dataset, (), 60, seed=0, image_size=side) == forget * pixels
+    # decoded at the model's size: a release of mixed sizes records none of its own
+    mixed = {**dataset, "image": {**dataset["image"], "size": None}}
+    assert decoded_bytes(mixed, (), 60, seed=0, image_size=2 * side) == forget * 4 * pixels
     cfg = stage_config("unlearn", "micro", params_path=Path(__file__).parents[1] / "params.yaml")
     assert cfg.loader == "auto"
     assert choose_loader(cfg, size, limit=size) == "memory"

@@ -44,7 +44,8 @@ def suite(ctx: Bench) -> None:
             "command_run": f"salmubench bench --profile {args.profile} --out OUT --jobs J -q "
             + " ".join(worlds),
             "worlds": args.worlds or 1,
-            "rows": rows,
+            "repeat": args.repeat,
+            "runs": rows,
             "seconds": {n: summarise(rows[n], "seconds") for n in names},
             "ratio": {n: paired(rows[n], rows[names[0]], "seconds") for n in names[1:]},
             "metric_change": {n: _change(rows[names[0]], rows[n]) for n in names[1:]},
@@ -85,11 +86,11 @@ def doc_jobs(r: dict | None) -> str:
         return "_not measured yet: `python benchmarks/perf.py jobs`_"
     names = list(r["seconds"])
     rows = [(n, round(r["seconds"][n]["median"] / 60, 2), r["seconds"][n]["all"],
-             max(x["peak_rss_mib"] for x in r["rows"][n])) for n in names]  # fmt: skip
+             max(x["peak_rss_mib"] for x in r["runs"][n])) for n in names]  # fmt: skip
     ratio = "; ".join(f"{n} / {names[0]}: **{v['median']:.3f}** (rounds {v['all']})"
                       for n, v in r["ratio"].items())  # fmt: skip
     change = table(("metric", *(f"largest |Δ|, {n} vs {names[0]}" for n in r["metric_change"])),
-                   [(m, *(r["metric_change"][n][m] for n in r["metric_change"]))
+                   [(m, *(f"{r['metric_change'][n][m]:.6f}" for n in r["metric_change"]))
                     for m in METRICS])  # fmt: skip
     return "\n\n".join([
         _header(r),

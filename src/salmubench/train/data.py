@@ -19,8 +19,12 @@ __all__ = ["POOLS", "VARIANTS", "BatchPlan", "Pool", "batch_sizes", "gather_batc
 MEMORY_LIMIT_BYTES = 8 << 30
 
 
-def estimated_bytes(manifest: dict[str, Any], splits: Sequence[str]) -> int:
-    size = manifest["image"]["size"]
+def estimated_bytes(
+    manifest: dict[str, Any], splits: Sequence[str], image_size: int | None = None
+) -> int:
+    """Decoded uint8 bytes of `splits`, at `image_size` (the model's, what they are decoded
+    to) or else the dataset's (None for a release of mixed sizes: then give the model's)."""
+    size = image_size or manifest["image"]["size"]
     return sum(manifest["counts"][s] for s in splits) * 3 * size * size
 
 

@@ -148,13 +148,14 @@ def index_unlearn_pools(
 
 
 def decoded_bytes(
-    manifest: dict[str, Any], retain: Sequence[str], retain_size: int, seed: int
+    manifest: dict[str, Any], retain: Sequence[str], retain_size: int, seed: int, image_size: int
 ) -> int:
-    """What `load_unlearn_pools` decodes: the forget splits and the retain subset."""
-    total = estimated_bytes(manifest, FORGET_SPLITS)
+    """What `load_unlearn_pools` decodes: the forget splits and the retain subset, at the
+    model's `image_size`."""
+    total = estimated_bytes(manifest, FORGET_SPLITS, image_size)
     if retain:
         select = retain_subset(manifest, retain, retain_size, seed)
-        everything = estimated_bytes(manifest, retain)
+        everything = estimated_bytes(manifest, retain, image_size)
         count = sum(manifest["counts"][s] for s in retain)
         total += everything if select is None else everything // count * len(select)
     return total

@@ -174,9 +174,9 @@ def unlearn(
     retain = cfg.retain if "retain" in uses else ()
     dataset = open_for_unlearning(data, retain)
     retain_subset(dataset, retain, cfg.retain_size, seed)  # a bad size fails before loading
-    size = decoded_bytes(dataset, retain, cfg.retain_size, seed)
-    loader = choose_loader(loader_cfg, size, MEMORY_LIMIT_BYTES)
     loaded = load_model(model, arch)
+    size = decoded_bytes(dataset, retain, cfg.retain_size, seed, image_size(loaded.model))
+    loader = choose_loader(loader_cfg, size, MEMORY_LIMIT_BYTES)
     check_source(loaded, dataset, allow_foreign_model)
     steps = plan_steps(cfg.budget, forget_samples(dataset), cfg.forget_batch)
     t_index = time.perf_counter()
