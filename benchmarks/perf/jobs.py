@@ -89,7 +89,7 @@ def doc_jobs(r: dict | None) -> str:
              max(x["peak_rss_mib"] for x in r["runs"][n])) for n in names]  # fmt: skip
     ratio = "; ".join(f"{n} / {names[0]}: **{v['median']:.3f}** (rounds {v['all']})"
                       for n, v in r["ratio"].items())  # fmt: skip
-    change = table(("metric", *(f"largest |Δ|, {n} vs {names[0]}" for n in r["metric_change"])),
+    change = table(("metric", *(f"largest change, {n} vs {names[0]}" for n in r["metric_change"])),
                    [(m, *(f"{r['metric_change'][n][m]:.6f}" for n in r["metric_change"]))
                     for m in METRICS])  # fmt: skip
     return "\n\n".join([
