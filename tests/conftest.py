@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from salmubench.config import stage_config
 from salmubench.data.shards import iter_split
 from salmubench.data.synth import synth
 from salmubench.manifest import read_manifest
+from salmubench.vocab import FORBIDDEN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,3 +89,17 @@ def s3_env(s3, monkeypatch):
     for key, value in s3.env().items():
         monkeypatch.setenv(key, value)
     return s3.env()
+
+
+@pytest.fixture(scope="session")
+def guarded_dataset(tmp_path_factory, micro_dataset) -> Path:
+    """The micro dataset without its holdout and evaluation shards: a method that so much
+    as opened one would fail (the files are gone, not just forbidden)."""
+    out = tmp_path_factory.mktemp("guarded") / "micro"
+    shutil.copytree(micro_dataset, out)
+    manifest = read_manifest(out, kind="dataset")
+    removed = [name for split in FORBIDDEN for name in manifest["shards"][split]]
+    for name in removed:
+        (out / name).unlink()
+    assert removed and {"holdout_identity", "holdout_association"} <= set(FORBIDDEN)
+    return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import signal
 import tarfile
 import time
@@ -272,22 +271,6 @@ def unlearn_args(data, model: Path, out: Path, method: str, *extra: str) -> list
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory, micro_dataset) -> Path:
-    """The micro dataset without its holdout and evaluation shards: a streaming unlearn run
-    that so much as indexed one would fail (the files are gone)."""
-    from salmubench.vocab import FORBIDDEN
-
-    out = tmp_path_factory.mktemp("guarded") / "micro"
-    shutil.copytree(micro_dataset, out)
-    manifest = read_manifest(out, kind="dataset")
-    removed = [name for split in FORBIDDEN for name in manifest["shards"][split]]
-    for name in removed:
-        (out / name).unlink()
-    assert removed
-    return out
-
-
-@pytest.fixture(scope="module")
 def unlearned_in_memory(tmp_path_factory, micro_dataset, micro_models) -> dict[str, Path]:
     """PRECISE (forget + generic captions + retain + the frozen original) and grad_diff
     (forget + retain), unlearned with the in-memory loader."""
@@ -303,17 +286,17 @@ def unlearned_in_memory(tmp_path_factory, micro_dataset, micro_models) -> dict[s
 
 @pytest.mark.parametrize("method", ["precise", "grad_diff"])
 def test_streaming_unlearning_equals_in_memory_and_reads_no_holdout(
-    tmp_path, guarded, micro_models, unlearned_in_memory, method
+    tmp_path, guarded_dataset, micro_models, unlearned_in_memory, method
 ):
     """Streamed from a dataset whose holdout shards are deleted: the weights of the
     in-memory run, bit for bit; the loader is recorded but is not part of the config."""
     out = tmp_path / method
-    args = unlearn_args(guarded, micro_models["compromised"], out, method, "--set",
+    args = unlearn_args(guarded_dataset, micro_models["compromised"], out, method, "--set",
                         "loader=stream", "--set", "loader_workers=1")  # fmt: skip
     assert main(args) == 0
     manifest = read_manifest(out, kind="model", verify=True)
     memory = read_manifest(unlearned_in_memory[method])
-    dataset = read_manifest(guarded)
+    dataset = read_manifest(guarded_dataset)
     shards = sum(len(dataset["shards"][s]) for s in manifest["reads"])
     assert manifest["data_loader"] == {"loader": "stream", "shards": shards, "workers": 1}
     assert memory["data_loader"] == {"loader": "memory", "shards": shards, "workers": 0}

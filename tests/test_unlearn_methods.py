@@ -4,7 +4,6 @@ up by itself), and hand-computed checks of the loss building blocks."""
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,20 +29,6 @@ from salmubench.unlearn.loop import unlearn
 REPO = Path(__file__).resolve().parents[1]
 PAPER_BASELINES = {"finetune", "neg_grad", "grad_diff", "shuffled_captions", "generic_captions",
                    "direct_sim_min", "vlunlearn", "delete", "cliperase"}  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def guarded_dataset(tmp_path_factory, micro_dataset) -> Path:
-    """The micro dataset without its holdout and evaluation shards: a method that so much
-    as opened one would fail (the files are gone, not just forbidden)."""
-    out = tmp_path_factory.mktemp("guarded") / "micro"
-    shutil.copytree(micro_dataset, out)
-    manifest = read_manifest(out, kind="dataset")
-    removed = [name for split in FORBIDDEN for name in manifest["shards"][split]]
-    for name in removed:
-        (out / name).unlink()
-    assert removed and {"holdout_identity", "holdout_association"} <= set(FORBIDDEN)
-    return out
 
 
 def test_the_nine_paper_baselines_are_registered():

@@ -5,6 +5,7 @@ differs, so the last bits of every float do)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ def suite(ctx: Bench) -> None:
             out = work / f"jobs-{jobs}"
             shutil.rmtree(out, ignore_errors=True)  # from scratch: nothing reused
             with tempfile.TemporaryDirectory() as cache:  # nor decoded splits
-                env = {**_environ(), "SALMUBENCH_CACHE": cache}
+                env = {**os.environ, "SALMUBENCH_CACHE": cache}
                 row = run(salmubench("bench", "--profile", args.profile, "--out", str(out),
                                      "--jobs", str(jobs), "-q", *worlds), env=env)  # fmt: skip
             row["stages"] = json.loads((out / "bench.json").read_text())["stages"]
@@ -52,12 +53,6 @@ def suite(ctx: Bench) -> None:
         },
     )
     print(doc_jobs(ctx.result("jobs")))
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _metrics(out: Path) -> dict[str, dict[str, float]]:
