@@ -53,9 +53,11 @@ def _tree_pss(pid: int) -> int:
     return total
 
 
-def run(argv: list[str]) -> dict:
-    """One command in a fresh process: wall seconds, peak PSS of its process tree (sampled)
-    and peak RSS of the process itself (ru_maxrss), in MiB."""
+def run(argv: list[str], sample: bool = True) -> dict:
+    """One command in a fresh process: wall seconds, peak PSS of its process tree (sampled
+    every 20 ms, if `sample`) and peak RSS of the process itself (ru_maxrss), in MiB.
+    Sampling reads /proc/PID/smaps_rollup, which walks the page tables under the process's
+    memory lock: it slowed a tiny training's steps by 20-40% here, so speed runs do not."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "salmubench", *argv],
@@ -65,14 +67,14 @@ def run(argv: list[str]) -> dict:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, _tree_pss(proc.pid))
+            peak = max(peak, _tree_pss(proc.pid)) if sample else 0
             time.sleep(0.02)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode:
             err.seek(0)
             raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{err.read()[-3000:]}")
     return {"seconds": round(time.perf_counter() - t0, 2),
-            "peak_tree_pss_mib": round(peak / 2**20, 1),
+            "peak_tree_pss_mib": round(peak / 2**20, 1) if sample else None,
             "peak_trainer_mib": round(usage.ru_maxrss / 1024, 1)}  # fmt: skip
 
 
@@ -83,10 +85,10 @@ def synth(out: Path, general: int, shard_size: int) -> Path:
     return out
 
 
-def train(data: Path, out: Path, loader: str, extra: list[str]) -> dict:
+def train(data: Path, out: Path, loader: str, extra: list[str], sample: bool = True) -> dict:
     result = run(["train", "--data", str(data), "--variant", "compromised", "--profile",
                   extra[0], "--out", str(out), "--force", "-q", "--set", f"loader={loader}",
-                  *[a for s in extra[1:] for a in ("--set", s)]])  # fmt: skip
+                  *[a for s in extra[1:] for a in ("--set", s)]], sample)  # fmt: skip
     manifest = read_manifest(out, kind="model")
     training = manifest["training"]
     result.update(steps_per_second=training["steps_per_second"],
@@ -116,7 +118,8 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
     for r in range(args.rounds):
         for loader in ("stream", "memory") if r % 2 == 0 else ("memory", "stream"):
             extra = ["tiny", f"steps={args.steps}", f"log_every={args.steps}"]
-            row = {"round": r, "loader": loader, **train(data, work / f"t-{loader}", loader, extra)}
+            timed = train(data, work / f"t-{loader}", loader, extra, sample=False)
+            row = {"round": r, "loader": loader, **timed}
             rows.append(row)
             print(json.dumps(row), flush=True)
     ratio = [s["steps_per_second"] / m["steps_per_second"] for s, m in zip(

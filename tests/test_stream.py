@@ -361,3 +361,45 @@ def test_auto_streams_unlearning_by_what_the_in_memory_path_would_decode(micro_d
     assert cfg.loader == "auto"
     assert choose_loader(cfg, size, limit=size) == "memory"
     assert choose_loader(cfg, size, limit=size - 1) == "stream"
+
+
+class _Policy(torch.utils.data.Dataset):
+    """Each item: the scheduling policy of the process that loads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        return os.sched_getscheduler(0)
+
+
+def test_loader_workers_run_at_idle_priority_only_when_they_share_the_trainers_cores():
+    """Workers that would preempt one of the trainer's threads (which wait for each other
+    at every barrier) run at SCHED_IDLE; a worker with a core of its own runs as usual."""
+    from salmubench.stagerun import available_cpus
+    from salmubench.train.stream import batches
+
+    threads, cpus = torch.get_num_threads(), len(available_cpus())
+    try:
+        torch.set_num_threads(cpus)  # the trainer's threads fill every core
+        assert list(batches(_Policy(), 1)) == [os.SCHED_IDLE] * 2
+        if cpus > 1:
+            torch.set_num_threads(cpus - 1)  # one core left for the worker
+            assert list(batches(_Policy(), 1)) == [os.SCHED_OTHER] * 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_token_cache_gives_a_fresh_calls_rows_and_stays_bounded():
+    from salmubench.models import tokenizer
+    from salmubench.train.stream import TokenCache
+
+    tokenize = tokenizer("salmu-micro")
+    cache = TokenCache(tokenize, size=3)
+    texts = ["a red car", "a dog", "a red car", "the sea", "a dog"]
+    assert torch.equal(cache(texts), tokenize(texts).long())
+    assert list(cache.rows) == ["a red car", "the sea", "a dog"]  # least recently used first
+    assert torch.equal(cache(["a bird", "a dog"]), tokenize(["a bird", "a dog"]).long())
+    assert list(cache.rows) == ["the sea", "a bird", "a dog"]  # "a red car" went: size 3
+    row = cache.rows["a bird"]
+    assert row.untyped_storage().nbytes() == row.numel() * row.element_size()  # not a view

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from salmubench.stagerun import available_cpus
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -75,11 +77,7 @@ class DistEnv:
         """Torch threads per process: as asked, or the CPUs shared among local processes."""
         if requested > 0:
             return requested
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:
-            cpus = os.cpu_count() or 1
-        return max(1, cpus // max(1, self.local_world_size))
+        return max(1, len(available_cpus()) // max(1, self.local_world_size))
 
 
 def gather(features: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,10 @@ from salmubench.config import ConfigError, TrainConfig, UnlearnConfig
 from salmubench.data.shards import decode, shard_paths
 from salmubench.data.tarindex import Index, ShardError, index_shard, list_shards, read_spans
 
-__all__ = ["LOADERS", "PoolBatches", "StepBatches", "batches", "choose_loader", "index_pools",
-           "list_shards"]  # fmt: skip
+__all__ = ["LOADERS", "PoolBatches", "StepBatches", "TokenCache", "batches", "choose_loader",
+           "index_pools", "list_shards"]  # fmt: skip
 from salmubench.engine.pools import BatchPlan
+from salmubench.stagerun import available_cpus
 from salmubench.typed import LOADERS
 from salmubench.vocab import POOLS
 
@@ -99,12 +103,41 @@ def caption_id(text: str) -> int:
                           signed=True)  # fmt: skip
 
 
+class TokenCache:
+    """`tokenize` with a bounded cache of caption -> token row. Captions repeat (templated
+    captions, and every epoch), and tokenising is about half of a worker's time per batch
+    (ftfy and BPE in Python). A row depends on its caption alone (open_clip's tokenizers
+    pad or truncate each text on its own), so a cached row equals a fresh call's; the
+    least recently used rows go past `size` captions, so memory stays bounded."""
+
+    def __init__(self, tokenize: Callable[[list[str]], torch.Tensor], size: int = 1 << 16):
+        self.tokenize, self.size = tokenize, size
+        self.rows: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        new = [t for t in dict.fromkeys(texts) if t not in self.rows]
+        if new:
+            for text, row in zip(new, self.tokenize(new).long(), strict=True):
+                self.rows[text] = row.clone()  # not a view that would keep the whole batch
+        for text in texts:
+            self.rows.move_to_end(text)
+        out = torch.stack([self.rows[t] for t in texts])
+        while len(self.rows) > self.size:
+            self.rows.popitem(last=False)
+        return out
+
+
 class _Samples:
     """Reading planned samples by offset: what both step datasets share (`indexes`, the
-    pools' sample indexes, and `image_size`, the model's, are their fields)."""
+    pools' sample indexes, `image_size`, the model's, and `tokenize` are their fields)."""
 
     indexes: dict[str, Index]
     image_size: int  # images of another size are resized (as `read_pool`)
+    tokenize: Callable[[list[str]], torch.Tensor]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tokenize, TokenCache):
+            self.tokenize = TokenCache(self.tokenize)
 
     def fetch(
         self, wanted: list[tuple[str, int]], generic: bool = False
@@ -216,8 +249,24 @@ def _ids(texts: list[str]) -> torch.Tensor:
     return torch.tensor([caption_id(t) for t in texts], dtype=torch.int64)
 
 
-def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # decoding is the workers' job; the main process trains
+def _worker_init(idle: bool, _: int) -> None:
+    """Decoding is the workers' job, one thread each; the main process trains. With `idle`
+    (the workers would share the trainer's cores) they run at SCHED_IDLE: only when a core
+    would otherwise idle, for the trainer's threads wait for each other at every barrier,
+    so a worker preempting one stalls them all. A worker that falls behind still runs: the
+    trainer then blocks on the next batch and frees the cores."""
+    torch.set_num_threads(1)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as e:  # a sandbox may refuse it; then the kernel's default share
+            log.debug("loader worker keeps the default scheduling: %s", e)
+
+
+def shares_cores(workers: int) -> bool:
+    """Whether `workers` loader processes beside this process's torch threads need more
+    cores than it may use (then they run at idle priority: `_worker_init`)."""
+    return workers > 0 and torch.get_num_threads() + workers > len(available_cpus())
 
 
 def batches(dataset: StepBatches, workers: int) -> Iterator[tuple]:
@@ -231,6 +280,6 @@ def batches(dataset: StepBatches, workers: int) -> Iterator[tuple]:
             shuffle=False,
             num_workers=workers,
             prefetch_factor=2 if workers else None,
-            worker_init_fn=_worker_init if workers else None,
+            worker_init_fn=partial(_worker_init, shares_cores(workers)) if workers else None,
         )
         return iter(loader)
