@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import re
 import shlex
@@ -96,9 +97,19 @@ class Module:
         }
         self.classes = [n for n in self.tree.body if isinstance(n, ast.ClassDef)]
         self.bindings: dict[str, tuple[str, str | None]] = {}  # name -> (module, attribute)
-        for node in _statements(self.tree.body, into_defs=False):
+        self._nodes: dict[int, list[ast.AST]] = {}
+        for node in self.nodes(self.tree):
             for bound, target in self._binds(node):
                 self.bindings.setdefault(bound, target)
+
+    def nodes(self, owner: ast.Module | ast.ClassDef | ast.FunctionDef) -> list[ast.AST]:
+        """`_statements` of the module's top level, a class's body (its methods' bodies
+        included) or a function's body, computed once per module parse."""
+        if id(owner) not in self._nodes:
+            self._nodes[id(owner)] = _statements(
+                owner.body, into_defs=not isinstance(owner, ast.Module)
+            )
+        return self._nodes[id(owner)]
 
     def _binds(self, node: ast.AST) -> list[tuple[str, tuple[str, str | None]]]:
         if isinstance(node, ast.Import):
@@ -142,6 +153,13 @@ def _statements(body: list[ast.stmt], into_defs: bool) -> list[ast.AST]:
     return out
 
 
+@functools.cache
+def _parse(repo: Path, name: str, mtime_ns: int, size: int) -> Module:
+    """A module parsed once per version of its file (each stage's closure reads the same
+    modules: `derive` builds 16 of them)."""
+    return Module(repo, name)
+
+
 class Closure:
     """The library code a command runs: modules imported and functions reachable.
 
@@ -156,13 +174,21 @@ class Closure:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         self.parsed: dict[str, Module] = {}
+        self.files: dict[str, Path | None] = {}
         self.modules: set[str] = set()
         self.functions: set[tuple[str, str]] = set()
         self.todo: list[tuple[str, str | None]] = []
 
+    def file(self, name: str) -> Path | None:
+        """`module_file`, looked up once per closure (the tree does not change meanwhile)."""
+        if name not in self.files:
+            self.files[name] = module_file(self.repo, name)
+        return self.files[name]
+
     def module(self, name: str) -> Module:
         if name not in self.parsed:
-            self.parsed[name] = Module(self.repo, name)
+            stat = self.file(name).stat()
+            self.parsed[name] = _parse(self.repo, name, stat.st_mtime_ns, stat.st_size)
         return self.parsed[name]
 
     def add(self, module: str, function: str | None = None) -> None:
@@ -171,22 +197,22 @@ class Closure:
     def run(self) -> set[str]:
         while self.todo:
             module, function = self.todo.pop()
-            if module_file(self.repo, module) is None:
+            if self.file(module) is None:
                 continue
             if module not in self.modules:
                 self.modules.add(module)
                 parts = module.split(".")
                 self.todo += [(".".join(parts[:i]), None) for i in range(1, len(parts))]
                 m = self.module(module)
-                self._visit(m, _statements(m.tree.body, into_defs=False))
+                self._visit(m, m.nodes(m.tree))
                 for cls in m.classes:
-                    self._visit(m, _statements(cls.body, into_defs=True))
+                    self._visit(m, m.nodes(cls))
             if function is None or (module, function) in self.functions:
                 continue
             m = self.module(module)
             if function in m.functions:
                 self.functions.add((module, function))
-                self._visit(m, _statements(m.functions[function].body, into_defs=True))
+                self._visit(m, m.nodes(m.functions[function]))
             elif function in m.bindings:  # a re-export: follow it
                 target, attr = m.bindings[function]
                 self._reach(target, attr)
@@ -195,7 +221,7 @@ class Closure:
     def _reach(self, module: str, attr: str | None) -> None:
         if attr is None:
             self.add(module)
-        elif module_file(self.repo, f"{module}.{attr}"):
+        elif self.file(f"{module}.{attr}"):
             self.add(f"{module}.{attr}")
         else:
             self.add(module, attr)
@@ -234,7 +260,7 @@ class Closure:
                     parts = rest.split(".")
                     for i in range(len(parts), 0, -1):  # the longest module prefix
                         prefix = ".".join([base, *parts[: i - 1]])
-                        if module_file(self.repo, prefix):
+                        if self.file(prefix):
                             self._reach(prefix, parts[i - 1])
                             break
 
@@ -343,7 +369,8 @@ def derive(repo: Path = REPO) -> dict[str, list[str]]:
     derived = {}
     for name, (words, keys) in stage_commands(repo).items():
         command = words[0]
-        handlers.setdefault(command, handler(repo, command))
+        if command not in handlers:  # one subprocess per command, not per stage
+            handlers[command] = handler(repo, command)
         roots = [entry, handlers[command]]
         method = words[words.index("--method") + 1] if "--method" in words else None
         if method is None:
