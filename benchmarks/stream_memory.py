@@ -3,6 +3,7 @@ in-memory loader.
 
     python benchmarks/stream_memory.py memory      # micro model; datasets 1x, 4x, 16x
     python benchmarks/stream_memory.py throughput  # tiny: streaming vs in-memory steps/s
+    python benchmarks/stream_memory.py loader --data D --profile small --workers 1 2 4
 
 `memory` builds three micro-profile datasets whose general world is 1x, 4x and 16x
 `--base` images in shards of `--shard-size` (so 16x has many shards), trains the same
@@ -14,6 +15,10 @@ forked workers share with the trainer count once) and the trainer's own peak RSS
 the tiny dataset and alternates streaming and in-memory runs of `--steps` steps, reading
 the loop's own steps/s (data loading before step 0 is not in it) and the time the step
 loop waited for data. Every run is `python -m salmubench train` in a fresh process.
+`loader` runs the streaming loader alone on a dataset (the profile's Compromised batches,
+its model's image size and tokenizer, no training) with each `--workers` count, and
+reports the steps/s it delivers: what a trainer on a fast accelerator can draw at most,
+so a step is data-bound when it is shorter than 1 / that.
 
 Writes benchmarks/results/stream-<mode>.json and prints a table.
 """
@@ -129,19 +134,64 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
             "median_ratio": round(statistics.median(ratio), 3)}  # fmt: skip
 
 
+def loader(args: argparse.Namespace, work: Path) -> dict:
+    """The streaming loader alone: steps/s it delivers with each worker count."""
+    import torch
+
+    from salmubench.config import stage_config
+    from salmubench.engine.pools import BatchPlan
+    from salmubench.models import create, image_size, tokenizer
+    from salmubench.train.data import batch_sizes
+    from salmubench.train.stream import StepBatches, batches, index_pools
+    from salmubench.vocab import VARIANTS
+
+    cfg = stage_config("train", args.profile)
+    manifest = read_manifest(args.data, kind="dataset")
+    t0 = time.perf_counter()
+    indexes = index_pools(args.data, manifest, VARIANTS["compromised"])
+    seconds_index = time.perf_counter() - t0
+    per_step = batch_sizes(cfg.batch_size, "compromised", cfg.sensitive_batch,
+                           cfg.retain_fraction)  # fmt: skip
+    plan = BatchPlan({p: len(i) for p, i in indexes.items()}, per_step, 0)
+    size, tokenize = image_size(create(cfg.model)), tokenizer(cfg.model)
+    batch = sum(per_step.values())
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))  # as a trainer would
+    rows = []
+    for workers in args.workers:
+        steps = StepBatches(indexes, plan, 0, args.steps + 2, 0, batch, tokenize, size)
+        it = batches(steps, workers)
+        next(it), next(it)  # workers started and first batches in: not the rate
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            next(it)
+        seconds = time.perf_counter() - t0
+        rows.append({"workers": workers, "steps": args.steps, "batch": batch,
+                     "steps_per_second": round(args.steps / seconds, 3),
+                     "samples_per_second": round(args.steps * batch / seconds, 1)})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return {"profile": args.profile, "data": str(args.data), "image_size": size,
+            "seconds_index": round(seconds_index, 2), "rows": rows}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("memory", "throughput"))
+    parser.add_argument("mode", choices=("memory", "throughput", "loader"))
     parser.add_argument("--base", type=int, default=2000, help="general-world images at 1x")
     parser.add_argument("--shard-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=4, help="throughput: alternating rounds")
     parser.add_argument("--work", type=Path, help="keep datasets here (default: a temp dir)")
+    parser.add_argument("--data", type=Path, help="loader: the dataset to read")
+    parser.add_argument("--profile", default="small", help="loader: batches and model")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="loader")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = memory(args, work) if args.mode == "memory" else throughput(args, work)
+        modes = {"memory": memory, "throughput": throughput, "loader": loader}
+        if args.mode == "loader" and args.data is None:
+            parser.error("loader needs --data (a dataset folder)")
+        result = modes[args.mode](args, work)
     result.update(command=" ".join(sys.argv), machine=platform.node(), cpus=os.cpu_count(),
                   affinity=len(os.sched_getaffinity(0)),
                   threads=os.environ.get("OMP_NUM_THREADS"))  # fmt: skip
