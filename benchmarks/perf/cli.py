@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import perf
-from perf import e2e, evaltask, evaluate, gpu, jobs, synth, train, unlearn, world
+from perf import e2e, evaltask, evaluate, gpu, jobs, runner, synth, train, unlearn, world
 from perf.common import DOC, RESULTS, ROOT, Bench
 from perf.doc import render_doc
 
 # name -> the suite; in the order `all` runs them: e2e before eval and unlearn, which then
 # use its fully trained Compromised model, and before world, which reads its stage times.
-# `gpu` and `jobs` (two fresh benches per round) are never part of `all`.
+# `gpu`, `jobs` and `runner` (two fresh benches per round) are never part of `all`.
 SUITES: dict[str, Callable[[Bench], None]] = {
     "synth": synth.suite,
     "train": train.suite,
@@ -28,6 +28,7 @@ SUITES: dict[str, Callable[[Bench], None]] = {
     "gpu": gpu.suite,
     "world": world.suite,
     "jobs": jobs.suite,
+    "runner": runner.suite,
 }
 IN_ALL = ("synth", "train", "e2e", "eval", "evaltask", "unlearn", "world")
 

@@ -11,6 +11,7 @@ from perf.e2e import doc_e2e
 from perf.evaltask import doc_evaltask
 from perf.evaluate import doc_eval
 from perf.jobs import doc_jobs
+from perf.runner import doc_runner
 from perf.synth import doc_synth, doc_synth_against
 from perf.train import doc_train
 from perf.unlearn import doc_unlearn
@@ -116,6 +117,7 @@ def render_doc(results: Path, profile: str) -> str:
         "world": doc_world(load_result(results, "world", profile)),
         "synth_against": doc_synth_against(results, profile),
         "jobs": doc_jobs(load_result(results, "jobs", profile)),
+        "runner": doc_runner(load_result(results, "runner", profile)),
     }
     for name, text in parts.items():
         template = template.replace("{{" + name + "}}", text)
