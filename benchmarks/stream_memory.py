@@ -62,7 +62,7 @@ def run(argv: list[str], sample: bool = True) -> dict:
     """One command in a fresh process: wall seconds, peak PSS of its process tree (sampled
     every 20 ms, if `sample`) and peak RSS of the process itself (ru_maxrss), in MiB.
     Sampling reads /proc/PID/smaps_rollup, which walks the page tables under the process's
-    memory lock: it slowed a tiny training's steps by 20-40% here, so speed runs do not."""
+    memory lock: it slowed a tiny training's steps by about 40% here, so speed runs do not."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen([sys.executable, "-m", "salmubench", *argv],
